@@ -1,0 +1,195 @@
+"""The `cssl` command: one sub-command per pipeline step, plus the drivers that run the whole DAG.
+
+Heavy libraries (torch, MONAI, Great Expectations, MLflow, Prefect, DVC) are imported inside the
+commands, so `cssl --help` answers at once. Expected failures (bad input, failed quality gate, bad
+params) end with one readable `error:` line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Continual SSL on multi-window chest CT: pipeline steps and drivers.",
+)
+flow_app = typer.Typer(no_args_is_help=True, help="Run or schedule the pipeline as a Prefect flow.")
+app.add_typer(
+    flow_app, name="flow", help="Run or schedule the pipeline as a Prefect flow (reads the DAG from dvc.yaml)."
+)
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, KeyError, ValueError, NotADirectoryError)
+
+
+def _fail(error: BaseException) -> None:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from cssl_core.ingest.pipeline import IngestInputError
+    from tasks.quality import QualityGateError
+
+    return (*EXPECTED_ERRORS, IngestInputError, QualityGateError)
+
+
+def _run(action):
+    try:
+        return action()
+    except _expected_errors() as error:  # noqa: B030 - tuple built lazily
+        _fail(error)
+
+
+@app.command("demo-data")
+def demo_data(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write the cohort(s).")],
+    cohort: Annotated[
+        str | None, typer.Option(help="One cohort of params data.demo; all of them (one subfolder each) when omitted.")
+    ] = None,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Write the built-in demo data (synthetic phantom DICOM and the real NSCLC series) as DICOM."""
+    from tasks.demo_data import run_demo_data
+    from tasks.params import load_params
+
+    def action():
+        loaded = load_params(params)
+        names = [cohort] if cohort else sorted(loaded.get("data", {}).get("demo", {}))
+        for name in names:
+            target = out_dir if cohort else out_dir / name
+            summary = run_demo_data(target, name, loaded)
+            typer.echo(f"demo-data {name}: {summary.get('files', summary)} files -> {target}")
+
+    _run(action)
+
+
+@app.command()
+def ingest(
+    input: Annotated[Path, typer.Option("--input", help="Folder of DICOM files (searched recursively).")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for volumes, manifest and accounting.")],
+    workers: Annotated[int, typer.Option(help="Worker processes over series.")] = 1,
+    volume_format: Annotated[str, typer.Option(help="nii.gz (compressed) or nii.")] = "nii.gz",
+) -> None:
+    """Ingest DICOM: HU volumes (NIfTI), manifest, per-file accounting with quarantine reasons."""
+    from tasks.ingest import run_ingest
+
+    def action():
+        if volume_format not in ("nii.gz", "nii"):
+            raise ValueError(f"--volume-format must be nii.gz or nii, got {volume_format!r}")
+        summary = run_ingest(input, output, workers=workers, compress=volume_format == "nii.gz")
+        typer.echo(
+            f"ingest: {summary.get('n_series')} series, {summary.get('n_slices')} slices; files: "
+            f"{summary.get('n_ingested')} ingested, {summary.get('n_quarantined')} quarantined, "
+            f"{summary.get('n_ignored')} ignored -> {output}"
+        )
+
+    _run(action)
+
+
+@app.command()
+def window(
+    cohort: Annotated[str, typer.Option(help="Cohort name (data/interim/<cohort>).")],
+    window_name: Annotated[str, typer.Option("--window", help="Window preset name from params window.presets.")],
+    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = Path("data/interim"),
+    output: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Apply a CT window: memory-mappable 2-D training slices plus an index table."""
+    from tasks.params import load_params
+    from tasks.window import run_window
+
+    def action():
+        meta = run_window(
+            interim / cohort, output / f"{cohort}-{window_name}", cohort, window_name, load_params(params)
+        )
+        typer.echo(f"window {cohort}-{window_name}: {meta['n_slices']} slices {meta['size']}px {meta['dtype']}")
+
+    _run(action)
+
+
+@app.command()
+def quality(
+    cohort: Annotated[str, typer.Option(help="Cohort name.")],
+    window_name: Annotated[str, typer.Option("--window", help="Window preset name.")],
+    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = Path("data/interim"),
+    windowed: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
+    output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Great Expectations gates on the manifest and the windowed slices; hard failures exit non-zero."""
+    from tasks.quality import run_quality
+
+    from tasks.params import load_params
+
+    def action():
+        report = run_quality(
+            interim / cohort / "manifest.parquet",
+            windowed / f"{cohort}-{window_name}",
+            output / f"{cohort}-{window_name}.json",
+            load_params(params)["quality"],
+            stage_name=f"quality@{cohort}-{window_name}",
+        )
+        typer.echo(
+            f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed"
+        )
+
+    _run(action)
+
+
+@app.command()
+def dag() -> None:
+    """Print the pipeline's stages in the order dvc.yaml defines (as the Prefect flow runs them)."""
+    from flows.dag import stage_order
+
+    for stage in stage_order(Path.cwd()):
+        typer.echo(f"{stage.name}  <- {', '.join(stage.upstream) or '-'}")
+
+
+@app.command()
+def repro(
+    targets: Annotated[list[str] | None, typer.Argument(help="Stages to reproduce (default: all).")] = None,
+    force: Annotated[bool, typer.Option(help="Re-run stages even if unchanged.")] = False,
+) -> None:
+    """`dvc repro` under one MLflow parent run, so the stage runs of one execution group together."""
+    from flows.driver import repro_with_parent_run
+
+    raise typer.Exit(code=repro_with_parent_run(Path.cwd(), targets or [], force=force))
+
+
+@flow_app.command("run")
+def flow_run(
+    retries: Annotated[int, typer.Option(help="Retries per stage task.")] = 1,
+    force: Annotated[bool, typer.Option(help="Re-run stages even if unchanged.")] = False,
+) -> None:
+    """Run the pipeline once as a Prefect flow (ephemeral API unless PREFECT_API_URL is set)."""
+    from flows.pipeline import run_pipeline
+
+    result = run_pipeline(project_dir=str(Path.cwd()), retries=retries, force=force)
+    failed = [name for name, state in result.items() if state != "succeeded"]
+    raise typer.Exit(code=1 if failed else 0)
+
+
+@flow_app.command("serve")
+def flow_serve(
+    cron: Annotated[str, typer.Option(help="Cron schedule, e.g. '0 2 * * *' for 02:00 every night.")] = "0 2 * * *",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "cssl-nightly",
+) -> None:
+    """Serve a scheduled deployment against a Prefect server (`prefect server start`); Ctrl-C stops it."""
+    from flows.pipeline import serve_pipeline
+
+    serve_pipeline(project_dir=str(Path.cwd()), cron=cron, name=name)
+
+
+def main() -> None:
+    app(prog_name="cssl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

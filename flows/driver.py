@@ -1,0 +1,23 @@
+"""`cssl repro`: the whole DAG through `dvc repro`, grouped under one MLflow parent run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from flows.stage_runner import dvc_repro
+from tasks import tracking
+
+
+def repro_with_parent_run(project_dir: Path, targets: Sequence[str], force: bool = False) -> int:
+    mlflow = tracking.configure(project_dir)
+    with mlflow.start_run(run_name="pipeline", tags={"cssl.driver": "cssl repro"}) as parent:
+        started = time.perf_counter()
+        code, _ = dvc_repro(project_dir, targets, force=force, parent_run_id=parent.info.run_id)
+        mlflow.log_metrics({"pipeline_seconds": time.perf_counter() - started, "exit_code": code})
+        if code != 0:
+            mlflow.set_tag("cssl.failed", "true")
+    if code != 0:
+        mlflow.MlflowClient().set_terminated(parent.info.run_id, status="FAILED")
+    return code

@@ -1,0 +1,99 @@
+"""The Prefect flow: every DVC stage as a Prefect task, in the order DVC's graph gives.
+
+Stages run one at a time because `dvc repro` holds a repository lock; a failed stage (after its
+retries) marks its downstream stages as skipped while independent branches still run, and the flow
+ends failed. Each stage's output streams into the Prefect task log; a table artifact summarises the run.
+The MLflow parent run opened here groups the stages' runs of this execution.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_table_artifact  # noqa: E402
+
+from flows.dag import stage_order  # noqa: E402
+from flows.stage_runner import dvc_repro  # noqa: E402
+from tasks import tracking  # noqa: E402
+
+SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
+TAIL_LINES = 15
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+@task(name="dvc-stage", retry_delay_seconds=2, task_run_name="{stage}")
+def run_stage(stage: str, project_dir: str, force: bool, parent_run_id: str | None) -> float:
+    """`dvc repro --single-item <stage>`; raises with the output's tail when the stage fails."""
+    logger = get_run_logger()
+    started = time.perf_counter()
+    code, lines = dvc_repro(
+        Path(project_dir), [stage], single_item=True, force=force, parent_run_id=parent_run_id, on_line=logger.info
+    )
+    if code != 0:
+        tail = "\n".join(lines[-TAIL_LINES:])
+        raise StageFailed(f"stage {stage} failed (exit {code}):\n{tail}")
+    return time.perf_counter() - started
+
+
+@flow(name="cssl-pipeline", log_prints=True)
+def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False) -> dict[str, str]:
+    """Run every stage of dvc.yaml; returns {stage: succeeded | failed | skipped}."""
+    logger = get_run_logger()
+    root = Path(project_dir).resolve()
+    order = stage_order(root)
+    logger.info("pipeline: %d stages from dvc.yaml", len(order))
+    mlflow = tracking.configure(root)
+    states: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    stage_task = run_stage.with_options(retries=retries)
+    with mlflow.start_run(run_name="pipeline", tags={"cssl.driver": "prefect"}) as parent:
+        for node in order:
+            if any(states.get(up) != SUCCEEDED for up in node.upstream):
+                states[node.name] = SKIPPED
+                logger.warning("skipping %s: an upstream stage did not succeed", node.name)
+                continue
+            state = stage_task(node.name, str(root), force, parent.info.run_id, return_state=True)
+            if state.is_completed():
+                states[node.name] = SUCCEEDED
+                seconds[node.name] = state.result()
+            else:
+                states[node.name] = FAILED
+                logger.error("stage %s failed after %d retries", node.name, retries)
+        n_failed = sum(s != SUCCEEDED for s in states.values())
+        mlflow.log_metrics({"stages": len(states), "stages_not_succeeded": n_failed})
+    if n_failed:
+        mlflow.MlflowClient().set_terminated(parent.info.run_id, status="FAILED")
+    create_table_artifact(
+        key="cssl-pipeline-stages",
+        table=[
+            {"stage": name, "state": state, "seconds": round(seconds.get(name, 0.0), 2)}
+            for name, state in states.items()
+        ],
+        description="Stages of this pipeline run, in DVC order",
+    )
+    if n_failed:
+        failed = [name for name, state in states.items() if state == FAILED]
+        raise StageFailed(f"{len(failed)} stage(s) failed: {', '.join(failed)}; {n_failed - len(failed)} skipped")
+    return states
+
+
+def run_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False) -> dict[str, str]:
+    """Run the flow once; returns the stage states even when the flow fails."""
+    state = cssl_pipeline(project_dir=project_dir, retries=retries, force=force, return_state=True)
+    if state.is_completed():
+        return state.result()
+    order = stage_order(Path(project_dir).resolve())
+    return {node.name: "unknown" for node in order} | {"__flow__": FAILED}
+
+
+def serve_pipeline(project_dir: str, cron: str, name: str) -> None:
+    """Serve a cron-scheduled deployment; needs PREFECT_API_URL pointing at `prefect server start`."""
+    cssl_pipeline.serve(name=name, cron=cron, parameters={"project_dir": str(Path(project_dir).resolve())})

@@ -1,0 +1,31 @@
+"""Stage `ingest@<cohort>`: DICOM folder -> HU volumes, manifest and per-file accounting."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tasks import tracking
+
+
+def run_ingest(
+    input_dir: Path, output_dir: Path, workers: int, compress: bool, stage_name: str | None = None
+) -> dict[str, Any]:
+    from cssl_core.ingest.pipeline import ingest_directory
+
+    from cssl_core.ingest.keys import load_secret
+
+    cohort = input_dir.resolve().name
+    stage = stage_name or f"ingest@{cohort}"
+    with tracking.stage_run(stage, {"workers": workers, "compress": compress}, tags={"cssl.cohort": cohort}):
+        summary = ingest_directory(input_dir, output_dir, workers=workers, secret=load_secret(), compress=compress)
+        figures = {k: v for k, v in asdict(summary).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        tracking.log_metrics(figures)
+        import mlflow
+
+        for name in ("summary.json",):
+            path = output_dir / name
+            if path.exists():
+                mlflow.log_artifact(str(path))
+    return asdict(summary)
