@@ -172,6 +172,8 @@ def flow_run(
     from flows.pipeline import run_pipeline
 
     result = run_pipeline(project_dir=str(Path.cwd()), retries=retries, force=force)
+    for name, state in result.items():
+        typer.echo(f"{state:>10}  {name}")
     failed = [name for name, state in result.items() if state != "succeeded"]
     raise typer.Exit(code=1 if failed else 0)
 

@@ -25,7 +25,7 @@ def stage_order(project_dir: Path) -> list[StageNode]:
     with Repo(str(project_dir)) as repo:
         graph = repo.index.graph  # edges point from a stage to the stages it depends on
         stages = [node for node in graph.nodes if getattr(node, "cmd", None)]
-        names = {stage: stage.addressing for stage in stages}
+        names = {stage: stage.name for stage in stages}  # one dvc.yaml at the root: names are unique
         dependency_first = graph.reverse(copy=True).subgraph(stages)
         ordered = nx.lexicographical_topological_sort(dependency_first, key=lambda stage: names[stage])
         return [

@@ -16,6 +16,7 @@ os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_table_artifact  # noqa: E402
+from prefect.states import Failed, State  # noqa: E402
 
 from flows.dag import stage_order  # noqa: E402
 from flows.stage_runner import dvc_repro  # noqa: E402
@@ -44,7 +45,7 @@ def run_stage(stage: str, project_dir: str, force: bool, parent_run_id: str | No
 
 
 @flow(name="cssl-pipeline", log_prints=True)
-def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False) -> dict[str, str]:
+def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False) -> dict[str, str] | State:
     """Run every stage of dvc.yaml; returns {stage: succeeded | failed | skipped}."""
     logger = get_run_logger()
     root = Path(project_dir).resolve()
@@ -81,17 +82,18 @@ def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False)
     )
     if n_failed:
         failed = [name for name, state in states.items() if state == FAILED]
-        raise StageFailed(f"{len(failed)} stage(s) failed: {', '.join(failed)}; {n_failed - len(failed)} skipped")
+        message = f"{len(failed)} stage(s) failed: {', '.join(failed)}; {n_failed - len(failed)} skipped"
+        return Failed(message=message, data=states)
     return states
 
 
 def run_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False) -> dict[str, str]:
     """Run the flow once; returns the stage states even when the flow fails."""
     state = cssl_pipeline(project_dir=project_dir, retries=retries, force=force, return_state=True)
-    if state.is_completed():
-        return state.result()
-    order = stage_order(Path(project_dir).resolve())
-    return {node.name: "unknown" for node in order} | {"__flow__": FAILED}
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, dict):
+        return result
+    raise StageFailed(f"pipeline flow ended {state.type.value}: {state.message}")
 
 
 def serve_pipeline(project_dir: str, cron: str, name: str) -> None:

@@ -1,0 +1,87 @@
+"""The Prefect flow on a real (test-harness) Prefect server, running the DVC stages of a tiny project."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.dag import stage_order
+from tests.helpers import make_tiny_project, tiny_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture()
+def in_project(monkeypatch):
+    def enter(root: Path) -> Path:
+        monkeypatch.chdir(root)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        return root
+
+    return enter
+
+
+def test_flow_runs_every_dvc_stage_in_dag_order(harness, in_project, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.pipeline import cssl_pipeline
+
+    params = tiny_params()
+    params["data"]["demo"].pop("phantom_b")
+    params["ingest"]["cohorts"] = ["phantom_a"]
+    params["window"]["apply"] = ["lung"]
+    root = in_project(make_tiny_project(tmp_path / "project", params))
+    expected = [node.name for node in stage_order(root)]
+    assert expected == ["demo-data@phantom_a", "ingest@phantom_a", "window@phantom_a-lung", "quality@phantom_a-lung"]
+
+    state = cssl_pipeline(project_dir=str(root), retries=0, return_state=True)
+    assert state.is_completed(), state.message
+    states = state.result()
+    assert list(states) == expected and set(states.values()) == {"succeeded"}
+    assert (root / "data/quality/phantom_a-lung.json").exists()
+
+    import anyio
+
+    async def task_runs():
+        async with get_client() as client:
+            flow_run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            runs = await client.read_task_runs(flow_run_filter=flow_run_filter)
+            return sorted((r.expected_start_time, r.name, r.state_type.value) for r in runs)
+
+    runs = anyio.run(task_runs)
+    assert [name for _, name, _ in runs] == expected
+    assert {kind for _, _, kind in runs} == {"COMPLETED"}
+
+
+def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, tmp_path):
+    from flows.pipeline import cssl_pipeline
+
+    params = tiny_params()
+    params["data"]["demo"].pop("phantom_b")
+    params["ingest"]["cohorts"] = ["phantom_a", "empty_site"]
+    params["window"]["apply"] = ["mediastinal"]
+    root = in_project(make_tiny_project(tmp_path / "project", params))
+    (root / "data/raw/empty_site").mkdir(parents=True)
+    (root / "data/raw/empty_site/notes.txt").write_text("no DICOM here\n")
+
+    state = cssl_pipeline(project_dir=str(root), retries=1, return_state=True)
+    assert state.is_failed()
+    assert "ingest@empty_site" in state.message
+    states = state.result(raise_on_failure=False)
+    assert states["ingest@empty_site"] == "failed"
+    assert states["window@empty_site-mediastinal"] == "skipped"
+    assert states["quality@empty_site-mediastinal"] == "skipped"
+    assert states["quality@phantom_a-mediastinal"] == "succeeded"

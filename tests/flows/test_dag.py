@@ -1,0 +1,33 @@
+import shutil
+import subprocess
+
+import yaml
+
+from flows.dag import stage_order
+from tests.helpers import REPO_ROOT
+
+
+def test_order_comes_from_dvc_and_respects_dependencies():
+    order = stage_order(REPO_ROOT)
+    names = [node.name for node in order]
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    cohorts, windows = params["ingest"]["cohorts"], params["window"]["apply"]
+    assert len(names) == len(params["data"]["demo"]) + len(cohorts) + 2 * len(cohorts) * len(windows)
+    position = {name: i for i, name in enumerate(names)}
+    for node in order:
+        for upstream in node.upstream:
+            assert position[upstream] < position[node.name]
+    assert ("ingest@nsclc",) == next(n for n in order if n.name == "window@nsclc-lung").upstream
+
+
+def test_adding_a_cohort_in_params_adds_its_stages(tmp_path):
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy2(REPO_ROOT / name, tmp_path / name)
+    shutil.copytree(REPO_ROOT / ".dvc", tmp_path / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["data"]["demo"]["phantom_c"] = dict(params["data"]["demo"]["phantom_a"], seed=99)
+    params["ingest"]["cohorts"].append("phantom_c")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    names = {node.name for node in stage_order(tmp_path)}
+    assert {"demo-data@phantom_c", "ingest@phantom_c", "window@phantom_c-lung", "quality@phantom_c-mediastinal"} <= names
