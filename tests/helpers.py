@@ -19,7 +19,7 @@ TINY_PARAMS_OVERRIDES = {
     "data": {
         "demo": {
             "phantom_a": {"n_patients": 2, "n_slices": 10, "matrix": 64, "pixel_spacing_mm": 5.0},
-            "phantom_b": {"n_patients": 2, "n_slices": 10, "matrix": 56, "pixel_spacing_mm": 6.0},
+            "phantom_b": {"n_patients": 2, "n_slices": 10, "matrix": 56, "pixel_spacing_mm": 5.0},
         }
     },
     "ingest": {"cohorts": ["phantom_a", "phantom_b"], "workers": 1},

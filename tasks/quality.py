@@ -1,0 +1,215 @@
+"""Stage `quality@<cohort>-<window>`: the gate between windowing and training.
+
+Two Great Expectations suites (tasks/expectations.py) run on the ingested manifest (one row per series)
+and on per-slice statistics of the windowed array (cssl_core/quality_stats.py). The JSON report is a DVC
+metric and is written whether or not the gate passes, so that a failed `dvc repro` leaves behind the
+file that explains it. Hard failures then raise `QualityGateError`, which the CLI turns into a non-zero
+exit: DVC marks the stage failed and nothing downstream trains on bad data. Soft failures only warn.
+
+GX's HTML validation page is cheap to render from an ephemeral context (no data-docs site is needed,
+tens of milliseconds), so one page per suite is written next to the report as
+`<cohort>-<window>.<suite>.html` unless `quality.html_report` is false. They are conveniences, not DVC
+outputs: the JSON is the contract. (The pages load GX's CSS/JS from public CDNs when opened; offline they
+are unstyled but still readable.)
+
+Only counts go to MLflow. Series keys are keyed pseudonyms and may appear in the report and the error,
+but the tracking store gets figures and the params block only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
+from tasks import tracking
+from tasks.expectations import (
+    HARD,
+    MANIFEST_SUITE,
+    MAX_SERIES,
+    SLICES_SUITE,
+    SOFT,
+    Outcome,
+    manifest_expectations,
+    outcomes,
+    render_html,
+    slice_expectations,
+    validate,
+)
+
+METRIC_KEYS = ("n_expectations", "n_passed", "n_hard_failed", "n_soft_failed")
+
+
+class QualityGateError(Exception):
+    """A hard expectation failed; the message has one readable line per failure, `report` the details."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _quality_block(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept the `quality` block (what the CLI passes) or the whole params.yaml."""
+    block = params.get("quality", params)
+    if not isinstance(block, Mapping):
+        raise ValueError(f"params.yaml quality must be a mapping, got {type(block).__name__}")
+    return block
+
+
+def _names(meta: Mapping[str, Any], stage_name: str) -> tuple[str, str]:
+    """Cohort and window as the window stage recorded them, falling back to the stage name's suffix."""
+    window = meta.get("window")
+    window_name = window.get("name") if isinstance(window, Mapping) else window
+    fallback = stage_name.split("@", 1)[-1]
+    return str(meta.get("cohort") or fallback), str(window_name or fallback)
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy scalars unwrapped, and non-finite floats as strings so the file stays strict JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _failure(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "suite": outcome.suite,
+        "expectation": outcome.expectation,
+        "column": outcome.column,
+        "rule": outcome.rule,
+        "severity": outcome.severity,
+        "unexpected_series": outcome.unexpected_series,
+        "observed": outcome.observed,
+    }
+
+
+def _suite_summary(results: list[Outcome], n_rows: int) -> dict[str, int]:
+    return {"n_rows": n_rows, "n_expectations": len(results), "n_passed": sum(o.success for o in results)}
+
+
+def build_report(cohort: str, window: str, results: dict[str, list[Outcome]], rows: dict[str, int]) -> dict[str, Any]:
+    """The DVC metric: counts at the top (what `dvc metrics show/diff` compare), failures hard-first below."""
+    flat = [o for suite in results.values() for o in suite]
+    failed = [o for o in flat if not o.success]
+    hard = [o for o in failed if o.severity == HARD]
+    soft = [o for o in failed if o.severity == SOFT]
+    report = {
+        "cohort": cohort,
+        "window": window,
+        "passed": not hard,
+        "n_expectations": len(flat),
+        "n_passed": len(flat) - len(failed),
+        "n_hard_failed": len(hard),
+        "n_soft_failed": len(soft),
+        "suites": {name: _suite_summary(suite, rows[name]) for name, suite in results.items()},
+        "failures": [_failure(o) for o in hard + soft],
+    }
+    return _jsonable(report)
+
+
+def _describe_observed(observed: Any) -> str:
+    if isinstance(observed, Mapping) and "error" in observed:
+        return f"could not evaluate: {observed['error']}"
+    if isinstance(observed, Mapping) and "unexpected_count" in observed:
+        values = ", ".join(str(v) for v in observed.get("values", [])[:5])
+        return f"{observed['unexpected_count']} row(s) ({observed.get('unexpected_percent', 0):.1f}%), e.g. {values}"
+    return f"observed {observed}"
+
+
+def failure_line(failure: Mapping[str, Any]) -> str:
+    """One readable line: where, which rule, what GX saw, which series to look at."""
+    keys = ["<no series_key>" if k is None else k for k in failure["unexpected_series"]]
+    series = ""
+    if keys:
+        more = ", ..." if len(keys) >= MAX_SERIES else ""
+        series = f"; series: {', '.join(keys)}{more}"
+    return (
+        f"[{failure['severity']}] {failure['suite']}: {failure['expectation']}: {failure['rule']}: "
+        f"{_describe_observed(failure['observed'])}{series}"
+    )
+
+
+def gate_message(report: Mapping[str, Any], output_path: Path) -> str:
+    hard = [f for f in report["failures"] if f["severity"] == HARD]
+    lines = [
+        f"quality gate failed for cohort {report['cohort']!r}, window {report['window']!r}: "
+        f"{len(hard)} hard expectation(s) failed (report: {output_path})"
+    ]
+    lines += [f"  - {failure_line(f)}" for f in hard]
+    return "\n".join(lines)
+
+
+def _warn_soft(report: Mapping[str, Any]) -> None:
+    for failure in report["failures"]:
+        if failure["severity"] == SOFT:
+            print(f"warning: quality {report['cohort']}-{report['window']}: {failure_line(failure)}", file=sys.stderr)
+
+
+def _write_html(validations: Mapping[str, Any], output_path: Path) -> None:
+    for name, validation in validations.items():
+        html_path = output_path.with_name(f"{output_path.stem}.{name}.html")
+        html_path.write_text(render_html(validation), encoding="utf-8")
+
+
+def _figures(report: Mapping[str, Any], seconds: float) -> dict[str, float]:
+    figures = {key: float(report[key]) for key in METRIC_KEYS}
+    figures["passed"] = 1.0 if report["passed"] else 0.0
+    figures["seconds"] = seconds
+    return figures
+
+
+def _read_inputs(manifest_path: Path, windowed_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path} not found: run the ingest stage for this cohort first")
+    meta = read_meta(windowed_dir)
+    if meta.get("n_slices") is None:
+        raise ValueError(f"{windowed_dir}/meta.json has no n_slices: re-run the window stage")
+    return pd.read_parquet(manifest_path), windowed_slice_stats(windowed_dir), meta
+
+
+def run_quality(
+    manifest_path: Path, windowed_dir: Path, output_path: Path, params: Mapping[str, Any], stage_name: str
+) -> dict[str, Any]:
+    """Validate one cohort/window, write the report, log to MLflow; raise QualityGateError on a hard failure.
+
+    Inputs are read before the MLflow run opens, so a missing file is an ordinary error, not a failed
+    quality run in the tracking store.
+    """
+    block = _quality_block(params)
+    manifest, stats, meta = _read_inputs(manifest_path, windowed_dir)
+    cohort, window = _names(meta, stage_name)
+    manifest_rules = manifest_expectations(block)
+    slice_rules = slice_expectations(block, stored_value_range(meta), int(meta["n_slices"]))
+    with tracking.stage_run(stage_name, dict(block), tags={"cssl.cohort": cohort, "cssl.window": window}):
+        started = time.perf_counter()
+        validations = {
+            MANIFEST_SUITE: validate(MANIFEST_SUITE, manifest, manifest_rules),
+            SLICES_SUITE: validate(SLICES_SUITE, stats, slice_rules),
+        }
+        results = {name: outcomes(name, validation) for name, validation in validations.items()}
+        report = build_report(cohort, window, results, {MANIFEST_SUITE: len(manifest), SLICES_SUITE: len(stats)})
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        output_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        if block.get("html_report", True):
+            _write_html(validations, output_path)
+        tracking.log_metrics(_figures(report, time.perf_counter() - started))
+        _warn_soft(report)
+        if not report["passed"]:
+            raise QualityGateError(gate_message(report, output_path), report)
+    return report
