@@ -1,0 +1,89 @@
+"""The contract between the stage runner and a continual strategy (mammoth's ContinualModel, reduced).
+
+The runner owns everything generic: devices, autocast, the optimiser and schedule, checkpoints, timing.
+A strategy owns only what differs between methods: which losses a batch produces (`observe`) and what
+happens around a stage (`begin_stage` / `end_stage`: take a teacher snapshot, load a buffer, ...). Keeping
+the optimiser step out of `observe` is what lets one runner give every strategy the same budget, AMP and
+resume behaviour, so that comparisons between strategies measure the strategies.
+
+Options are validated up front, solo-learn style: a typo in a params block is an error at construction,
+not a default silently used for a whole run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StageContext:
+    """What a strategy may use during one stage. `generator` drives masking; the runner reseeds it per epoch."""
+
+    stage_index: int
+    stage_name: str
+    model: nn.Module
+    teacher: nn.Module | None = None
+    replay: Any | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    options: Mapping[str, Any] = field(default_factory=dict)
+    generator: torch.Generator | None = None
+    epoch: int = 0
+
+
+class Strategy:
+    """Base class: subclasses set `name`, `keeps_raw_images`, `required_options`, `default_options` and
+    implement `observe`. Options = required ones (no default) + optional ones (with defaults)."""
+
+    name: ClassVar[str] = "base"
+    keeps_raw_images: ClassVar[bool] = False
+    required_options: ClassVar[tuple[str, ...]] = ()
+    default_options: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        given = dict(options or {})
+        missing = [key for key in self.required_options if key not in given]
+        allowed = set(self.required_options) | set(self.default_options)
+        unknown = sorted(set(given) - allowed)
+        if missing or unknown:
+            problems = []
+            if missing:
+                problems.append(f"missing required option(s) {missing}")
+            if unknown:
+                problems.append(f"unknown option(s) {unknown}")
+            raise ValueError(f"strategy {self.name!r}: " + "; ".join(problems) + f"; allowed: {sorted(allowed)}")
+        self.options: dict[str, Any] = {**self.default_options, **given}
+        self._context: StageContext | None = None
+
+    @property
+    def context(self) -> StageContext:
+        if self._context is None:
+            raise RuntimeError(f"strategy {self.name!r} used outside a stage: call begin_stage(context) first")
+        return self._context
+
+    def begin_stage(self, context: StageContext) -> None:
+        """Called once before the first epoch of a stage (also when the stage resumes after a crash)."""
+        self._context = context
+
+    def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms of one batch (already on the device); must include "total", the one optimised."""
+        raise NotImplementedError
+
+    def end_stage(self, context: StageContext) -> None:
+        """Called once after the last epoch of a stage."""
+
+    def trainable_modules(self) -> list[nn.Module]:
+        """Modules owned by the strategy (projectors, heads) that the runner optimises with the model."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """Strategy state that must survive a crash mid-stage (counters, running statistics)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state:
+            raise ValueError(f"strategy {self.name!r} keeps no state but the checkpoint has {sorted(state)}")

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cssl_core.data import WindowedSlices, make_loader, train_transforms
+from cssl_core.strategies import FinetuneStrategy
+from cssl_core.train import CheckpointMismatch, TrainConfig, mae_eval_loss, train_stage
+from tests.cssl_core.train.fixtures import micro_model, write_windowed
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory):
+    return write_windowed(tmp_path_factory.mktemp("loop") / "synthetic-lung", n=32, size=32)
+
+
+def _loaders(data):
+    train = make_loader(WindowedSlices(data, rows=range(24), transform=train_transforms(32)), 8, 0, seed=1)
+    val = make_loader(WindowedSlices(data, rows=range(24, 32)), 8, 0, seed=1, shuffle=False, drop_last=False)
+    return {"train": train, "val": val}
+
+
+def test_reports_metrics_per_epoch_and_skips_finished_epochs(data, tmp_path):
+    reports = []
+    config = TrainConfig(epochs=2, lr=1e-3, seed=1)
+    result = train_stage(
+        micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path, lambda e, m: reports.append((e, m))
+    )
+    assert [e for e, _ in reports] == [0, 1] and result.global_step == 6 and result.epochs_run == 2
+    metrics = reports[-1][1]
+    assert {"loss/mae", "loss/total", "lr", "images_per_s", "data_wait_fraction", "val/mae"} <= set(metrics)
+    assert metrics["loss/mae"] == metrics["loss/total"] > 0
+    assert 0.0 <= metrics["data_wait_fraction"] < 1.0 and metrics["images_per_s"] > 0
+    assert result.history == [m for _, m in reports]
+
+    again = train_stage(
+        micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path, lambda e, m: reports.append((e, m))
+    )
+    assert again.epochs_run == 0 and again.resumed_from == 2 and len(reports) == 2  # nothing re-run or re-reported
+    assert again.history == result.history
+
+    with pytest.raises(CheckpointMismatch, match="train"):
+        train_stage(micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=2, lr=5e-3, seed=1), tmp_path)
+    # a larger epoch budget changes the cosine schedule, so it is a different run too
+    with pytest.raises(CheckpointMismatch):
+        train_stage(micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=3, lr=1e-3, seed=1), tmp_path)
+
+
+def test_frozen_lower_stays_fixed_through_a_stage(data, tmp_path):
+    model = micro_model()
+    model.freeze_lower()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_stage(model, FinetuneStrategy(), _loaders(data), TrainConfig(epochs=1, lr=1e-3, grad_clip=1.0), tmp_path)
+    after = model.state_dict()
+    lower = [k for k in before if k.startswith(("patch_embedding.", "blocks.0."))]
+    assert lower and all(torch.equal(before[k], after[k]) for k in lower)
+    assert not torch.equal(before["blocks.1.mlp.linear1.weight"], after["blocks.1.mlp.linear1.weight"])
+
+
+def test_eval_loss_is_repeatable_and_leaves_training_rng_alone(data):
+    model = micro_model()
+    loader = _loaders(data)["val"]
+    torch.manual_seed(0)
+    first = mae_eval_loss(model, loader, seed=3)
+    expected_next = torch.rand(1)
+    torch.manual_seed(0)
+    assert mae_eval_loss(model, loader, seed=3) == first
+    assert torch.equal(torch.rand(1), expected_next)
+    assert model.training
+
+
+def test_global_deterministic_flag_is_restored(data, tmp_path):
+    before = torch.are_deterministic_algorithms_enabled()
+    train_stage(micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=1), tmp_path)
+    assert torch.are_deterministic_algorithms_enabled() == before
