@@ -1,0 +1,195 @@
+"""Ingest a cohort folder of DICOM into HU volumes, a manifest and a per-file accounting.
+
+Orchestration only: discovery, the parallel header pass, grouping into series, the parallel series pass
+and the output tables. The output folder is wiped only after the input has proven to hold DICOM, so a
+mistyped input path never destroys a previous good output.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from cssl_core.ingest.annotations import Annotations, load_annotations
+from cssl_core.ingest.discover import classify_path, walk
+from cssl_core.ingest.errors import IngestInputError, IngestOutputError
+from cssl_core.ingest.header import HeaderChunk, read_headers
+from cssl_core.ingest.keys import load_secret
+from cssl_core.ingest.parallel import TaskRunner
+from cssl_core.ingest.quiet import quiet_readers
+from cssl_core.ingest.reasons import Reason
+from cssl_core.ingest.records import FileOutcome, ImageRecord, SeriesTask
+from cssl_core.ingest.series import MASKS_DIR, VOLUMES_DIR, build_series
+from cssl_core.ingest.summary import IngestSummary, summarise
+from cssl_core.ingest.tables import (
+    FILES_SCHEMA,
+    MANIFEST_SCHEMA,
+    file_rows,
+    slices_schema,
+    write_json,
+    write_rows,
+)
+
+__all__ = ["IngestInputError", "IngestOutputError", "IngestSummary", "ingest_directory"]
+
+LOG = logging.getLogger(__name__)
+OUTPUT_ENTRIES = {"manifest.parquet", "files.parquet", "slices.parquet", "summary.json", VOLUMES_DIR, MASKS_DIR}
+NOT_DICOM_REASONS = {Reason.NOT_DICOM, Reason.ANNOTATION, Reason.HIDDEN_FILE, Reason.DICOMDIR}
+HEADER_CHUNKS_PER_WORKER = 8  # enough chunks to balance load, few enough to amortise the round trips
+MAX_HEADER_CHUNK = 256
+
+
+def ingest_directory(
+    input_dir: Path,
+    output_dir: Path,
+    *,
+    workers: int = 1,
+    secret: bytes | None = None,
+    progress: bool = True,
+    compress: bool = True,
+) -> IngestSummary:
+    """Ingest every DICOM file under `input_dir` into `output_dir` (see docs/data-contracts.md).
+
+    Raises IngestInputError (one-line message) when the input is missing or holds no DICOM at all, or
+    when the output folder cannot be cleared safely; a bad file never raises, it is accounted for.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    _check_folders(input_dir, output_dir)
+    paths = walk(input_dir)
+    annotations = load_annotations(input_dir)
+    secret = load_secret() if secret is None else secret
+    LOG.info("ingest: %d files found, %d worker(s)", len(paths), workers)
+
+    with quiet_readers(), TaskRunner(workers, progress) as runner:
+        outcomes, images = _header_pass(runner, input_dir, paths, secret)
+        _require_dicom(input_dir, outcomes, images)
+        tasks = _series_tasks(images, annotations, input_dir, output_dir, compress)
+        _prepare_output(output_dir)
+        results = runner.map(
+            build_series,
+            tasks,
+            weights=[sum(len(i.positions) for i in t.images) for t in tasks],
+            desc="ingest series",
+            unit="slice",
+        )
+
+    for result in results:
+        outcomes.extend(result.outcomes)
+    if sorted(o.path for o in outcomes) != paths:
+        raise RuntimeError("internal error: file accounting does not cover every file exactly once")
+    manifest = sorted((r.manifest_row for r in results if r.manifest_row), key=lambda r: r["series_key"])
+    slices = [row for r in sorted(results, key=lambda r: r.series_key) for row in r.slice_rows]
+
+    write_rows(file_rows(outcomes), FILES_SCHEMA, output_dir / "files.parquet")
+    write_rows(manifest, MANIFEST_SCHEMA, output_dir / "manifest.parquet")
+    write_rows(slices, slices_schema(annotations.label_columns), output_dir / "slices.parquet")
+    summary = summarise(outcomes, manifest)
+    write_json(_summary_json(summary), output_dir / "summary.json")
+    LOG.info(
+        "ingest: %d series, %d slices; %d ingested, %d quarantined, %d ignored files",
+        summary.n_series,
+        summary.n_slices,
+        summary.n_ingested,
+        summary.n_quarantined,
+        summary.n_ignored,
+    )
+    return summary
+
+
+def _check_folders(input_dir: Path, output_dir: Path) -> None:
+    if not input_dir.exists():
+        raise IngestInputError(f"input directory does not exist: {input_dir}")
+    if not input_dir.is_dir():
+        raise IngestInputError(f"input is not a directory: {input_dir}")
+    src, dst = input_dir.resolve(), output_dir.resolve()
+    if src == dst or src in dst.parents or dst in src.parents:
+        raise IngestOutputError(f"output {output_dir} overlaps input {input_dir}; choose a separate folder")
+    if output_dir.exists():
+        if not output_dir.is_dir():
+            raise IngestOutputError(f"output exists and is not a directory: {output_dir}")
+        foreign = [p.name for p in output_dir.iterdir() if p.name not in OUTPUT_ENTRIES]
+        if foreign:
+            raise IngestOutputError(
+                f"refusing to clear {output_dir}: it holds {len(foreign)} entries that are not ingest outputs"
+            )
+
+
+def _header_pass(
+    runner: TaskRunner, input_dir: Path, paths: list[str], secret: bytes
+) -> tuple[list[FileOutcome], list[ImageRecord]]:
+    outcomes: list[FileOutcome] = []
+    candidates: list[str] = []
+    for rel in paths:
+        decided = classify_path(rel)
+        if decided is None:
+            candidates.append(rel)
+        else:
+            outcomes.append(decided)
+    size = max(1, min(MAX_HEADER_CHUNK, math.ceil(len(candidates) / (runner.workers * HEADER_CHUNKS_PER_WORKER))))
+    chunks = [HeaderChunk(str(input_dir), candidates[i : i + size], secret) for i in range(0, len(candidates), size)]
+    images: list[ImageRecord] = []
+    for chunk in runner.map(
+        read_headers, chunks, weights=[len(c.paths) for c in chunks], desc="ingest headers", unit="file"
+    ):
+        for record in chunk:
+            (images if isinstance(record, ImageRecord) else outcomes).append(record)
+    return outcomes, images
+
+
+def _require_dicom(input_dir: Path, outcomes: list[FileOutcome], images: list[ImageRecord]) -> None:
+    """A folder without any DICOM is almost always a wrong path: stop before touching the output."""
+    if images or any(o.reason not in NOT_DICOM_REASONS for o in outcomes):
+        return
+    counts = Counter(str(o.reason) for o in outcomes)
+    found = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "no files"
+    raise IngestInputError(f"no DICOM files found under {input_dir} ({found}); check the input path")
+
+
+def _series_tasks(
+    images: list[ImageRecord], annotations: Annotations, input_dir: Path, output_dir: Path, compress: bool
+) -> list[SeriesTask]:
+    by_series: dict[str, list[ImageRecord]] = defaultdict(list)
+    for image in sorted(images, key=lambda r: r.path):
+        by_series[image.series_key].append(image)
+    tasks = []
+    for key in sorted(by_series):
+        members = by_series[key]
+        tasks.append(
+            SeriesTask(
+                series_key=key,
+                patient_key=members[0].patient_key,
+                images=members,
+                input_dir=str(input_dir),
+                output_dir=str(output_dir),
+                compress=compress,
+                label_columns=annotations.label_columns,
+                annotations={m.path: annotations.rows[m.path] for m in members if m.path in annotations.rows},
+            )
+        )
+    return tasks
+
+
+def _prepare_output(output_dir: Path) -> None:
+    """Start from an empty folder: DVC expects exactly this run's outputs. `_check_folders` has already
+    made sure that it only holds an earlier ingest output (never delete anything else)."""
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    (output_dir / VOLUMES_DIR).mkdir(parents=True)
+    (output_dir / MASKS_DIR).mkdir()
+
+
+def _summary_json(summary: IngestSummary) -> dict:
+    return {
+        "files": {
+            "total": summary.n_files,
+            "by_status": summary.by_status,
+            "by_reason": summary.by_reason,
+        },
+        "series": summary.n_series,
+        "slices": summary.n_slices,
+        "patients": summary.n_patients,
+        "masks": summary.n_masks,
+    }
