@@ -6,10 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from cssl_core.strategies.base import StageContext, Strategy
+from cssl_core.strategies.der import DarkExperienceReplayStrategy
+from cssl_core.strategies.er import ExperienceReplayStrategy
 from cssl_core.strategies.finetune import FinetuneStrategy
+from cssl_core.strategies.joint import JointStrategy
+from cssl_core.strategies.latent_replay import LatentReplayStrategy
+from cssl_core.strategies.medcoss import MedCoSSStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "finetune": FinetuneStrategy,
+    "joint": JointStrategy,
+    "er": ExperienceReplayStrategy,
+    "der": DarkExperienceReplayStrategy,
+    "medcoss": MedCoSSStrategy,
+    "latent_replay": LatentReplayStrategy,
 }
 
 
@@ -20,4 +30,15 @@ def build_strategy(name: str, options: Mapping[str, Any] | None = None) -> Strat
     return STRATEGIES[name](options)
 
 
-__all__ = ["STRATEGIES", "FinetuneStrategy", "StageContext", "Strategy", "build_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "DarkExperienceReplayStrategy",
+    "ExperienceReplayStrategy",
+    "FinetuneStrategy",
+    "JointStrategy",
+    "LatentReplayStrategy",
+    "MedCoSSStrategy",
+    "StageContext",
+    "Strategy",
+    "build_strategy",
+]

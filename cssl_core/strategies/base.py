@@ -44,6 +44,15 @@ class Strategy:
     required_options: ClassVar[tuple[str, ...]] = ()
     default_options: ClassVar[Mapping[str, Any]] = {}
 
+    # What the stage runner does around the strategy. Declared here, not decided by the runner, so that a new
+    # strategy is one file: the runner reads these and never switches on strategy names.
+    buffer_kind: ClassVar[str] = "none"  # none | latent | image: what export@k writes after stage k
+    buffer_features: ClassVar[bool] = False  # DER: store model.pooled of each buffered image (float16) too
+    buffer_selection: ClassVar[str | None] = None  # forced selector (medcoss: kmeans); None: replay.selection
+    buffer_budget: ClassVar[float | int | None] = None  # forced budget (joint: 1.0 = all); None: replay.budget
+    freezes_lower: ClassVar[bool] = False  # runner freezes the lower blocks on stages after the first
+    needs_teacher: ClassVar[bool] = False  # runner passes a frozen copy of the previous model as context.teacher
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         given = dict(options or {})
         missing = [key for key in self.required_options if key not in given]
@@ -58,6 +67,15 @@ class Strategy:
             raise ValueError(f"strategy {self.name!r}: " + "; ".join(problems) + f"; allowed: {sorted(allowed)}")
         self.options: dict[str, Any] = {**self.default_options, **given}
         self._context: StageContext | None = None
+
+    @property
+    def freeze_lower_after_first(self) -> bool:
+        """Whether the runner must call model.freeze_lower() on stages after the first.
+
+        An instance property, not the class attribute alone: the `unfreeze_lower` option (an ablation that
+        accepts stale stored latents) overrides the strategy's default.
+        """
+        return self.freezes_lower and not self.options.get("unfreeze_lower", False)
 
     @property
     def context(self) -> StageContext:

@@ -1,0 +1,48 @@
+"""Joint training (upper bound): every earlier slice stays available and is replayed in proportion.
+
+"All data at once" in a stage-wise runner: the buffer holds every slice of the earlier stages (budget 1.0),
+and each step replays a batch whose size matches the buffer's share of all data, so that over an epoch
+old and new slices are seen at the rate a single shuffled pass over their union would see them. Not
+private (raw images of every cohort), and the number to beat rather than a method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from cssl_core.strategies.er import ExperienceReplayStrategy
+from cssl_core.strategies.replay_sampling import check_count
+
+
+class JointStrategy(ExperienceReplayStrategy):
+    """Options: `replay_batch_size` (None = proportional), `max_replay_batch` (cap on the proportional
+    size, bounds step memory), `new_stage_size` (slices in the new stage's train set; None = assume the
+    new stage is as large as an average earlier stage, i.e. each earlier stage gets one new-batch's worth)."""
+
+    name: ClassVar[str] = "joint"
+    keeps_raw_images: ClassVar[bool] = True
+    buffer_kind: ClassVar[str] = "image"
+    buffer_budget: ClassVar[float | int | None] = 1.0
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "mask_ratio": None,
+        "replay_batch_size": None,
+        "max_replay_batch": 256,
+        "new_stage_size": None,
+    }
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        check_count(self.options["max_replay_batch"], "max_replay_batch")
+        check_count(self.options["new_stage_size"], "new_stage_size", allow_none=True)
+
+    def replay_batch_size(self, batch_size: int) -> int:
+        if self.options["replay_batch_size"] is not None:
+            return int(self.options["replay_batch_size"])
+        n_buffer = len(self.buffer)
+        n_new = self.options["new_stage_size"]
+        if n_new is None:
+            n_new = n_buffer / max(1, len(set(self.buffer.stage.tolist())))
+        size = math.ceil(batch_size * n_buffer / n_new)
+        return max(1, min(size, int(self.options["max_replay_batch"])))

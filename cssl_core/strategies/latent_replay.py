@@ -1,0 +1,158 @@
+"""Latent replay with Wasserstein distillation (ours; Tasai et al., arXiv 2510.27213).
+
+The buffer holds z = lower(x) of earlier stages (float16, no pixels). Each step replays a batch of z
+through the student's upper blocks (S) and distils it towards the previous stage's upper blocks on the
+same z (T), refined by the batch knowledge ensemble (T~ = BKE(T)), with a Wasserstein loss. This only
+makes sense while z means today what it meant when it was stored, hence `freezes_lower`.
+
+Teacher targets are computed once per stage. Teacher and stored latents are both frozen, so T for the
+whole buffer is a constant of the stage: computing it in `begin_stage` (in chunks, kept on the device,
+float32) costs one pass over the buffer instead of one teacher forward per step, and the per-step work is
+the student only. BKE is applied per replay batch, because its affinities are between the samples of a
+batch. Cache memory is n * tokens * dim * 4 bytes (plus the float16 latents); on a resume the cache is
+recomputed from the same teacher and buffer, so it needs no checkpointing.
+
+Ablations: `wkd: none` = plain feature MSE (no WKD), `bke: false` = raw teacher targets, `replay: false`
+= no replay at all (only the frozen lower blocks protect earlier stages).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from cssl_core.distill import WKD_MODES, bke, wkd_loss, wkd_options
+from cssl_core.replay.buffer import ReplayBuffer
+from cssl_core.strategies.base import StageContext
+from cssl_core.strategies.replay_sampling import (
+    ReplayStrategy,
+    check_nonnegative,
+    draw_indices,
+    fetch_latents,
+)
+
+TEACHER_CHUNK = 256  # buffer rows per teacher forward when filling the cache: bounds activation memory
+WKD_CHOICES = (*WKD_MODES, "none")
+
+
+class LatentReplayStrategy(ReplayStrategy):
+    name: ClassVar[str] = "latent_replay"
+    keeps_raw_images: ClassVar[bool] = False
+    buffer_kind: ClassVar[str] = "latent"
+    freezes_lower: ClassVar[bool] = True
+    needs_teacher: ClassVar[bool] = True
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "mask_ratio": None,
+        "wkd": "gaussian",
+        "wkd_options": {},
+        "lambda_wkd": 1.0,
+        "bke": True,
+        "bke_omega": 0.5,
+        "bke_tau": 0.1,
+        "replay": True,
+        "replay_batch_size": 32,
+        "unfreeze_lower": False,
+    }
+    replay_terms: ClassVar[tuple[str, ...]] = ("wkd",)
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self._check_options()
+        self.latents: torch.Tensor | None = None  # (n, N, C) float16, on the device
+        self.targets: torch.Tensor | None = None  # (n, N, C) float32 teacher.upper(latents), on the device
+
+    def _check_options(self) -> None:
+        o = self.options
+        if o["wkd"] not in WKD_CHOICES:
+            raise ValueError(f"wkd must be one of {WKD_CHOICES}, got {o['wkd']!r}")
+        if not isinstance(o["wkd_options"], Mapping):
+            raise ValueError(f"wkd_options must be a mapping, got {o['wkd_options']!r}")
+        if o["wkd"] == "none" and o["wkd_options"]:
+            raise ValueError("wkd_options are given but wkd is 'none' (plain MSE takes no options)")
+        if o["wkd"] != "none":
+            allowed = wkd_options(o["wkd"])
+            unknown = sorted(set(o["wkd_options"]) - set(allowed))
+            if unknown:
+                raise ValueError(f"unknown wkd_options {unknown} for mode {o['wkd']!r}; it accepts {sorted(allowed)}")
+        for flag in ("bke", "replay", "unfreeze_lower"):
+            if not isinstance(o[flag], bool):
+                raise ValueError(f"{flag} must be true or false, got {o[flag]!r}")
+        check_nonnegative(o["lambda_wkd"], "lambda_wkd")
+        if not 0.0 <= float(o["bke_omega"]) < 1.0:
+            raise ValueError(f"bke_omega must be in [0, 1), got {o['bke_omega']!r}")
+        if not float(o["bke_tau"]) > 0.0:
+            raise ValueError(f"bke_tau must be > 0, got {o['bke_tau']!r}")
+
+    @property
+    def replays(self) -> bool:
+        return bool(self.options["replay"])
+
+    def begin_stage(self, context: StageContext) -> None:
+        super().begin_stage(context)
+        self.latents = self.targets = None
+        if not self.active:
+            return
+        model = context.model
+        if self.freeze_lower_after_first and not getattr(model, "lower_frozen", True):
+            warnings.warn(
+                "latent_replay replays stored latents but the model's lower blocks are not frozen: the latents"
+                " go stale as the stage trains (the runner should call model.freeze_lower(), or set"
+                " unfreeze_lower: true to accept this)",
+                stacklevel=2,
+            )
+        self.latents, self.targets = teacher_cache(context.teacher, self.buffer, context.device)
+
+    def end_stage(self, context: StageContext) -> None:
+        super().end_stage(context)
+        self.latents = self.targets = None
+
+    def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        mae = self.mae(batch["image"])
+        if not self.active:
+            return self.without_replay(mae)
+        ctx = self.context
+        indices = draw_indices(len(self.latents), int(self.options["replay_batch_size"]), ctx.generator)
+        indices = indices.to(self.latents.device)
+        student = ctx.model.upper(self.latents[indices].float())
+        teacher = self.targets[indices]
+        if self.options["bke"]:
+            teacher = bke(teacher, float(self.options["bke_omega"]), float(self.options["bke_tau"]))
+        loss = self.distill(student, teacher)
+        return {"mae": mae, "wkd": loss, "total": mae + self.options["lambda_wkd"] * loss}
+
+    def distill(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """WKD in the configured mode, or plain MSE for the no-WKD ablation (same targets either way)."""
+        mode = self.options["wkd"]
+        if mode == "none":
+            return F.mse_loss(student.float(), teacher.detach().float())
+        return wkd_loss(student, teacher, mode, **dict(self.options["wkd_options"]))
+
+
+@torch.no_grad()
+def teacher_cache(
+    teacher: torch.nn.Module, buffer: ReplayBuffer, device: torch.device, chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latents float16, teacher.upper(latents) float32), both (n, N, C) on `device`, computed chunk by chunk.
+
+    Autocast is switched off here (the runner calls `begin_stage` outside its autocast block anyway): the
+    targets are computed once and reused all stage, so they are worth full precision.
+    """
+    chunk = chunk or TEACHER_CHUNK
+    teacher.eval()
+    n = len(buffer)
+    latents = torch.empty((n, *buffer.data.shape[1:]), dtype=torch.float16, device=device)
+    targets: torch.Tensor | None = None
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        z = fetch_latents(buffer, torch.arange(start, stop), device)
+        with torch.autocast(device.type, enabled=False):
+            out = teacher.upper(z).float()
+        if targets is None:  # preallocated: torch.cat of the chunks would hold the cache twice at its peak
+            targets = torch.empty((n, *out.shape[1:]), dtype=torch.float32, device=device)
+        latents[start:stop] = z.half()
+        targets[start:stop] = out
+    return latents, targets
