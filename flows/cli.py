@@ -124,9 +124,8 @@ def quality(
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Great Expectations gates on the manifest and the windowed slices; hard failures exit non-zero."""
-    from tasks.quality import run_quality
-
     from tasks.params import load_params
+    from tasks.quality import run_quality
 
     def action():
         report = run_quality(
@@ -138,6 +137,56 @@ def quality(
         )
         typer.echo(
             f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed"
+        )
+
+    _run(action)
+
+
+@app.command("init-model")
+def init_model(params: ParamsOption = Path("params.yaml")) -> None:
+    """Write the seeded random encoder (data/models/init) every continual schedule starts from."""
+    from tasks.init_model import run_init
+    from tasks.params import load_params
+
+    def action():
+        summary = run_init(load_params(params))
+        typer.echo(f"init: {summary['preset']} MAE with {summary['parameters']:,} parameters -> data/models/init")
+
+    _run(action)
+
+
+@app.command()
+def pretrain(
+    stage: Annotated[str, typer.Option(help="Continual stage name from params continual.stages.")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Train one continual SSL stage (resumes from its last checkpoint after a crash)."""
+    from tasks.params import load_params
+    from tasks.pretrain import run_pretrain
+
+    def action():
+        summary = run_pretrain(stage, load_params(params))
+        typer.echo(
+            f"pretrain {stage}: {summary['epochs']} epochs, final loss {summary.get('loss_total', float('nan')):.4f}"
+        )
+
+    _run(action)
+
+
+@app.command()
+def export(
+    stage: Annotated[str, typer.Option(help="Continual stage name from params continual.stages.")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Select and store the replay buffer of a finished stage (latents only for latent replay)."""
+    from tasks.export import run_export
+    from tasks.params import load_params
+
+    def action():
+        summary = run_export(stage, load_params(params))
+        typer.echo(
+            f"export {stage}: {summary['kind']} buffer, {summary['selected']} new / {summary['buffer_samples']} total "
+            f"samples, {summary['buffer_bytes']:,} bytes"
         )
 
     _run(action)

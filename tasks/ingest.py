@@ -12,9 +12,8 @@ from tasks import tracking
 def run_ingest(
     input_dir: Path, output_dir: Path, workers: int, compress: bool, stage_name: str | None = None
 ) -> dict[str, Any]:
-    from cssl_core.ingest.pipeline import ingest_directory
-
     from cssl_core.ingest.keys import load_secret
+    from cssl_core.ingest.pipeline import ingest_directory
 
     cohort = input_dir.resolve().name
     stage = stage_name or f"ingest@{cohort}"

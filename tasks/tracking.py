@@ -33,7 +33,13 @@ def tracking_uri(project_root: Path | None = None) -> str:
 def configure(project_root: Path | None = None):
     """Point MLflow at the project store and experiment; returns the imported module."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import logging
+
     import mlflow
+
+    # store migrations and the like log at INFO on stderr; stage output should be the stage's own lines
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     mlflow.set_tracking_uri(tracking_uri(project_root))
     name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)

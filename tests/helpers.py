@@ -24,6 +24,15 @@ TINY_PARAMS_OVERRIDES = {
     },
     "ingest": {"cohorts": ["phantom_a", "phantom_b"], "workers": 1},
     "window": {"size": 32},
+    "ssl": {
+        "model": {"img_size": 32, "patch_size": 8, "hidden_size": 32, "num_layers": 4, "num_heads": 2, "mlp_dim": 64,
+                  "decoder_hidden_size": 32, "decoder_num_layers": 1, "decoder_num_heads": 2, "decoder_mlp_dim": 64,
+                  "split_block": 2},
+        "batch_size": 8,
+        "workers": 0,
+        "val_fraction": 0.5,
+        "train": {"epochs": 2, "warmup_epochs": 1},
+    },
 }
 
 

@@ -45,6 +45,7 @@ def test_first_repro_runs_every_stage_and_writes_outputs(project):
     expected = {f"{kind}@{c}" for kind in ("demo-data", "ingest") for c in ("phantom_a", "phantom_b")}
     expected |= {f"{kind}@{c}-{w}" for kind in ("window", "quality") for c in ("phantom_a", "phantom_b")
                  for w in ("mediastinal", "lung")}
+    expected |= {"init"} | {f"{kind}@{s}" for kind in ("pretrain", "export") for s in ("s1", "s2")}
     assert ran == expected
     for cohort in ("phantom_a", "phantom_b"):
         files = pd.read_parquet(root / f"data/interim/{cohort}/files.parquet")
@@ -59,6 +60,11 @@ def test_first_repro_runs_every_stage_and_writes_outputs(project):
             report = json.loads((root / f"data/quality/{cohort}-{window}.json").read_text())
             assert report["passed"] is True
     assert (root / "dvc.lock").exists()
+    for stage in ("s1", "s2"):
+        metrics = json.loads((root / f"data/metrics/pretrain-{stage}.json").read_text())
+        assert np.isfinite(metrics["loss_total"]) and metrics["epochs"] == 2
+        assert (root / f"data/models/{stage}/model.pt").exists()
+    assert json.loads((root / "data/buffers/s2/meta.json").read_text())["kind"] == "latent"
 
 
 def test_second_repro_does_nothing_quickly(project):
@@ -77,8 +83,10 @@ def test_changing_one_window_reruns_only_its_branch(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], root)
     assert result.returncode == 0, result.stdout[-3000:]
+    # the lung branch of both cohorts, and the continual stage trained on phantom_b's lung slices
     assert set(RAN.findall(result.stdout)) == {
-        "window@phantom_a-lung", "window@phantom_b-lung", "quality@phantom_a-lung", "quality@phantom_b-lung"
+        "window@phantom_a-lung", "window@phantom_b-lung", "quality@phantom_a-lung", "quality@phantom_b-lung",
+        "pretrain@s2", "export@s2",
     }
     meta = json.loads((root / "data/windowed/phantom_a-lung/meta.json").read_text())
     assert meta["window"]["level"] == -550
@@ -107,8 +115,83 @@ def test_stage_runs_are_grouped_under_one_parent(project):
     assert len(parents) >= 1
     first_parent = parents.sort_values("start_time").iloc[0]["run_id"]
     children = runs[runs["tags.mlflow.parentRunId"] == first_parent]
-    assert len(children) == 12
+    assert len(children) == 17
     ingest = children[children["tags.cssl.stage"] == "ingest@phantom_a"].iloc[0]
     assert ingest["metrics.n_series"] == 2
     window = children[children["tags.cssl.stage"] == "window@phantom_a-lung"].iloc[0]
     assert window["metrics.slices"] == 20 and window["params.level"] == "-600.0"
+
+
+def test_changing_stage_two_params_reruns_only_stage_two(project):
+    root = project["root"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["continual"]["stages"]["s2"]["train"] = {"epochs": 3}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run([sys.executable, "-m", "dvc", "repro"], root)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert set(RAN.findall(result.stdout)) == {"pretrain@s2", "export@s2"}
+    assert json.loads((root / "data/metrics/pretrain-s2.json").read_text())["epochs"] == 3
+
+
+def test_killed_stage_resumes_to_identical_weights(project):
+    import signal
+
+    import torch
+
+    root = project["root"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["continual"]["stages"]["s2"]["train"] = {"epochs": 12}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    checkpoint = root / "data/checkpoints/s2/last.pt"
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item"], cwd=root,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the stage finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert 1 <= killed_at < 12
+
+    resumed = run([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item"], root)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert f"resumed after epoch {killed_at}" in resumed.stdout
+    weights_resumed = torch.load(root / "data/models/s2/model.pt", weights_only=True)
+
+    import shutil
+
+    shutil.rmtree(root / "data/checkpoints/s2")
+    fresh = run([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item", "--force"], root)
+    assert fresh.returncode == 0, fresh.stdout[-3000:]
+    assert "resumed" not in fresh.stdout
+    weights_fresh = torch.load(root / "data/models/s2/model.pt", weights_only=True)
+    assert weights_resumed.keys() == weights_fresh.keys()
+    assert all(torch.equal(weights_resumed[k], weights_fresh[k]) for k in weights_fresh)
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "joint", "er", "der", "medcoss", "latent_replay"])
+def test_every_strategy_runs_two_stages(project, strategy):
+    root = project["root"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["ssl"]["strategy"] = strategy
+    for block in params["continual"]["stages"].values():
+        block.pop("train", None)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run([sys.executable, "-m", "dvc", "repro"], root)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert {"pretrain@s1", "pretrain@s2", "export@s2"} <= set(RAN.findall(result.stdout))
+    from cssl_core.strategies import STRATEGIES
+
+    for stage in ("s1", "s2"):
+        metrics = json.loads((root / f"data/metrics/pretrain-{stage}.json").read_text())
+        assert np.isfinite(metrics["loss_total"]) and np.isfinite(metrics["loss_mae"])
+    exported = json.loads((root / "data/metrics/export-s2.json").read_text())
+    assert exported["kind"] == STRATEGIES[strategy].buffer_kind
+    assert exported["keeps_raw_images"] == STRATEGIES[strategy].keeps_raw_images
+    meta = json.loads((root / "data/buffers/s2/meta.json").read_text())
+    assert meta["kind"] == STRATEGIES[strategy].buffer_kind

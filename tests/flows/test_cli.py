@@ -38,4 +38,5 @@ def test_folder_without_dicom_is_one_clear_line_and_nonzero(tmp_path):
     result = subprocess.run([CSSL, "ingest", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")],
                             capture_output=True, text=True)
     assert result.returncode != 0
-    assert result.stderr.strip().startswith("error:") and "Traceback" not in result.stderr
+    last = [ln for ln in result.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("error:") and "not_dicom" in last and "Traceback" not in result.stderr

@@ -1,0 +1,133 @@
+"""Stage `export@<stage>`: after a stage, keep a small, representative, diverse subset of it for replay.
+
+What is kept depends on the strategy: latents z = f_low(x) (float16, no pixels) for latent replay, the
+slices themselves for the raw-replay baselines (er, der, medcoss, joint), nothing for finetune. The
+subset comes from the stage's training slices only (its held-out patients stay unseen, for evaluation),
+and the buffer of every earlier stage is carried forward, so data/buffers/<k> holds stages 1..k.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tasks import tracking
+from tasks.buffers import read_buffer, write_buffer
+from tasks.continual import load_model, stage_paths
+from tasks.pretrain import SPLIT_FILE
+
+BATCH = 64
+
+
+@torch.no_grad()
+def encode_rows(model, slices: np.ndarray, rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Pooled features, lower latents and per-sample masked-reconstruction loss of `rows` (sorted)."""
+    model.eval()
+    scale = 255.0 if slices.dtype == np.uint8 else 1.0
+    generator = torch.Generator().manual_seed(seed)
+    pooled, latents, losses = [], [], []
+    for start in range(0, len(rows), BATCH):
+        chunk = rows[start : start + BATCH]
+        x = torch.from_numpy(np.asarray(slices[chunk], dtype=np.float32) / scale)[:, None]
+        z = model.lower(x)
+        pooled.append(model.upper(z).mean(dim=1).numpy())
+        latents.append(z.to(torch.float16).numpy())
+        out = model.forward_masked(x, generator=generator)
+        per_patch = ((out.pred.float() - out.target) ** 2).mean(dim=-1)
+        losses.append(((per_patch * out.mask).sum(1) / out.mask.sum(1)).numpy())
+    return {"pooled": np.concatenate(pooled), "latents": np.concatenate(latents), "losses": np.concatenate(losses)}
+
+
+def _labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample labels for analysis: 1/0 where known, -1 where the slice was not annotated."""
+    labels = {}
+    for column in index.columns:
+        if column.startswith("has_") and column != "has_mask":
+            values = index[column].iloc[rows]
+            labels[column.removeprefix("has_")] = values.map({True: 1, False: 0}).fillna(-1).astype(np.int8).to_numpy()
+    return labels
+
+
+def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    from cssl_core.replay.buffer import ReplayBuffer
+    from cssl_core.replay.selection import resolve_budget, select
+    from cssl_core.strategies import STRATEGIES
+
+    paths = stage_paths(params, stage)
+    strategy_name = params["ssl"]["strategy"]
+    if strategy_name not in STRATEGIES:
+        raise KeyError(f"unknown ssl.strategy {strategy_name!r}; registered: {sorted(STRATEGIES)}")
+    strategy = STRATEGIES[strategy_name]
+    replay = params["replay"]
+    kind = strategy.buffer_kind
+    selection = strategy.buffer_selection or replay["selection"]
+    budget = strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"]
+    seed = int(params["ssl"]["train"]["seed"])
+    stage_name = f"export@{stage}"
+    run_params = {
+        "stage": stage,
+        "strategy": strategy_name,
+        "kind": kind,
+        "selection": selection,
+        "budget": budget,
+        "keeps_raw_images": strategy.keeps_raw_images,
+    }
+    with tracking.stage_run(
+        stage_name,
+        run_params,
+        tags={"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": strategy_name},
+    ):
+        started = time.perf_counter()
+        earlier = read_buffer(paths.prev_buffer)
+        new = None
+        n_candidates = 0
+        if kind != "none":
+            model, _ = load_model(paths.model)
+            split = json.loads((paths.model / SPLIT_FILE).read_text())
+            candidates = np.sort(np.asarray(split["train_rows"], dtype=np.int64))
+            n_candidates = len(candidates)
+            slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
+            index = pd.read_parquet(paths.windowed / "index.parquet")
+            encoded = encode_rows(model, slices, candidates, seed)
+            count = resolve_budget(budget, n_candidates)
+            chosen = select(
+                selection,
+                encoded["pooled"],
+                count,
+                losses=encoded["losses"],
+                seed=seed,
+                **(replay.get("selection_options") or {}),
+            )
+            rows = candidates[chosen]
+            names = {"stage": np.array([stage] * len(rows)), "window": np.array([paths.window] * len(rows))}
+            if kind == "latent":
+                new = ReplayBuffer("latent", encoded["latents"][chosen], labels=_labels(index, rows), **names)
+            else:
+                features = encoded["pooled"][chosen].astype(np.float16) if strategy.buffer_features else None
+                new = ReplayBuffer(
+                    "image", np.asarray(slices[rows]), labels=_labels(index, rows), features=features, **names
+                )
+        nbytes = write_buffer(paths.buffer, earlier, new)
+        total = (0 if earlier is None else len(earlier)) + (0 if new is None else len(new))
+        summary = {
+            "kind": kind,
+            "keeps_raw_images": strategy.keeps_raw_images,
+            "selection": selection,
+            "candidates": n_candidates,
+            "selected": 0 if new is None else len(new),
+            "buffer_samples": total,
+            "buffer_bytes": nbytes,
+            "seconds": time.perf_counter() - started,
+        }
+        metrics_path = paths.metrics("export")
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
+        metrics_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        tracking.log_metrics(
+            {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        )
+    return summary
