@@ -193,6 +193,54 @@ def export(
 
 
 @app.command()
+def evaluate(
+    stage: Annotated[str, typer.Option(help="Continual stage name, or 'init' for the random encoder.")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Evaluate one stage's frozen encoder: label-free forgetting and downstream probes (one R row)."""
+    from tasks.evaluate import run_evaluate
+    from tasks.params import load_params
+
+    def action():
+        row = run_evaluate(stage, load_params(params))
+        typer.echo(f"evaluate {stage}: {len(row['recon'])} label-free columns, probes {sorted(row['probes'])}")
+
+    _run(action)
+
+
+@app.command()
+def report(params: ParamsOption = Path("params.yaml")) -> None:
+    """R matrices, BWT/FWT, plots and the MLflow model registration from every stage's evaluation."""
+    from tasks.params import load_params
+    from tasks.report import run_report
+
+    def action():
+        summary = run_report(load_params(params))
+        typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> data/report")
+
+    _run(action)
+
+
+@app.command()
+def compare(
+    config: Annotated[
+        str, typer.Option(help="Block of params compare.configs to run (default, gpu, tiny...).")
+    ] = "default",
+    collect_only: Annotated[bool, typer.Option(help="Only collect finished experiments into reports/.")] = False,
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Every strategy and ablation x seeds as queued DVC experiments -> reports/compare.md and plots."""
+    from flows.compare import run_compare
+    from tasks.params import load_params
+
+    def action():
+        path = run_compare(Path.cwd(), load_params(params), config, collect_only=collect_only)
+        typer.echo(f"compare: wrote {path}")
+
+    _run(action)
+
+
+@app.command()
 def dag() -> None:
     """Print the pipeline's stages in the order dvc.yaml defines (as the Prefect flow runs them)."""
     from flows.dag import stage_order

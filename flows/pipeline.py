@@ -55,7 +55,8 @@ def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False)
     states: dict[str, str] = {}
     seconds: dict[str, float] = {}
     stage_task = run_stage.with_options(retries=retries)
-    with mlflow.start_run(run_name="pipeline", tags={"cssl.driver": "prefect"}) as parent:
+    tags = {"cssl.driver": "prefect", **tracking.pipeline_tags(root)}
+    with mlflow.start_run(run_name="pipeline", tags=tags) as parent:
         for node in order:
             if any(states.get(up) != SUCCEEDED for up in node.upstream):
                 states[node.name] = SKIPPED

@@ -83,3 +83,16 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     import mlflow
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def pipeline_tags(project_root: Path) -> dict[str, str]:
+    """Tags of a pipeline's parent run: strategy and seed, so `mlflow ui` can compare executions."""
+    import yaml
+
+    path = project_root / "params.yaml"
+    params = yaml.safe_load(path.read_text()) if path.exists() else {}
+    ssl = (params or {}).get("ssl", {})
+    tags = {"cssl.strategy": str(ssl.get("strategy", "")), "cssl.seed": str(ssl.get("train", {}).get("seed", ""))}
+    stages = (params or {}).get("continual", {}).get("stages", {})
+    tags["cssl.stages"] = ",".join(stages)
+    return tags

@@ -1,0 +1,111 @@
+"""`cssl compare`: every strategy and ablation x seeds as queued DVC experiments, then one report.
+
+Each (variant, seed) is `dvc exp run --queue -n <variant>-s<seed> -S ...`; the queue runs one experiment at
+a time (stages share the CPU), DVC's run-cache restores the unchanged data stages, and the metrics of
+every finished experiment are read back with `dvc exp show --json`. An experiment that fails is kept in
+the table as failed, never dropped. Results are compared only at the same training budget: the config
+fixes epochs and batch size for every variant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flows.stage_runner import stage_env
+
+REPORTS = Path("reports")
+METRICS_FILES = ("data/report/metrics.json",)
+
+
+def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = stage_env(None)
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_dir, env=env, text=True,
+                          capture_output=True, check=check)
+
+
+def _overrides(settings: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in settings.items():
+        out += ["-S", f"{key}={json.dumps(value) if isinstance(value, bool | list | dict) else value}"]
+    return out
+
+
+def experiment_names(params: dict[str, Any], config: str) -> list[tuple[str, str, int, dict[str, Any]]]:
+    """(experiment name, variant, seed, -S overrides) for every run of the config."""
+    block = params["compare"]
+    if config not in block["configs"]:
+        raise KeyError(f"compare.configs has no {config!r} (have: {', '.join(block['configs'])})")
+    chosen = block["configs"][config]
+    runs = []
+    for variant in chosen.get("variants", list(block["variants"])):
+        for seed in chosen["seeds"]:
+            settings = {**chosen.get("overrides", {}), **block["variants"][variant], "ssl.train.seed": seed,
+                        "eval.seed": seed}
+            runs.append((f"{variant}-s{seed}", variant, int(seed), settings))
+    return runs
+
+
+def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]]) -> None:
+    absolute = {"MLFLOW_TRACKING_URI": f"sqlite:///{(project_dir / 'mlflow.db').resolve()}",
+                "CSSL_SECRET_FILE": str((project_dir / ".cssl" / "secret.key").resolve())}
+    for key, value in absolute.items():
+        os.environ.setdefault(key, value)  # queued experiments run in temp copies of the repo
+    for name, _, _, settings in runs:
+        _dvc(project_dir, "exp", "remove", name, check=False)
+        _dvc(project_dir, "exp", "run", "--queue", "-n", name, *_overrides(settings))
+    started = time.perf_counter()
+    _dvc(project_dir, "queue", "start", "-j", "1")
+    while True:
+        status = _dvc(project_dir, "queue", "status", check=False).stdout
+        pending = sum(line.split()[-1] in ("Queued", "Running") for line in status.splitlines()[1:] if line.split())
+        done = len(runs) - pending
+        print(f"compare: {done}/{len(runs)} experiments finished ({time.perf_counter() - started:.0f}s)", flush=True)
+        if pending == 0:
+            break
+        time.sleep(20)
+    _dvc(project_dir, "queue", "stop", check=False)
+
+
+def _walk(node: Any):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def collect(project_dir: Path, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Metrics of each named experiment from `dvc exp show --json` (None when it has none: failed)."""
+    shown = json.loads(_dvc(project_dir, "exp", "show", "--json", "-A").stdout or "[]")
+    found: dict[str, dict[str, Any] | None] = {name: None for name in names}
+    for entry in _walk(shown):
+        name = entry.get("name")
+        data = entry.get("data")
+        if name in found and isinstance(data, dict):
+            metrics = data.get("metrics") or {}
+            merged = {}
+            for path in METRICS_FILES:
+                merged.update((metrics.get(path) or {}).get("data") or {})
+            if merged:
+                found[name] = merged
+    return found
+
+
+def run_compare(project_dir: Path, params: dict[str, Any], config: str, collect_only: bool = False) -> Path:
+    from tasks.compare_report import write_report
+
+    runs = experiment_names(params, config)
+    started = time.perf_counter()
+    if not collect_only:
+        queue_and_run(project_dir, runs)
+    results = collect(project_dir, [name for name, *_ in runs])
+    elapsed = time.perf_counter() - started
+    return write_report(project_dir / REPORTS, runs, results, params, config, elapsed if not collect_only else None)

@@ -1,0 +1,180 @@
+"""Stage `evaluate@<stage>` (and `evaluate@init` for the random encoder): one row of every R matrix.
+
+Two families (DESIGN.md, Evaluation). Label-free forgetting: for every stage j up to this one, the
+masked-reconstruction loss on stage j's held-out slices with this encoder and stage j's own decoder, and
+linear CKA between stage j's encoder and this one on those slices. Downstream probes: linear on pooled
+tokens, attentive over the tokens, token-level against lesion masks, on every labelled task of
+`eval.tasks`, with patient-level folds and few-shot label fractions. `evaluate@init` adds the reference
+probe on raw downsampled pixels, so the report can show what pretraining adds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tasks import tracking
+from tasks.continual import DATA, INIT, load_model, stage_paths
+from tasks.pretrain import SPLIT_FILE
+
+
+def stage_chain(params: dict[str, Any], last: str) -> list[str]:
+    """The continual stages from the first one up to `last`, in training order (init excluded)."""
+    if last == INIT:
+        return []
+    chain, name = [], last
+    while name != INIT:
+        chain.append(name)
+        name = stage_paths(params, name).prev
+    return chain[::-1]
+
+
+def ordered_stages(params: dict[str, Any]) -> list[str]:
+    """Every continual stage in training order (the longest prev-chain ends at the last one)."""
+    names = list(params["continual"]["stages"])
+    return max((stage_chain(params, name) for name in names), key=len)
+
+
+def _images(windowed: Path, rows: np.ndarray) -> torch.Tensor:
+    slices = np.load(windowed / "slices.npy", mmap_mode="r")
+    scale = 255.0 if slices.dtype == np.uint8 else 1.0
+    return torch.from_numpy(np.asarray(slices[np.sort(rows)], dtype=np.float32) / scale)[:, None]
+
+
+def label_free_row(model, params: dict[str, Any], chain: list[str]) -> dict[str, dict[str, float]]:
+    from cssl_core.evaluation import extract_tokens, linear_cka, pooled, reconstruction_loss
+
+    block = params["eval"]
+    recon, cka = {}, {}
+    for earlier in chain:
+        paths = stage_paths(params, earlier)
+        val_rows = np.asarray(json.loads((paths.model / SPLIT_FILE).read_text())["val_rows"], dtype=np.int64)
+        if len(val_rows) == 0:
+            continue
+        rows = np.sort(val_rows)[: int(block["recon_slices"])]
+        decoder_model, _ = load_model(paths.model)
+        recon[earlier] = reconstruction_loss(model, decoder_model, _images(paths.windowed, rows), int(block["seed"]))
+        slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
+        mine = pooled(extract_tokens(model, slices, rows))
+        theirs = pooled(extract_tokens(decoder_model, slices, rows))
+        cka[earlier] = linear_cka(theirs, mine)
+    return {"recon": recon, "cka": cka}
+
+
+def _task_data(task: dict[str, Any]) -> tuple[Path, pd.DataFrame, np.ndarray, np.ndarray]:
+    windowed = DATA / "windowed" / f"{task['cohort']}-{task['window']}"
+    if not windowed.exists():
+        raise FileNotFoundError(f"{windowed}: the task's cohort/window is not in ingest.cohorts x window.apply")
+    index = pd.read_parquet(windowed / "index.parquet")
+    column = task["label"]
+    if column not in index.columns:
+        raise KeyError(f"{windowed}/index.parquet has no label column {column!r} (have: {list(index.columns)})")
+    known = index[column].notna().to_numpy()
+    rows = np.flatnonzero(known)
+    labels = index[column].to_numpy()[rows].astype(bool)
+    return windowed, index, rows, labels
+
+
+def _mean_metrics(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    keys = sorted({k for fold in per_fold for k in fold})
+    out = {}
+    for key in keys:
+        values = np.array([fold.get(key, np.nan) for fold in per_fold], dtype=float)
+        out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return out
+
+
+def probe_row(model, params: dict[str, Any], with_pixels: bool) -> dict[str, Any]:
+    from cssl_core.evaluation import (
+        attentive_probe,
+        extract_tokens,
+        few_shot,
+        linear_probe,
+        patient_folds,
+        pixel_features,
+        pooled,
+        token_labels_from_masks,
+        token_probe,
+    )
+
+    block = params["eval"]
+    seed = int(block["seed"])
+    probes = list(block["probes"]) + (["pixels"] if with_pixels else [])
+    results: dict[str, Any] = {probe: {} for probe in probes}
+    for task_name, task in block["tasks"].items():
+        windowed, index, rows, labels = _task_data(task)
+        slices = np.load(windowed / "slices.npy", mmap_mode="r")
+        tokens = extract_tokens(model, slices, rows)
+        features = pooled(tokens)
+        token_labels = None
+        if "token" in probes and (windowed / "masks.npy").exists():
+            masks = np.load(windowed / "masks.npy", mmap_mode="r")
+            token_labels = token_labels_from_masks(
+                np.asarray(masks[rows]) == int(task["mask_class"]), model.config.patch_size
+            )
+        pixels = pixel_features(slices, rows) if with_pixels else None
+        keys = index["patient_key"].to_numpy()[rows]
+        folds = patient_folds(keys, task.get("folds", block["folds"]), seed)
+        for probe in probes:
+            results[probe][task_name] = {}
+            for fraction in block["fractions"]:
+                per_fold = []
+                for train_idx, test_idx in folds:
+                    train_idx = few_shot(train_idx, keys, float(fraction), seed, labels=labels)
+                    if probe == "linear":
+                        metrics = linear_probe(
+                            features[train_idx], labels[train_idx], features[test_idx], labels[test_idx], seed
+                        )
+                    elif probe == "pixels":
+                        metrics = linear_probe(
+                            pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx], seed
+                        )
+                    elif probe == "attentive":
+                        metrics = attentive_probe(
+                            tokens[train_idx], labels[train_idx], tokens[test_idx], labels[test_idx], seed
+                        )
+                    elif probe == "token":
+                        if token_labels is None:
+                            continue
+                        metrics = token_probe(
+                            tokens[train_idx], token_labels[train_idx], tokens[test_idx], token_labels[test_idx], seed
+                        )
+                    else:
+                        raise ValueError(f"eval.probes: unknown probe {probe!r} (linear, attentive, token)")
+                    per_fold.append(metrics)
+                if per_fold:
+                    results[probe][task_name][str(fraction)] = _mean_metrics(per_fold)
+    return results
+
+
+def run_evaluate(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    model_dir = DATA / "models" / stage
+    chain = stage_chain(params, stage)
+    seed = int(params["eval"]["seed"])
+    with tracking.stage_run(
+        f"evaluate@{stage}", {"stage": stage, **params["eval"]}, tags={"cssl.strategy": str(params["ssl"]["strategy"])}
+    ):
+        started = time.perf_counter()
+        torch.manual_seed(seed)
+        model, description = load_model(model_dir)
+        model.eval()
+        row: dict[str, Any] = {"stage": stage, "index": len(chain), "strategy": description.get("strategy")}
+        row.update(label_free_row(model, params, chain) if chain else {"recon": {}, "cka": {}})
+        row["probes"] = probe_row(model, params, with_pixels=stage == INIT)
+        row["seconds"] = time.perf_counter() - started
+        out = DATA / "eval" / f"{stage}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(row, indent=2, sort_keys=True, allow_nan=True) + "\n")
+        flat = {f"recon.{k}": v for k, v in row["recon"].items()} | {f"cka.{k}": v for k, v in row["cka"].items()}
+        for probe, tasks in row["probes"].items():
+            for task, by_fraction in tasks.items():
+                for fraction, metrics in by_fraction.items():
+                    flat[f"{probe}.{task}.{fraction}.auc"] = metrics.get("auc", float("nan"))
+        tracking.log_metrics({k: v for k, v in flat.items() if np.isfinite(v)})
+    return row

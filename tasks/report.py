@@ -1,0 +1,314 @@
+"""Stage `report`: the evaluation rows of every stage -> R matrices, continual metrics, plots, registry.
+
+R[i][j] = metric of the encoder after stage i on stage/task j, one matrix per family: reconstruction loss
+and CKA (label-free, j over stages) and each probe (j over labelled tasks). From each: average final value,
+backward transfer (forgetting) and forward transfer (against the random encoder of `evaluate-init`).
+Written as a DVC metric (data/report/metrics.json), DVC plot data (CSV) and PNG figures; the final
+encoder is registered in MLflow as `cssl-encoder`, alias `best` on the version with the best average
+final linear-probe AUC.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks import tracking
+from tasks.continual import DATA, INIT, load_model, stage_paths
+from tasks.evaluate import ordered_stages
+
+REPORT = DATA / "report"
+MODEL_NAME = "cssl-encoder"
+BEST_ALIAS = "best"
+HEADLINE_FRACTION = "1.0"
+
+
+def load_rows(params: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    stages = ordered_stages(params)
+    rows = {}
+    for name in [INIT, *stages]:
+        path = DATA / "eval" / f"{name}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: run evaluate@{name} first (dvc repro)")
+        rows[name] = json.loads(path.read_text())
+    return stages, rows
+
+
+def label_free_matrix(stages: list[str], rows: dict[str, Any], family: str) -> np.ndarray:
+    matrix = np.full((len(stages), len(stages)), np.nan)
+    for i, trained in enumerate(stages):
+        for j, measured in enumerate(stages):
+            value = rows[trained][family].get(measured)
+            if value is not None:
+                matrix[i, j] = value
+    return matrix
+
+
+def task_stage_index(params: dict[str, Any], stages: list[str]) -> dict[str, int]:
+    """The stage that trains on each task's cohort and window (-1: no stage does)."""
+    owner = {}
+    for task, block in params["eval"]["tasks"].items():
+        owner[task] = -1
+        for index, stage in enumerate(stages):
+            paths = stage_paths(params, stage)
+            if (paths.cohort, paths.window) == (block["cohort"], block["window"]):
+                owner[task] = index
+                break
+    return owner
+
+
+def probe_matrix(stages, rows, tasks, probe, fraction, metric="auc") -> tuple[np.ndarray, np.ndarray]:
+    def value(row: dict[str, Any], task: str) -> float:
+        got = row["probes"].get(probe, {}).get(task, {}).get(fraction, {}).get(metric)
+        return float("nan") if got is None else float(got)
+
+    matrix = np.array([[value(rows[s], t) for t in tasks] for s in stages], dtype=float)
+    reference = np.array([value(rows[INIT], t) for t in tasks], dtype=float)
+    return matrix, reference
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_clean(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(float(value)) else round(float(value), 6)
+    return value
+
+
+def stage_costs(stages: list[str], rows: dict[str, Any]) -> dict[str, Any]:
+    """Compute and storage of the run: training/export/eval seconds, images, final buffer bytes."""
+
+    def metrics(kind: str, stage: str) -> dict[str, Any]:
+        path = DATA / "metrics" / f"{kind}-{stage}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    pretrain = [metrics("pretrain", s) for s in stages]
+    export = [metrics("export", s) for s in stages]
+    _, description = load_model(DATA / "models" / stages[-1])
+    return {
+        "train_seconds": float(sum(m.get("seconds_this_run", 0.0) for m in pretrain)),
+        "export_seconds": float(sum(m.get("seconds", 0.0) for m in export)),
+        "eval_seconds": float(sum(rows[s].get("seconds", 0.0) for s in rows)),
+        "steps": int(sum(m.get("steps", 0) for m in pretrain)),
+        "buffer_bytes": int(export[-1].get("buffer_bytes", 0)) if export else 0,
+        "buffer_kind": export[-1].get("kind", "none") if export else "none",
+        "keeps_raw_images": bool(description.get("keeps_raw_images", False)),
+    }
+
+
+def summarise(params: dict[str, Any]) -> dict[str, Any]:
+    from cssl_core.evaluation import average_final, backward_transfer, forgetting_since_trained, forward_transfer
+
+    stages, rows = load_rows(params)
+    tasks = list(params["eval"]["tasks"])
+    owners = task_stage_index(params, stages)
+    task_stage = np.array([owners[t] for t in tasks])
+    stage_index = np.arange(len(stages))
+    summary: dict[str, Any] = {"stages": stages, "tasks": tasks, "strategy": params["ssl"]["strategy"]}
+    for family, higher in (("recon", False), ("cka", True)):
+        matrix = label_free_matrix(stages, rows, family)
+        summary[family] = {
+            "R": matrix,
+            "average_final": average_final(matrix),
+            "bwt": backward_transfer(matrix, stage_index),
+            "forgetting": forgetting_since_trained(matrix, stage_index, higher_is_better=higher),
+        }
+    summary["cost"] = stage_costs(stages, rows)
+    probes = list(params["eval"]["probes"]) + ["pixels"]
+    for probe in probes:
+        for fraction in (str(f) for f in params["eval"]["fractions"]):
+            matrix, reference = probe_matrix(stages, rows, tasks, probe, fraction)
+            if np.isnan(matrix).all() and np.isnan(reference).all():
+                continue
+            key = f"{probe}@{fraction}"
+            if probe == "pixels":  # the reference probe on raw downsampled pixels: one value per task
+                summary[key] = {"per_task": dict(zip(tasks, reference, strict=True))}
+                continue
+            summary[key] = {"R": matrix, "random_encoder": reference}
+            summary[key].update(
+                {
+                    "average_final": average_final(matrix),
+                    "bwt": backward_transfer(matrix, task_stage),
+                    "forgetting": forgetting_since_trained(matrix, task_stage, higher_is_better=True),
+                    "fwt": forward_transfer(matrix, reference, task_stage),
+                }
+            )
+    return summary
+
+
+def _heatmap(path: Path, matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(cols), 1.0 + 0.8 * len(rows)))
+    image = ax.imshow(matrix, cmap="viridis")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("after stage")
+    for (i, j), value in np.ndenumerate(matrix):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _loss_curves(path: Path, stages: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    offset = 0
+    for stage in stages:
+        history = DATA / "metrics" / f"pretrain-{stage}-history.csv"
+        if not history.exists():
+            continue
+        with history.open() as handle:
+            records = list(csv.DictReader(handle))
+        for column in [c for c in records[0] if c.startswith("loss/") or c == "val/mae"]:
+            values = [float(r[column]) for r in records]
+            ax.plot(range(offset + 1, offset + len(values) + 1), values, label=f"{stage} {column}")
+        offset += len(records)
+    ax.set_xlabel("epoch (stages back to back)")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _buffer_embedding(path: Path, last_stage: str, seed: int) -> bool:
+    """2-D t-SNE of the final replay buffer (pooled latents or downsampled slices), coloured by stage."""
+    from sklearn.manifold import TSNE
+
+    from tasks.buffers import read_buffer
+
+    buffer = read_buffer(DATA / "buffers" / last_stage)
+    if buffer is None or len(buffer) < 5:
+        return False
+    data = np.asarray(buffer.data, dtype=np.float32)
+    features = data.mean(axis=1) if buffer.kind == "latent" else data[:, ::4, ::4].reshape(len(data), -1)
+    embedding = TSNE(n_components=2, perplexity=min(30, len(data) - 1), random_state=seed, init="pca").fit_transform(
+        features
+    )
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for stage in sorted(set(buffer.stage.tolist())):
+        chosen = buffer.stage == stage
+        ax.scatter(embedding[chosen, 0], embedding[chosen, 1], s=8, label=stage)
+    ax.set_title(f"replay buffer ({buffer.kind}) t-SNE", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _write_plot_data(summary: dict[str, Any]) -> None:
+    stages, tasks = summary["stages"], summary["tasks"]
+    with (REPORT / "recon.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trained_after", "evaluated_on", "recon_loss"])
+        for i, trained in enumerate(stages):
+            for j, measured in enumerate(stages):
+                writer.writerow([trained, measured, summary["recon"]["R"][i, j]])
+    key = f"linear@{HEADLINE_FRACTION}"
+    with (REPORT / "probe_linear.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trained_after", "task", "auc"])
+        for i, trained in enumerate(stages):
+            for j, task in enumerate(tasks):
+                value = summary[key]["R"][i, j] if key in summary else float("nan")
+                writer.writerow([trained, task, value])
+
+
+def register_final_encoder(stage: str, score: float) -> str | None:
+    """Log the final encoder as an MLflow model, register it, move alias `best` to the best version."""
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    model, _ = load_model(DATA / "models" / stage)
+    model.eval()
+    example = torch.zeros(1, 1, model.config.img_size, model.config.img_size)
+    # pt2 (torch.export) loads without unpickling code; the traced graph embeds one slice (1, 1, S, S) -> tokens
+    info = mlflow.pytorch.log_model(
+        model,
+        name="encoder",
+        input_example=example.numpy(),
+        serialization_format="pt2",
+        registered_model_name=MODEL_NAME,
+        pip_requirements=["torch==2.13.0"],
+    )
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    client.set_model_version_tag(
+        MODEL_NAME, version, "average_final_linear_auc", "nan" if not math.isfinite(score) else f"{score:.6f}"
+    )
+    best_version, best_score = version, score if math.isfinite(score) else -math.inf
+    for other in client.search_model_versions(f"name='{MODEL_NAME}'"):
+        tagged = other.tags.get("average_final_linear_auc", "nan")
+        value = float(tagged) if tagged != "nan" else -math.inf
+        if value > best_score:
+            best_version, best_score = str(other.version), value
+    client.set_registered_model_alias(MODEL_NAME, BEST_ALIAS, best_version)
+    client.set_registered_model_alias(MODEL_NAME, "newest", version)  # "latest" is reserved by MLflow
+    return version
+
+
+def run_report(params: dict[str, Any]) -> dict[str, Any]:
+    summary = summarise(params)
+    figures = REPORT / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    stages, tasks = summary["stages"], summary["tasks"]
+    with tracking.stage_run("report", {"strategy": summary["strategy"], "stages": ",".join(stages)}):
+        for family in ("recon", "cka"):
+            _heatmap(
+                figures / f"R_{family}.png", summary[family]["R"], stages, stages, f"{summary['strategy']}: {family}"
+            )
+        for key in [k for k in summary if "@" in k and not k.startswith("pixels")]:
+            _heatmap(
+                figures / f"R_{key.replace('@', '_')}.png",
+                summary[key]["R"],
+                stages,
+                tasks,
+                f"{summary['strategy']}: {key} AUC",
+            )
+        _loss_curves(figures / "loss_curves.png", stages)
+        _buffer_embedding(figures / "buffer_tsne.png", stages[-1], int(params["eval"]["seed"]))
+        _write_plot_data(summary)
+        cleaned = _clean(summary)
+        (REPORT / "metrics.json").write_text(json.dumps(cleaned, indent=2) + "\n")
+        flat = {}
+        for key, block in summary.items():
+            if isinstance(block, dict):
+                for name in ("average_final", "bwt", "forgetting", "fwt"):
+                    if name in block and math.isfinite(float(block[name])):
+                        flat[f"{key.replace('@', '_')}.{name}"] = float(block[name])
+        tracking.log_metrics(flat)
+        import mlflow
+
+        mlflow.log_artifacts(str(figures), artifact_path="figures")
+        mlflow.log_artifact(str(REPORT / "metrics.json"))
+        headline = summary.get(f"linear@{HEADLINE_FRACTION}", {}).get("average_final", float("nan"))
+        if params["eval"].get("register", True):
+            cleaned["registered_version"] = register_final_encoder(stages[-1], float(headline))
+    return cleaned
