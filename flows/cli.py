@@ -241,6 +241,44 @@ def compare(
 
 
 @app.command()
+def summary() -> None:
+    """Print the headline figures of the last run: data accounting, training, forgetting, probes."""
+    import json
+
+    report_path = Path("data/report/metrics.json")
+    if not report_path.exists():
+        _fail(FileNotFoundError(f"{report_path} not found: run the pipeline first (cssl repro)"))
+    report = json.loads(report_path.read_text())
+    for summary_path in sorted(Path("data/interim").glob("*/summary.json")):
+        counts = json.loads(summary_path.read_text())
+        status = counts["files"]["by_status"]
+        typer.echo(
+            f"ingest {summary_path.parent.name}: {counts['series']} series, {counts['slices']} slices; "
+            f"{counts['files']['total']} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
+        )
+    typer.echo(f"strategy {report['strategy']}, stages {report['stages']}, cost {report['cost']}")
+
+    def fmt(value):
+        return "  n/a " if value is None else f"{value:6.3f}"
+
+    for family in ("recon", "cka"):
+        typer.echo(f"{family} R (rows: after stage; columns: held-out slices of stage):")
+        for stage, row in zip(report["stages"], report[family]["R"], strict=True):
+            typer.echo(f"  {stage:>4} " + " ".join(fmt(v) for v in row))
+        typer.echo(f"  bwt {fmt(report[family]['bwt'])}  average final {fmt(report[family]['average_final'])}")
+    for key in [k for k in report if "@" in k and not k.startswith("pixels")]:
+        typer.echo(
+            f"{key} AUC, last stage: "
+            + ", ".join(
+                f"{task} {fmt(value)}" for task, value in zip(report["tasks"], report[key]["R"][-1], strict=True)
+            )
+        )
+    pixels = report.get("pixels@1.0", {}).get("per_task", {})
+    if pixels:
+        typer.echo("raw-pixel reference AUC: " + ", ".join(f"{t} {fmt(v)}" for t, v in pixels.items()))
+
+
+@app.command()
 def dag() -> None:
     """Print the pipeline's stages in the order dvc.yaml defines (as the Prefect flow runs them)."""
     from flows.dag import stage_order

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH" DVC_NO_ANALYTICS=1
 cssl repro "$@"
-dvc metrics show
+cssl summary
 echo "done: outputs under data/, runs in mlflow.db (mlflow ui --backend-store-uri sqlite:///mlflow.db)"

@@ -47,6 +47,11 @@ def tiny_params() -> dict:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params = _merge(params, TINY_PARAMS_OVERRIDES)
     params["data"]["demo"] = {k: v for k, v in params["data"]["demo"].items() if k in ("phantom_a", "phantom_b")}
+    tiny_cohorts = set(params["ingest"]["cohorts"])
+    params["eval"]["tasks"] = {k: v for k, v in params["eval"]["tasks"].items() if v["cohort"] in tiny_cohorts}
+    params["eval"].update({"folds": 2, "recon_slices": 16})
+    params["compare"]["configs"]["tiny"] = {"seeds": [0, 1], "variants": ["finetune", "latent_replay"],
+                                            "overrides": {"eval.probes": ["linear"], "eval.fractions": [1.0]}}
     return params
 
 

@@ -45,7 +45,8 @@ def test_first_repro_runs_every_stage_and_writes_outputs(project):
     expected = {f"{kind}@{c}" for kind in ("demo-data", "ingest") for c in ("phantom_a", "phantom_b")}
     expected |= {f"{kind}@{c}-{w}" for kind in ("window", "quality") for c in ("phantom_a", "phantom_b")
                  for w in ("mediastinal", "lung")}
-    expected |= {"init"} | {f"{kind}@{s}" for kind in ("pretrain", "export") for s in ("s1", "s2")}
+    expected |= {"init", "evaluate-init", "report"}
+    expected |= {f"{kind}@{s}" for kind in ("pretrain", "export", "evaluate") for s in ("s1", "s2")}
     assert ran == expected
     for cohort in ("phantom_a", "phantom_b"):
         files = pd.read_parquet(root / f"data/interim/{cohort}/files.parquet")
@@ -67,6 +68,27 @@ def test_first_repro_runs_every_stage_and_writes_outputs(project):
     assert json.loads((root / "data/buffers/s2/meta.json").read_text())["kind"] == "latent"
 
 
+def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(project):
+    import mlflow
+    import torch
+
+    root = project["root"]
+    report = json.loads((root / "data/report/metrics.json").read_text())
+    assert report["stages"] == ["s1", "s2"]
+    recon = np.array(report["recon"]["R"], dtype=float)
+    assert recon.shape == (2, 2) and np.isfinite(recon[1]).all() and np.isnan(recon[0, 1])
+    assert np.isfinite(report["recon"]["bwt"]) and 0 < report["cka"]["R"][1][0] <= 1.0 + 1e-6
+    for key in ("linear@1.0", "attentive@1.0", "token@1.0"):
+        assert np.array(report[key]["R"], dtype=float).shape == (2, len(report["tasks"]))
+    assert "pixels@1.0" in report
+    assert report["cost"]["keeps_raw_images"] is False and report["cost"]["buffer_bytes"] > 0
+    assert (root / "data/report/figures/R_recon.png").stat().st_size > 0
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    encoder = mlflow.pytorch.load_model("models:/cssl-encoder@best")
+    tokens = encoder(torch.rand(1, 1, 32, 32))
+    assert tokens.shape == (1, 16, 32) and torch.isfinite(tokens).all()
+
+
 def test_second_repro_does_nothing_quickly(project):
     started = time.perf_counter()
     again = run([sys.executable, "-m", "dvc", "repro"], project["root"])
@@ -86,7 +108,7 @@ def test_changing_one_window_reruns_only_its_branch(project):
     # the lung branch of both cohorts, and the continual stage trained on phantom_b's lung slices
     assert set(RAN.findall(result.stdout)) == {
         "window@phantom_a-lung", "window@phantom_b-lung", "quality@phantom_a-lung", "quality@phantom_b-lung",
-        "pretrain@s2", "export@s2",
+        "pretrain@s2", "export@s2", "evaluate-init", "evaluate@s1", "evaluate@s2", "report",
     }
     meta = json.loads((root / "data/windowed/phantom_a-lung/meta.json").read_text())
     assert meta["window"]["level"] == -550
@@ -115,7 +137,7 @@ def test_stage_runs_are_grouped_under_one_parent(project):
     assert len(parents) >= 1
     first_parent = parents.sort_values("start_time").iloc[0]["run_id"]
     children = runs[runs["tags.mlflow.parentRunId"] == first_parent]
-    assert len(children) == 17
+    assert len(children) == 21
     ingest = children[children["tags.cssl.stage"] == "ingest@phantom_a"].iloc[0]
     assert ingest["metrics.n_series"] == 2
     window = children[children["tags.cssl.stage"] == "window@phantom_a-lung"].iloc[0]
@@ -129,7 +151,7 @@ def test_changing_stage_two_params_reruns_only_stage_two(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], root)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert set(RAN.findall(result.stdout)) == {"pretrain@s2", "export@s2"}
+    assert set(RAN.findall(result.stdout)) == {"pretrain@s2", "export@s2", "evaluate@s2", "report"}
     assert json.loads((root / "data/metrics/pretrain-s2.json").read_text())["epochs"] == 3
 
 

@@ -33,19 +33,29 @@ def in_project(monkeypatch):
     return enter
 
 
+def one_cohort_params(window: str) -> dict:
+    """phantom_a only, one window, one continual stage and one probe task on it."""
+    params = tiny_params()
+    params["data"]["demo"].pop("phantom_b")
+    params["ingest"]["cohorts"] = ["phantom_a"]
+    params["window"]["apply"] = [window]
+    params["continual"]["stages"] = {"s1": {"prev": "init", "cohort": "phantom_a", "window": window}}
+    params["eval"]["tasks"] = {"ggo": {"cohort": "phantom_a", "window": window, "label": "has_ggo", "mask_class": 1}}
+    params["eval"]["probes"] = ["linear"]
+    return params
+
+
 def test_flow_runs_every_dvc_stage_in_dag_order(harness, in_project, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.pipeline import cssl_pipeline
 
-    params = tiny_params()
-    params["data"]["demo"].pop("phantom_b")
-    params["ingest"]["cohorts"] = ["phantom_a"]
-    params["window"]["apply"] = ["lung"]
-    root = in_project(make_tiny_project(tmp_path / "project", params))
+    root = in_project(make_tiny_project(tmp_path / "project", one_cohort_params("lung")))
     expected = [node.name for node in stage_order(root)]
-    assert expected == ["demo-data@phantom_a", "ingest@phantom_a", "window@phantom_a-lung", "quality@phantom_a-lung"]
+    chain = ["demo-data@phantom_a", "ingest@phantom_a", "window@phantom_a-lung", "quality@phantom_a-lung",
+             "pretrain@s1", "export@s1", "evaluate@s1", "report"]
+    assert [name for name in expected if name in chain] == chain
 
     state = cssl_pipeline(project_dir=str(root), retries=0, return_state=True)
     assert state.is_completed(), state.message
@@ -69,10 +79,8 @@ def test_flow_runs_every_dvc_stage_in_dag_order(harness, in_project, tmp_path):
 def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, tmp_path):
     from flows.pipeline import cssl_pipeline
 
-    params = tiny_params()
-    params["data"]["demo"].pop("phantom_b")
+    params = one_cohort_params("mediastinal")
     params["ingest"]["cohorts"] = ["phantom_a", "empty_site"]
-    params["window"]["apply"] = ["mediastinal"]
     root = in_project(make_tiny_project(tmp_path / "project", params))
     (root / "data/raw/empty_site").mkdir(parents=True)
     (root / "data/raw/empty_site/notes.txt").write_text("no DICOM here\n")
@@ -85,3 +93,5 @@ def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, t
     assert states["window@empty_site-mediastinal"] == "skipped"
     assert states["quality@empty_site-mediastinal"] == "skipped"
     assert states["quality@phantom_a-mediastinal"] == "succeeded"
+    # evaluation reads every windowed cohort, so it waits for the failed branch; training does not
+    assert states["pretrain@s1"] == "succeeded" and states["evaluate@s1"] == "skipped"

@@ -1,0 +1,34 @@
+"""`cssl compare` on a tiny config: two strategies x two seeds as queued DVC experiments -> table + plots."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_tiny_project
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def test_compare_tiny_two_strategies_two_seeds(tmp_path):
+    root = make_tiny_project(tmp_path / "project")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "tiny"], cwd=root, check=True)
+    result = subprocess.run([str(BIN / "cssl"), "compare", "--config", "tiny"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "4/4 experiments finished" in result.stdout
+    table = (root / "reports/compare.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| finetune") or line.startswith("| latent_replay")]
+    assert len(rows) == 2 and all("| 2/0" in row for row in rows), table
+    assert "| latent_replay | false |" in table and "| finetune | false |" in table
+    figures = {p.name for p in (root / "reports/figures").glob("*.png")}
+    assert {"R_recon_finetune.png", "R_recon_latent_replay.png", "auc_per_stage.png"} <= figures
