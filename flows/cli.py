@@ -245,7 +245,7 @@ def summary() -> None:
     """Print the headline figures of the last run: data accounting, training, forgetting, probes."""
     import json
 
-    report_path = Path("data/report/metrics.json")
+    report_path = Path("data/summary/metrics.json")
     if not report_path.exists():
         _fail(FileNotFoundError(f"{report_path} not found: run the pipeline first (cssl repro)"))
     report = json.loads(report_path.read_text())

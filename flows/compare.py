@@ -20,7 +20,7 @@ from typing import Any
 from flows.stage_runner import stage_env
 
 REPORTS = Path("reports")
-METRICS_FILES = ("data/report/metrics.json",)
+METRICS_FILES = ("data/summary/metrics.json",)
 
 
 def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@
 R[i][j] = metric of the encoder after stage i on stage/task j, one matrix per family: reconstruction loss
 and CKA (label-free, j over stages) and each probe (j over labelled tasks). From each: average final value,
 backward transfer (forgetting) and forward transfer (against the random encoder of `evaluate-init`).
-Written as a DVC metric (data/report/metrics.json), DVC plot data (CSV) and PNG figures; the final
+Written as a DVC metric (data/summary/metrics.json), DVC plot data (CSV) and PNG figures; the final
 encoder is registered in MLflow as `cssl-encoder`, alias `best` on the version with the best average
 final linear-probe AUC.
 """
@@ -22,7 +22,8 @@ from tasks import tracking
 from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.evaluate import ordered_stages
 
-REPORT = DATA / "report"
+REPORT = DATA / "report"  # figures (a cached DVC output)
+SUMMARY = DATA / "summary"  # metrics and plot data: small, git-tracked (cache: false), kept by DVC experiments
 MODEL_NAME = "cssl-encoder"
 BEST_ALIAS = "best"
 HEADLINE_FRACTION = "1.0"
@@ -224,14 +225,14 @@ def _buffer_embedding(path: Path, last_stage: str, seed: int) -> bool:
 
 def _write_plot_data(summary: dict[str, Any]) -> None:
     stages, tasks = summary["stages"], summary["tasks"]
-    with (REPORT / "recon.csv").open("w", newline="") as handle:
+    with (SUMMARY / "recon.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["trained_after", "evaluated_on", "recon_loss"])
         for i, trained in enumerate(stages):
             for j, measured in enumerate(stages):
                 writer.writerow([trained, measured, summary["recon"]["R"][i, j]])
     key = f"linear@{HEADLINE_FRACTION}"
-    with (REPORT / "probe_linear.csv").open("w", newline="") as handle:
+    with (SUMMARY / "probe_linear.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["trained_after", "task", "auc"])
         for i, trained in enumerate(stages):
@@ -278,6 +279,7 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
     summary = summarise(params)
     figures = REPORT / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    SUMMARY.mkdir(parents=True, exist_ok=True)
     stages, tasks = summary["stages"], summary["tasks"]
     with tracking.stage_run("report", {"strategy": summary["strategy"], "stages": ",".join(stages)}):
         for family in ("recon", "cka"):
@@ -296,7 +298,7 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
         _buffer_embedding(figures / "buffer_tsne.png", stages[-1], int(params["eval"]["seed"]))
         _write_plot_data(summary)
         cleaned = _clean(summary)
-        (REPORT / "metrics.json").write_text(json.dumps(cleaned, indent=2) + "\n")
+        (SUMMARY / "metrics.json").write_text(json.dumps(cleaned, indent=2) + "\n")
         flat = {}
         for key, block in summary.items():
             if isinstance(block, dict):
@@ -307,7 +309,7 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
         import mlflow
 
         mlflow.log_artifacts(str(figures), artifact_path="figures")
-        mlflow.log_artifact(str(REPORT / "metrics.json"))
+        mlflow.log_artifact(str(SUMMARY / "metrics.json"))
         headline = summary.get(f"linear@{HEADLINE_FRACTION}", {}).get("average_final", float("nan"))
         if params["eval"].get("register", True):
             cleaned["registered_version"] = register_final_encoder(stages[-1], float(headline))

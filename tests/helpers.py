@@ -65,7 +65,7 @@ def make_tiny_project(root: Path, params: dict | None = None) -> Path:
             REPO_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache")
         )
     (root / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
-    (root / ".gitignore").write_text("/data/\nmlflow.db\nmlartifacts/\n.cssl/\n.prefect/\n")
+    shutil.copy2(REPO_ROOT / ".gitignore", root / ".gitignore")
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     return root
 

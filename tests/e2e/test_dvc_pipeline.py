@@ -73,7 +73,7 @@ def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(pro
     import torch
 
     root = project["root"]
-    report = json.loads((root / "data/report/metrics.json").read_text())
+    report = json.loads((root / "data/summary/metrics.json").read_text())
     assert report["stages"] == ["s1", "s2"]
     recon = np.array(report["recon"]["R"], dtype=float)
     assert recon.shape == (2, 2) and np.isfinite(recon[1]).all() and np.isnan(recon[0, 1])
