@@ -216,7 +216,7 @@ def report(params: ParamsOption = Path("params.yaml")) -> None:
 
     def action():
         summary = run_report(load_params(params))
-        typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> data/report")
+        typer.echo(f"report: stages {list(summary['stages'])}, tasks {list(summary['tasks'])} -> data/summary")
 
     _run(action)
 
@@ -256,23 +256,19 @@ def summary() -> None:
             f"ingest {summary_path.parent.name}: {counts['series']} series, {counts['slices']} slices; "
             f"{counts['files']['total']} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
         )
-    typer.echo(f"strategy {report['strategy']}, stages {report['stages']}, cost {report['cost']}")
+    typer.echo(f"strategy {report['strategy']}, stages {list(report['stages'])}, cost {report['cost']}")
 
     def fmt(value):
         return "  n/a " if value is None else f"{value:6.3f}"
 
     for family in ("recon", "cka"):
         typer.echo(f"{family} R (rows: after stage; columns: held-out slices of stage):")
-        for stage, row in zip(report["stages"], report[family]["R"], strict=True):
-            typer.echo(f"  {stage:>4} " + " ".join(fmt(v) for v in row))
+        for stage, row in report[family]["R"].items():
+            typer.echo(f"  {stage:>4} " + " ".join(fmt(row.get(col)) for col in report["stages"]))
         typer.echo(f"  bwt {fmt(report[family]['bwt'])}  average final {fmt(report[family]['average_final'])}")
     for key in [k for k in report if "@" in k and not k.startswith("pixels")]:
-        typer.echo(
-            f"{key} AUC, last stage: "
-            + ", ".join(
-                f"{task} {fmt(value)}" for task, value in zip(report["tasks"], report[key]["R"][-1], strict=True)
-            )
-        )
+        last = report[key]["R"][list(report["stages"])[-1]]
+        typer.echo(f"{key} AUC, last stage: " + ", ".join(f"{t} {fmt(last.get(t))}" for t in report["tasks"]))
     pixels = report.get("pixels@1.0", {}).get("per_task", {})
     if pixels:
         typer.echo("raw-pixel reference AUC: " + ", ".join(f"{t} {fmt(v)}" for t, v in pixels.items()))

@@ -33,14 +33,19 @@ def _fmt(values: list[float], digits: int = 3) -> str:
 
 
 def _matrix(metrics: dict[str, Any], key: str) -> np.ndarray | None:
-    block = metrics.get(key)
-    if not isinstance(block, dict) or "R" not in block:
-        return None
-    return np.array([[np.nan if v is None else v for v in row] for row in block["R"]], dtype=float)
+    from tasks.report import matrix_from_tree
+
+    return matrix_from_tree(metrics, key)
 
 
-def write_report(out_dir: Path, runs, results: dict[str, dict[str, Any] | None], params: dict[str, Any],
-                 config: str, elapsed: float | None) -> Path:
+def write_report(
+    out_dir: Path,
+    runs,
+    results: dict[str, dict[str, Any] | None],
+    params: dict[str, Any],
+    config: str,
+    elapsed: float | None,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,12 +56,14 @@ def write_report(out_dir: Path, runs, results: dict[str, dict[str, Any] | None],
     variants: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
     for name, variant, seed, _ in runs:
         variants.setdefault(variant, []).append((seed, results.get(name)))
-    tasks = next((m["tasks"] for _, seeds in variants.items() for _, m in seeds if m), [])
-    stages = next((m["stages"] for _, seeds in variants.items() for _, m in seeds if m), [])
+    tasks = list(next((m.get("tasks", {}) for _, seeds in variants.items() for _, m in seeds if m), {}))
+    stages = list(next((m.get("stages", {}) for _, seeds in variants.items() for _, m in seeds if m), {}))
 
-    header = (["strategy", "keeps raw images", "seeds ok/failed"] + [f"{t} AUC" for t in tasks]
-              + ["avg AUC", "BWT AUC", "FWT AUC", "recon final", "recon forgetting", "CKA BWT",
-                 "train s", "buffer bytes"])
+    header = (
+        ["strategy", "keeps raw images", "seeds ok/failed"]
+        + [f"{t} AUC" for t in tasks]
+        + ["avg AUC", "BWT AUC", "FWT AUC", "recon final", "recon forgetting", "CKA BWT", "train s", "buffer bytes"]
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant, seeds in variants.items():
         ok = [m for _, m in seeds if m]
@@ -71,16 +78,20 @@ def write_report(out_dir: Path, runs, results: dict[str, dict[str, Any] | None],
                 matrix = _matrix(m, HEADLINE)
                 values.append(float(matrix[-1, j]) if matrix is not None else float("nan"))
             per_task.append(_fmt(values))
-        row = [variant, str(ok[0].get("cost", {}).get("keeps_raw_images", "?")).lower(),
-               f"{len(ok)}/{len(failed)}" + (f" (failed: {failed})" if failed else ""), *per_task,
-               _fmt([_get(m, HEADLINE, "average_final") for m in ok]),
-               _fmt([_get(m, HEADLINE, "bwt") for m in ok]),
-               _fmt([_get(m, HEADLINE, "fwt") for m in ok]),
-               _fmt([_get(m, "recon", "average_final") for m in ok], 4),
-               _fmt([_get(m, "recon", "bwt") for m in ok], 4),
-               _fmt([_get(m, "cka", "bwt") for m in ok]),
-               _fmt([_get(m, "cost", "train_seconds") for m in ok], 0),
-               _fmt([_get(m, "cost", "buffer_bytes") for m in ok], 0)]
+        row = [
+            variant,
+            str(ok[0].get("cost", {}).get("keeps_raw_images", "?")).lower(),
+            f"{len(ok)}/{len(failed)}" + (f" (failed: {failed})" if failed else ""),
+            *per_task,
+            _fmt([_get(m, HEADLINE, "average_final") for m in ok]),
+            _fmt([_get(m, HEADLINE, "bwt") for m in ok]),
+            _fmt([_get(m, HEADLINE, "fwt") for m in ok]),
+            _fmt([_get(m, "recon", "average_final") for m in ok], 4),
+            _fmt([_get(m, "recon", "bwt") for m in ok], 4),
+            _fmt([_get(m, "cka", "bwt") for m in ok]),
+            _fmt([_get(m, "cost", "train_seconds") for m in ok], 0),
+            _fmt([_get(m, "cost", "buffer_bytes") for m in ok], 0),
+        ]
         lines.append("| " + " | ".join(row) + " |")
 
         recon = [r for r in (_matrix(m, "recon") for m in ok) if r is not None]

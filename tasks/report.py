@@ -83,6 +83,41 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def as_metric_tree(summary: dict[str, Any]) -> dict[str, Any]:
+    """Matrices and name lists as nested dicts: DVC metrics (and `dvc exp show`) keep dicts of numbers but
+    drop lists and nulls, so R[i][j] is stored as R[stage_i][task_j] and a missing cell is simply absent."""
+    stages, tasks = summary["stages"], summary["tasks"]
+    tree: dict[str, Any] = {
+        "stages": {s: i for i, s in enumerate(stages)},
+        "tasks": {t: j for j, t in enumerate(tasks)},
+    }
+    for key, block in summary.items():
+        if key in ("stages", "tasks") or not isinstance(block, dict):
+            tree[key] = block
+            continue
+        out = dict(block)
+        if "R" in block:
+            cols = stages if key in ("recon", "cka") else tasks
+            out["R"] = {row: {col: block["R"][i][j] for j, col in enumerate(cols)} for i, row in enumerate(stages)}
+        if "random_encoder" in block:
+            out["random_encoder"] = dict(zip(tasks, block["random_encoder"], strict=True))
+        tree[key] = out
+    return _clean(tree)
+
+
+def matrix_from_tree(tree: dict[str, Any], key: str) -> np.ndarray | None:
+    """The R matrix `key` of a metric tree back as an array (nan where a cell is absent)."""
+    block = tree.get(key)
+    if not isinstance(block, dict) or not isinstance(block.get("R"), dict):
+        return None
+    rows = list(tree["stages"])
+    cols = rows if key in ("recon", "cka") else list(tree["tasks"])
+    return np.array(
+        [[np.nan if block["R"].get(r, {}).get(c) is None else float(block["R"][r][c]) for c in cols] for r in rows],
+        dtype=float,
+    )
+
+
 def stage_costs(stages: list[str], rows: dict[str, Any]) -> dict[str, Any]:
     """Compute and storage of the run: training/export/eval seconds, images, final buffer bytes."""
 
@@ -297,7 +332,7 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
         _loss_curves(figures / "loss_curves.png", stages)
         _buffer_embedding(figures / "buffer_tsne.png", stages[-1], int(params["eval"]["seed"]))
         _write_plot_data(summary)
-        cleaned = _clean(summary)
+        cleaned = as_metric_tree(summary)
         (SUMMARY / "metrics.json").write_text(json.dumps(cleaned, indent=2) + "\n")
         flat = {}
         for key, block in summary.items():
