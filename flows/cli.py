@@ -216,7 +216,7 @@ def report(params: ParamsOption = Path("params.yaml")) -> None:
 
     def action():
         summary = run_report(load_params(params))
-        typer.echo(f"report: stages {list(summary['stages'])}, tasks {list(summary['tasks'])} -> data/summary")
+        typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> data/summary")
 
     _run(action)
 
@@ -256,7 +256,10 @@ def summary() -> None:
             f"ingest {summary_path.parent.name}: {counts['series']} series, {counts['slices']} slices; "
             f"{counts['files']['total']} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
         )
-    typer.echo(f"strategy {report['strategy']}, stages {list(report['stages'])}, cost {report['cost']}")
+    from tasks.report import ordered_names
+
+    stages, tasks = ordered_names(report, "stages"), ordered_names(report, "tasks")
+    typer.echo(f"strategy {report['strategy']}, stages {stages}, cost {report['cost']}")
 
     def fmt(value):
         return "  n/a " if value is None else f"{value:6.3f}"
@@ -264,11 +267,11 @@ def summary() -> None:
     for family in ("recon", "cka"):
         typer.echo(f"{family} R (rows: after stage; columns: held-out slices of stage):")
         for stage, row in report[family]["R"].items():
-            typer.echo(f"  {stage:>4} " + " ".join(fmt(row.get(col)) for col in report["stages"]))
+            typer.echo(f"  {stage:>4} " + " ".join(fmt(row.get(col)) for col in stages))
         typer.echo(f"  bwt {fmt(report[family]['bwt'])}  average final {fmt(report[family]['average_final'])}")
     for key in [k for k in report if "@" in k and not k.startswith("pixels")]:
-        last = report[key]["R"][list(report["stages"])[-1]]
-        typer.echo(f"{key} AUC, last stage: " + ", ".join(f"{t} {fmt(last.get(t))}" for t in report["tasks"]))
+        last = report[key]["R"][stages[-1]]
+        typer.echo(f"{key} AUC, last stage: " + ", ".join(f"{t} {fmt(last.get(t))}" for t in tasks))
     pixels = report.get("pixels@1.0", {}).get("per_task", {})
     if pixels:
         typer.echo("raw-pixel reference AUC: " + ", ".join(f"{t} {fmt(v)}" for t, v in pixels.items()))

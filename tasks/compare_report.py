@@ -56,8 +56,10 @@ def write_report(
     variants: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
     for name, variant, seed, _ in runs:
         variants.setdefault(variant, []).append((seed, results.get(name)))
-    tasks = list(next((m.get("tasks", {}) for _, seeds in variants.items() for _, m in seeds if m), {}))
-    stages = list(next((m.get("stages", {}) for _, seeds in variants.items() for _, m in seeds if m), {}))
+    from tasks.report import ordered_names
+
+    first = next((m for _, seeds in variants.items() for _, m in seeds if m), {})
+    tasks, stages = ordered_names(first, "tasks"), ordered_names(first, "stages")
 
     header = (
         ["strategy", "keeps raw images", "seeds ok/failed"]

@@ -105,13 +105,31 @@ def as_metric_tree(summary: dict[str, Any]) -> dict[str, Any]:
     return _clean(tree)
 
 
+def ordered_names(tree: dict[str, Any], kind: str) -> list[str]:
+    """Stage or task names, in order, of a metric tree."""
+    value = tree.get(kind) or ""
+    names = [name for name in value.split(",") if name] if isinstance(value, str) else list(value)
+    if names:
+        return names
+    # older trees: recover the order from the matrices themselves
+    found: list[str] = []
+    for key, block in tree.items():
+        wanted = key == "recon" if kind == "stages" else "@" in key
+        if wanted and isinstance(block, dict) and isinstance(block.get("R"), dict):
+            for row_name, row in block["R"].items():
+                for name in [row_name] if kind == "stages" else list(row):
+                    if name not in found:
+                        found.append(name)
+    return found
+
+
 def matrix_from_tree(tree: dict[str, Any], key: str) -> np.ndarray | None:
     """The R matrix `key` of a metric tree back as an array (nan where a cell is absent)."""
     block = tree.get(key)
     if not isinstance(block, dict) or not isinstance(block.get("R"), dict):
         return None
-    rows = list(tree["stages"])
-    cols = rows if key in ("recon", "cka") else list(tree["tasks"])
+    rows = ordered_names(tree, "stages")
+    cols = rows if key in ("recon", "cka") else ordered_names(tree, "tasks")
     return np.array(
         [[np.nan if block["R"].get(r, {}).get(c) is None else float(block["R"][r][c]) for c in cols] for r in rows],
         dtype=float,
