@@ -25,8 +25,9 @@ METRICS_FILES = ("data/summary/metrics.json",)
 
 def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = stage_env(None)
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_dir, env=env, text=True,
-                          capture_output=True, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=project_dir, env=env, text=True, capture_output=True, check=check
+    )
 
 
 def _overrides(settings: dict[str, Any]) -> list[str]:
@@ -45,22 +46,36 @@ def experiment_names(params: dict[str, Any], config: str) -> list[tuple[str, str
     runs = []
     for variant in chosen.get("variants", list(block["variants"])):
         for seed in chosen["seeds"]:
-            settings = {**chosen.get("overrides", {}), **block["variants"][variant], "ssl.train.seed": seed,
-                        "eval.seed": seed}
+            settings = {
+                **chosen.get("overrides", {}),
+                **block["variants"][variant],
+                "ssl.train.seed": seed,
+                "eval.seed": seed,
+            }
             runs.append((f"{variant}-s{seed}", variant, int(seed), settings))
     return runs
 
 
 def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]]) -> None:
-    absolute = {"MLFLOW_TRACKING_URI": f"sqlite:///{(project_dir / 'mlflow.db').resolve()}",
-                "CSSL_SECRET_FILE": str((project_dir / ".cssl" / "secret.key").resolve())}
+    absolute = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{(project_dir / 'mlflow.db').resolve()}",
+        "CSSL_SECRET_FILE": str((project_dir / ".cssl" / "secret.key").resolve()),
+    }
     for key, value in absolute.items():
         os.environ.setdefault(key, value)  # queued experiments run in temp copies of the repo
     for name, _, _, settings in runs:
         _dvc(project_dir, "exp", "remove", name, check=False)
         _dvc(project_dir, "exp", "run", "--queue", "-n", name, *_overrides(settings))
     started = time.perf_counter()
-    _dvc(project_dir, "queue", "start", "-j", "1")
+    # the queue worker is a daemon that inherits our pipes: do not capture them, or this call waits for it
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "queue", "start", "-j", "1"],
+        cwd=project_dir,
+        env=stage_env(None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     while True:
         status = _dvc(project_dir, "queue", "status", check=False).stdout
         pending = sum(line.split()[-1] in ("Queued", "Running") for line in status.splitlines()[1:] if line.split())

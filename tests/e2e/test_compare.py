@@ -22,10 +22,17 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-qm", "tiny"], cwd=root, check=True)
-    result = subprocess.run([str(BIN / "cssl"), "compare", "--config", "tiny"], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(
+        [str(BIN / "cssl"), "compare", "--config", "tiny"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "4/4 experiments finished" in result.stdout
+    progress = [line for line in result.stdout.splitlines() if line.startswith("compare: ")]
+    assert progress[-1].startswith("compare: 4/4 experiments finished") and len(progress) >= 2  # progress shown
     table = (root / "reports/compare.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| finetune") or line.startswith("| latent_replay")]
     assert len(rows) == 2 and all("| 2/0" in row for row in rows), table
