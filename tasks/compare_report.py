@@ -56,7 +56,7 @@ def write_report(
     variants: dict[str, list[tuple[int, dict[str, Any] | None]]] = {}
     for name, variant, seed, _ in runs:
         variants.setdefault(variant, []).append((seed, results.get(name)))
-    from tasks.report import ordered_names
+    from tasks.report import heatmap, ordered_names
 
     first = next((m for _, seeds in variants.items() for _, m in seeds if m), {})
     tasks, stages = ordered_names(first, "tasks"), ordered_names(first, "stages")
@@ -99,20 +99,7 @@ def write_report(
         recon = [r for r in (_matrix(m, "recon") for m in ok) if r is not None]
         if recon:
             mean = np.nanmean(np.stack(recon), axis=0)
-            fig, ax = plt.subplots(figsize=(3.5, 3))
-            image = ax.imshow(mean, cmap="magma")
-            ax.set_xticks(range(len(stages)), stages)
-            ax.set_yticks(range(len(stages)), stages)
-            ax.set_xlabel("evaluated on (held-out slices of)")
-            ax.set_ylabel("encoder after")
-            for (i, j), value in np.ndenumerate(mean):
-                if np.isfinite(value):
-                    ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="c", fontsize=8)
-            ax.set_title(f"{variant}: reconstruction loss", fontsize=9)
-            fig.colorbar(image, ax=ax, fraction=0.046)
-            fig.tight_layout()
-            fig.savefig(figures / f"R_recon_{variant}.png", dpi=110)
-            plt.close(fig)
+            heatmap(figures / f"R_recon_{variant}.png", mean, stages, stages, f"{variant}: reconstruction loss")
 
     # metric per stage per task: linear AUC after each stage, one line per strategy
     if tasks and stages:

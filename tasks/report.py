@@ -197,7 +197,7 @@ def summarise(params: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _heatmap(path: Path, matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> None:
+def heatmap(path: Path, matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -336,11 +336,11 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
     stages, tasks = summary["stages"], summary["tasks"]
     with tracking.stage_run("report", {"strategy": summary["strategy"], "stages": ",".join(stages)}):
         for family in ("recon", "cka"):
-            _heatmap(
+            heatmap(
                 figures / f"R_{family}.png", summary[family]["R"], stages, stages, f"{summary['strategy']}: {family}"
             )
         for key in [k for k in summary if "@" in k and not k.startswith("pixels")]:
-            _heatmap(
+            heatmap(
                 figures / f"R_{key.replace('@', '_')}.png",
                 summary[key]["R"],
                 stages,
