@@ -13,7 +13,9 @@ def test_order_comes_from_dvc_and_respects_dependencies():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     cohorts, windows = params["ingest"]["cohorts"], params["window"]["apply"]
     n_continual = len(params["continual"]["stages"])
-    expected = len(params["data"]["demo"]) + len(cohorts) + 2 * len(cohorts) * len(windows) + 1 + 2 * n_continual
+    # demo-data, ingest per cohort; window, quality per cohort x window; init, evaluate-init, report;
+    # pretrain, export, evaluate per continual stage
+    expected = len(params["data"]["demo"]) + len(cohorts) + 2 * len(cohorts) * len(windows) + 3 + 3 * n_continual
     assert len(names) == expected
     position = {name: i for i, name in enumerate(names)}
     for node in order:
