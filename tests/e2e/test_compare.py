@@ -31,7 +31,7 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
         timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    progress = [line for line in result.stdout.splitlines() if line.startswith("compare: ")]
+    progress = [line for line in result.stdout.splitlines() if "experiments finished" in line]
     assert progress[-1].startswith("compare: 4/4 experiments finished") and len(progress) >= 2  # progress shown
     table = (root / "reports/compare.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| finetune") or line.startswith("| latent_replay")]
