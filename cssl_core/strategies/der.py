@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from cssl_core.strategies.replay_sampling import (
     ReplayStrategy,
     check_nonnegative,
-    draw_indices,
     fetch_features,
-    fetch_images,
+    sample_images,
 )
 
 
@@ -47,8 +46,8 @@ class DarkExperienceReplayStrategy(ReplayStrategy):
         if not self.active:
             return self.without_replay(mae)
         ctx = self.context
-        indices = draw_indices(len(self.buffer), int(self.options["replay_batch_size"]), ctx.generator)
-        images = fetch_images(self.buffer, indices, ctx.device)
+        size = int(self.options["replay_batch_size"])
+        images, indices = sample_images(self.buffer, size, ctx.generator, ctx.device)
         replay = self.mae(images)
         stored = fetch_features(self.buffer, indices, ctx.device)
         match = F.mse_loss(ctx.model.pooled(images).float(), stored)

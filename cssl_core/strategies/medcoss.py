@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from cssl_core.strategies.replay_sampling import (
     ReplayStrategy,
     check_nonnegative,
-    draw_indices,
-    fetch_images,
+    sample_images,
 )
 
 
@@ -71,8 +70,8 @@ class MedCoSSStrategy(ReplayStrategy):
         if not self.active:
             return self.without_replay(mae)
         ctx = self.context
-        indices = draw_indices(len(self.buffer), int(self.options["replay_batch_size"]), ctx.generator)
-        images = fetch_images(self.buffer, indices, ctx.device)
+        size = int(self.options["replay_batch_size"])
+        images, indices = sample_images(self.buffer, size, ctx.generator, ctx.device)
         mixed, _, _ = intra_window_mixup(images, self.buffer.window[indices.numpy()], ctx.generator)
         with torch.no_grad():
             target = ctx.teacher.encode(mixed).float()
