@@ -25,22 +25,31 @@ BATCH = 64
 
 
 @torch.no_grad()
-def encode_rows(model, slices: np.ndarray, rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Pooled features, lower latents and per-sample masked-reconstruction loss of `rows` (sorted)."""
+def encode_rows(
+    model, slices: np.ndarray, rows: np.ndarray, seed: int, *, latents: bool = True, losses: bool = True
+) -> dict[str, np.ndarray | None]:
+    """Pooled features of `rows` (sorted), and on request their lower latents and per-sample
+    masked-reconstruction loss (only a latent buffer stores latents; only `selective` reads losses)."""
     model.eval()
     scale = 255.0 if slices.dtype == np.uint8 else 1.0
     generator = torch.Generator().manual_seed(seed)
-    pooled, latents, losses = [], [], []
+    pooled, latent_parts, loss_parts = [], [], []
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
         x = torch.from_numpy(np.asarray(slices[chunk], dtype=np.float32) / scale)[:, None]
         z = model.lower(x)
         pooled.append(model.upper(z).mean(dim=1).numpy())
-        latents.append(z.to(torch.float16).numpy())
-        out = model.forward_masked(x, generator=generator)
-        per_patch = ((out.pred.float() - out.target) ** 2).mean(dim=-1)
-        losses.append(((per_patch * out.mask).sum(1) / out.mask.sum(1)).numpy())
-    return {"pooled": np.concatenate(pooled), "latents": np.concatenate(latents), "losses": np.concatenate(losses)}
+        if latents:
+            latent_parts.append(z.to(torch.float16).numpy())
+        if losses:
+            out = model.forward_masked(x, generator=generator)
+            per_patch = ((out.pred.float() - out.target) ** 2).mean(dim=-1)
+            loss_parts.append(((per_patch * out.mask).sum(1) / out.mask.sum(1)).numpy())
+    return {
+        "pooled": np.concatenate(pooled),
+        "latents": np.concatenate(latent_parts) if latents else None,
+        "losses": np.concatenate(loss_parts) if losses else None,
+    }
 
 
 def _labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -93,7 +102,9 @@ def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
             n_candidates = len(candidates)
             slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
             index = pd.read_parquet(paths.windowed / "index.parquet")
-            encoded = encode_rows(model, slices, candidates, seed)
+            encoded = encode_rows(
+                model, slices, candidates, seed, latents=kind == "latent", losses=selection == "selective"
+            )
             count = resolve_budget(budget, n_candidates)
             chosen = select(
                 selection,

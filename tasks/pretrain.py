@@ -162,18 +162,21 @@ def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     kept = prepare_checkpoints(paths.checkpoints, fingerprint)
 
     stage_name = f"pretrain@{stage}"
-    run_params = {
+    identity = {
         "stage": stage,
         "prev": paths.prev,
         "cohort": paths.cohort,
         "window": paths.window,
         "strategy": strategy_name,
         "strategy_options": strategy.options,
+        "keeps_raw_images": strategy.keeps_raw_images,
+        "lower_frozen": model.lower_frozen,
+    }
+    run_params = {
+        **identity,
         "train": config.to_dict(),
         "model": model.config.to_dict(),
         "batch_size": ssl["batch_size"],
-        "keeps_raw_images": strategy.keeps_raw_images,
-        "lower_frozen": model.lower_frozen,
         "replay_samples": 0 if replay is None else len(replay),
     }
     tags = {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": strategy_name}
@@ -198,15 +201,8 @@ def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
             print(f"{stage_name}: resumed after epoch {result.resumed_from} (checkpoints kept: {kept})", flush=True)
 
         description = {
+            **identity,
             "model_config": model.config.to_dict(),
-            "stage": stage,
-            "prev": paths.prev,
-            "cohort": paths.cohort,
-            "window": paths.window,
-            "strategy": strategy_name,
-            "strategy_options": strategy.options,
-            "keeps_raw_images": strategy.keeps_raw_images,
-            "lower_frozen": model.lower_frozen,
             "seed": config.seed,
             "stage_index": paths.index,
         }
