@@ -32,7 +32,9 @@ def window_cohort(
     interim_dir: Path, output_dir: Path, window: Window, size: int, dtype: str, cohort: str
 ) -> dict[str, Any]:
     """Write the windowed slices of every ingested series of one cohort; returns the meta dict."""
-    manifest = pd.read_parquet(interim_dir / "manifest.parquet").sort_values("series_key", kind="stable")
+    manifest = pd.read_parquet(interim_dir / "manifest.parquet").sort_values(
+        ["content_digest", "series_key"], kind="stable"
+    )
     slice_table = pd.read_parquet(interim_dir / "slices.parquet")
     if manifest.empty:
         raise ValueError(

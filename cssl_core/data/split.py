@@ -16,7 +16,9 @@ def train_val_split(index_df: pd.DataFrame, val_fraction: float, seed: int) -> t
     """Row positions (into `index_df`, i.e. into slices.npy) of the train and validation sides.
 
     round(val_fraction * n_patients) patients go to validation (at least one when val_fraction > 0), chosen
-    by a seeded permutation of the sorted patient keys, so the split is a function of (keys, fraction, seed).
+    by a seeded permutation of the patients in order of first row. The rows follow the content-ordered ingest
+    tables, so the split depends on (data, fraction, seed), not on the key values, which change with the
+    site's key secret.
     """
     if PATIENT_COLUMN not in index_df.columns:
         raise KeyError(f"index has no {PATIENT_COLUMN!r} column")
@@ -25,7 +27,7 @@ def train_val_split(index_df: pd.DataFrame, val_fraction: float, seed: int) -> t
     keys = index_df[PATIENT_COLUMN].to_numpy()
     if pd.isna(keys).any():
         raise ValueError(f"{PATIENT_COLUMN} has missing values; every slice needs a patient")
-    patients = np.array(sorted(set(keys.tolist())), dtype=object)
+    patients = np.asarray(pd.unique(keys), dtype=object)
     rows = np.arange(len(index_df), dtype=np.int64)
     if val_fraction == 0.0:
         return rows, rows[:0]

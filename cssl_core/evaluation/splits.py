@@ -24,17 +24,28 @@ def _keys_array(patient_keys: np.ndarray | list | pd.Series) -> np.ndarray:
     return keys
 
 
+def patients_in_row_order(patient_keys: np.ndarray | list | pd.Series) -> np.ndarray:
+    """Distinct patient keys in order of their first row.
+
+    Seeded splits permute this order rather than the sorted keys: the keys are keyed hashes that change
+    with the site's secret, while the row order follows the content-ordered ingest tables, so the same
+    data and seed give the same split at every site.
+    """
+    return np.asarray(pd.unique(_keys_array(patient_keys)), dtype=object)
+
+
 def patient_folds(
     patient_keys: np.ndarray | list | pd.Series, n_folds: int | Literal["loo"], seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_idx, test_idx) row positions for k patient-grouped folds, or one fold per patient ("loo").
 
-    Patients (sorted, then permuted by `seed`) are dealt into `n_folds` groups of near-equal patient counts,
-    so every slice is tested exactly once across the folds. Leave-one-patient-out is the choice for small
-    real cohorts (a few dozen NSCLC patients) where k-fold test sets would be a handful of patients anyway.
+    Patients (in order of first row, then permuted by `seed`) are dealt into `n_folds` groups of near-equal
+    patient counts, so every slice is tested exactly once across the folds. Leave-one-patient-out is the
+    choice for small real cohorts (a few dozen NSCLC patients) where k-fold test sets would be a handful of
+    patients anyway.
     """
     keys = _keys_array(patient_keys)
-    patients = np.array(sorted(set(keys.tolist())), dtype=object)
+    patients = patients_in_row_order(keys)
     if n_folds == "loo":
         groups = [patients[i : i + 1] for i in range(len(patients))]
         if len(groups) < 2:
@@ -113,7 +124,7 @@ def few_shot(
         chosen = train_idx[_stratified_order(classes, rng)[:k]]
     elif unit == "patients":
         train_keys = keys[train_idx]
-        patients = np.array(sorted(set(train_keys.tolist())), dtype=object)
+        patients = patients_in_row_order(train_keys)
         if y is not None:
             positive = {p for p, v in zip(train_keys.tolist(), y.tolist(), strict=True) if v}
             classes = np.array([int(p in positive) for p in patients], dtype=np.int64)

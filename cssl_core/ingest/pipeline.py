@@ -80,8 +80,12 @@ def ingest_directory(
         outcomes.extend(result.outcomes)
     if sorted(o.path for o in outcomes) != paths:
         raise RuntimeError("internal error: file accounting does not cover every file exactly once")
-    manifest = sorted((r.manifest_row for r in results if r.manifest_row), key=lambda r: r["series_key"])
-    slices = [row for r in sorted(results, key=lambda r: r.series_key) for row in r.slice_rows]
+    # content order, not key order: the same data gives the same tables whatever the key secret
+    kept = sorted(
+        (r for r in results if r.manifest_row), key=lambda r: (r.manifest_row["content_digest"], r.series_key)
+    )
+    manifest = [r.manifest_row for r in kept]
+    slices = [row for r in kept for row in r.slice_rows]
 
     write_rows(file_rows(outcomes), FILES_SCHEMA, output_dir / "files.parquet")
     write_rows(manifest, MANIFEST_SCHEMA, output_dir / "manifest.parquet")

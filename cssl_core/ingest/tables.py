@@ -30,6 +30,7 @@ MANIFEST_SCHEMA = pa.schema(
     [
         pa.field("series_key", pa.string(), nullable=False),
         pa.field("patient_key", pa.string(), nullable=False),
+        pa.field("content_digest", pa.string(), nullable=False),
         pa.field("modality", pa.string(), nullable=False),
         pa.field("n_slices", pa.int64(), nullable=False),
         pa.field("rows", pa.int64(), nullable=False),

@@ -78,7 +78,8 @@ def test_volume_equals_direct_pydicom_computation(pycerr_ingested, patient):
 
 def test_manifest_columns_follow_contract(pycerr_ingested):
     assert list(pycerr_ingested.manifest.columns) == [
-        "series_key", "patient_key", "modality", "n_slices", "rows", "cols", "spacing_x", "spacing_y",
+        "series_key", "patient_key", "content_digest", "modality", "n_slices", "rows", "cols", "spacing_x",
+        "spacing_y",
         "spacing_z", "slice_thickness", "hu_min", "hu_max", "volume_path", "mask_path", "n_files",
         "is_multiframe", "transfer_syntaxes", "spacing_uneven", "has_gaps",
     ]  # fmt: skip
