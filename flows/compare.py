@@ -20,6 +20,7 @@ from typing import Any
 from flows.stage_runner import stage_env
 
 REPORTS = Path("reports")
+RUN_RECORD = "compare-run.json"  # wall time of the last full run, so a later --collect-only still states it
 METRICS_FILES = ("data/summary/metrics.json",)
 
 
@@ -97,10 +98,11 @@ def _walk(node: Any):
             yield from _walk(value)
 
 
-def collect(project_dir: Path, names: list[str]) -> dict[str, dict[str, Any] | None]:
-    """Metrics of each named experiment from `dvc exp show --json` (None when it has none: failed)."""
+def collect(project_dir: Path, names: list[str]) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
+    """Metrics (None when it has none: failed) and commit of each named experiment, from `dvc exp show`."""
     shown = json.loads(_dvc(project_dir, "exp", "show", "--json", "-A").stdout or "[]")
     found: dict[str, dict[str, Any] | None] = {name: None for name in names}
+    revs: dict[str, str] = {}
     for entry in _walk(shown):
         name = entry.get("name")
         data = entry.get("data")
@@ -111,16 +113,35 @@ def collect(project_dir: Path, names: list[str]) -> dict[str, dict[str, Any] | N
                 merged.update((metrics.get(path) or {}).get("data") or {})
             if merged:
                 found[name] = merged
-    return found
+                if isinstance(entry.get("rev"), str):
+                    revs[name] = entry["rev"]
+    return found, revs
+
+
+def _wall_time(reports: Path, config: str, measured: float | None) -> float | None:
+    """Record the measured wall time of a full run; `--collect-only` re-reports the recorded one."""
+    record = reports / RUN_RECORD
+    if measured is not None:
+        reports.mkdir(parents=True, exist_ok=True)
+        entry = {"config": config, "wall_seconds": round(measured, 1), "cpus": os.cpu_count()}
+        record.write_text(json.dumps(entry, indent=2) + "\n")
+        return measured
+    if record.exists():
+        entry = json.loads(record.read_text())
+        if entry.get("config") == config:
+            return float(entry["wall_seconds"])
+    return None
 
 
 def run_compare(project_dir: Path, params: dict[str, Any], config: str, collect_only: bool = False) -> Path:
+    from flows.experiment_files import ExperimentFiles
     from tasks.compare_report import write_report
 
     runs = experiment_names(params, config)
     started = time.perf_counter()
     if not collect_only:
         queue_and_run(project_dir, runs)
-    results = collect(project_dir, [name for name, *_ in runs])
-    elapsed = time.perf_counter() - started
-    return write_report(project_dir / REPORTS, runs, results, params, config, elapsed if not collect_only else None)
+    results, revs = collect(project_dir, [name for name, *_ in runs])
+    elapsed = _wall_time(project_dir / REPORTS, config, None if collect_only else time.perf_counter() - started)
+    files = ExperimentFiles(project_dir, revs)
+    return write_report(project_dir / REPORTS, runs, results, params, config, elapsed, files)

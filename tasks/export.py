@@ -65,15 +65,15 @@ def _labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
 def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     from cssl_core.replay.buffer import ReplayBuffer
     from cssl_core.replay.selection import resolve_budget, select
-    from cssl_core.strategies import STRATEGIES
+    from cssl_core.strategies import STRATEGIES, build_strategy
 
     paths = stage_paths(params, stage)
     strategy_name = params["ssl"]["strategy"]
     if strategy_name not in STRATEGIES:
         raise KeyError(f"unknown ssl.strategy {strategy_name!r}; registered: {sorted(STRATEGIES)}")
-    strategy = STRATEGIES[strategy_name]
+    strategy = build_strategy(strategy_name, params["ssl"].get("strategies", {}).get(strategy_name) or {})
     replay = params["replay"]
-    kind = strategy.buffer_kind
+    kind = strategy.kept_buffer_kind
     selection = strategy.buffer_selection or replay["selection"]
     budget = strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"]
     seed = int(params["ssl"]["train"]["seed"])

@@ -21,6 +21,7 @@ import numpy as np
 from tasks import tracking
 from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.evaluate import ordered_stages
+from tasks.figures import draw_buffer_embedding, draw_loss_curves, figure, heatmap, parse_history
 
 REPORT = DATA / "report"  # figures (a cached DVC output)
 SUMMARY = DATA / "summary"  # metrics and plot data: small, git-tracked (cache: false), kept by DVC experiments
@@ -197,83 +198,27 @@ def summarise(params: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def heatmap(path: Path, matrix: np.ndarray, rows: list[str], cols: list[str], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(cols), 1.0 + 0.8 * len(rows)))
-    image = ax.imshow(matrix, cmap="viridis")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("evaluated on")
-    ax.set_ylabel("after stage")
-    for (i, j), value in np.ndenumerate(matrix):
-        if np.isfinite(value):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def _loss_curves(path: Path, stages: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    offset = 0
+    histories = {}
     for stage in stages:
         history = DATA / "metrics" / f"pretrain-{stage}-history.csv"
-        if not history.exists():
-            continue
-        with history.open() as handle:
-            records = list(csv.DictReader(handle))
-        for column in [c for c in records[0] if c.startswith("loss/") or c == "val/mae"]:
-            values = [float(r[column]) for r in records]
-            ax.plot(range(offset + 1, offset + len(values) + 1), values, label=f"{stage} {column}")
-        offset += len(records)
-    ax.set_xlabel("epoch (stages back to back)")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        if history.exists():
+            histories[stage] = parse_history(history.read_text())
+    with figure(path) as (_, axes):
+        columns = sorted({c for rows in histories.values() if rows for c in rows[0] if c.startswith("loss/")})
+        draw_loss_curves(axes[0, 0], histories, [*columns, "val/mae"])
+        axes[0, 0].legend(fontsize=6)
 
 
 def _buffer_embedding(path: Path, last_stage: str, seed: int) -> bool:
     """2-D t-SNE of the final replay buffer (pooled latents or downsampled slices), coloured by stage."""
-    from sklearn.manifold import TSNE
-
     from tasks.buffers import read_buffer
 
     buffer = read_buffer(DATA / "buffers" / last_stage)
     if buffer is None or len(buffer) < 5:
         return False
-    data = np.asarray(buffer.data, dtype=np.float32)
-    features = data.mean(axis=1) if buffer.kind == "latent" else data[:, ::4, ::4].reshape(len(data), -1)
-    embedding = TSNE(n_components=2, perplexity=min(30, len(data) - 1), random_state=seed, init="pca").fit_transform(
-        features
-    )
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    for stage in sorted(set(buffer.stage.tolist())):
-        chosen = buffer.stage == stage
-        ax.scatter(embedding[chosen, 0], embedding[chosen, 1], s=8, label=stage)
-    ax.set_title(f"replay buffer ({buffer.kind}) t-SNE", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    with figure(path, size=(4.5, 4)) as (_, axes):
+        return draw_buffer_embedding(axes[0, 0], buffer, seed, "replay buffer t-SNE")
 
 
 def _write_plot_data(summary: dict[str, Any]) -> None:

@@ -78,6 +78,17 @@ class Strategy:
         return self.freezes_lower and not self.options.get("unfreeze_lower", False)
 
     @property
+    def replays(self) -> bool:
+        """Whether these options replay a buffer at all (latent_replay's `replay: false` ablation does not)."""
+        return self.buffer_kind != "none"
+
+    @property
+    def kept_buffer_kind(self) -> str:
+        """What export@k writes after a stage: `buffer_kind`, or "none" when the options never replay it, so
+        that an ablation without replay neither stores samples nor is charged their bytes in the comparison."""
+        return self.buffer_kind if self.replays else "none"
+
+    @property
     def context(self) -> StageContext:
         if self._context is None:
             raise RuntimeError(f"strategy {self.name!r} used outside a stage: call begin_stage(context) first")

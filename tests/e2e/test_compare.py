@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,5 +38,27 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| finetune") or line.startswith("| latent_replay")]
     assert len(rows) == 2 and all("| 2/0" in row for row in rows), table
     assert "| latent_replay | false |" in table and "| finetune | false |" in table
+    assert "| (random encoder) |" in table.split("## Every probe")[1]
     figures = {p.name for p in (root / "reports/figures").glob("*.png")}
-    assert {"R_recon_finetune.png", "R_recon_latent_replay.png", "auc_per_stage.png"} <= figures
+    # loss curves come from the experiments' committed histories, the t-SNE from latent_replay's cached buffer
+    assert figures == {
+        "R_recon_finetune.png",
+        "R_recon_latent_replay.png",
+        "auc_per_stage.png",
+        "loss_curves.png",
+        "buffer_tsne.png",
+    }
+    recorded = json.loads((root / "reports/compare-run.json").read_text())
+    assert recorded["config"] == "tiny" and recorded["wall_seconds"] > 0
+
+    # --collect-only rebuilds the same table from the finished experiments and keeps the measured time
+    again = subprocess.run(
+        [str(BIN / "cssl"), "compare", "--config", "tiny", "--collect-only"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (root / "reports/compare.md").read_text() == table

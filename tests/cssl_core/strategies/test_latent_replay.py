@@ -104,6 +104,21 @@ def test_no_replay_ablation_is_finetune_with_a_zero_wkd_term_and_no_teacher_call
     assert strategy.freeze_lower_after_first  # the ablation still freezes the lower blocks
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "kept"),
+    [
+        ("latent_replay", {}, "latent"),
+        ("latent_replay", {"replay": False}, "none"),  # no replay: nothing stored, no bytes charged
+        ("latent_replay", {"wkd": "none"}, "latent"),
+        ("finetune", {}, "none"),
+        ("er", {}, "image"),
+        ("der", {}, "image"),
+    ],
+)
+def test_export_keeps_a_buffer_only_when_the_options_replay_it(name, options, kept):
+    assert build_strategy(name, options).kept_buffer_kind == kept
+
+
 def test_unfrozen_lower_with_replay_warns_unless_asked_for():
     model = micro_model()
     teacher = teacher_of(model)
