@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ from typing import Any
 from flows.stage_runner import stage_env
 
 REPORTS = Path("reports")
+POLL_SECONDS = 20
+MAX_WORKER_STARTS = 4
 RUN_RECORD = "compare-run.json"  # wall time of the last full run, so a later --collect-only still states it
 METRICS_FILES = ("data/summary/metrics.json",)
 
@@ -68,7 +71,34 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
         _dvc(project_dir, "exp", "remove", name, check=False)
         _dvc(project_dir, "exp", "run", "--queue", "-n", name, *_overrides(settings))
     started = time.perf_counter()
-    # the queue worker is a daemon that inherits our pipes: do not capture them, or this call waits for it
+    _start_worker(project_dir)
+    # No `dvc queue stop` at the end: the worker exits by itself once the queue is empty, and a stop sent
+    # when no worker listens stays in the queue's broker and shuts down the next run's worker after one
+    # experiment. A worker that is gone while experiments wait (killed, or stopped that way by someone
+    # else) is replaced, up to MAX_WORKER_STARTS times.
+    starts, missed = 1, 0
+    while True:
+        pending, workers = queue_state(_dvc(project_dir, "queue", "status", check=False).stdout)
+        done = len(runs) - pending
+        print(f"compare: {done}/{len(runs)} experiments finished ({time.perf_counter() - started:.0f}s)", flush=True)
+        if pending == 0:
+            break
+        missed = missed + 1 if workers == 0 else 0
+        if missed >= 2:  # two polls apart, so a worker that is still starting is not mistaken for a dead one
+            if starts >= MAX_WORKER_STARTS:
+                raise RuntimeError(
+                    f"the DVC queue worker stopped {starts} times with {pending} experiment(s) still queued; see "
+                    f"{project_dir}/.dvc/tmp/exps/celery/*.out, then run `dvc queue start` and "
+                    "`cssl compare --collect-only`"
+                )
+            print(f"compare: no queue worker alive with {pending} experiment(s) queued; starting one", flush=True)
+            _start_worker(project_dir)
+            starts, missed = starts + 1, 0
+        time.sleep(POLL_SECONDS)
+
+
+def _start_worker(project_dir: Path) -> None:
+    # the worker is a daemon that inherits our pipes: do not capture them, or this call waits for it
     subprocess.run(
         [sys.executable, "-m", "dvc", "queue", "start", "-j", "1"],
         cwd=project_dir,
@@ -77,15 +107,18 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
         stderr=subprocess.DEVNULL,
         check=True,
     )
-    while True:
-        status = _dvc(project_dir, "queue", "status", check=False).stdout
-        pending = sum(line.split()[-1] in ("Queued", "Running") for line in status.splitlines()[1:] if line.split())
-        done = len(runs) - pending
-        print(f"compare: {done}/{len(runs)} experiments finished ({time.perf_counter() - started:.0f}s)", flush=True)
-        if pending == 0:
-            break
-        time.sleep(20)
-    _dvc(project_dir, "queue", "stop", check=False)
+
+
+def queue_state(status: str) -> tuple[int, int]:
+    """(experiments queued or running, queue workers alive) from the text of `dvc queue status`."""
+    pending = sum(
+        line.split()[-1] in ("Queued", "Running")
+        for line in status.splitlines()[1:]
+        if line.split() and not line.startswith("Worker status")
+    )
+    found = re.search(r"Worker status: (\d+) active, (\d+) idle", status)
+    workers = int(found[1]) + int(found[2]) if found else 1  # an unknown format must not trigger restarts
+    return pending, workers
 
 
 def _walk(node: Any):

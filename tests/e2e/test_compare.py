@@ -62,3 +62,19 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert (root / "reports/compare.md").read_text() == table
+
+    # A `dvc queue stop` sent while no worker runs stays in the broker and stops the next worker after one
+    # experiment (earlier versions sent one after every run); the next comparison must still finish.
+    subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=root, env=env, check=True, capture_output=True)
+    later = subprocess.run(
+        [str(BIN / "cssl"), "compare", "--config", "tiny_again"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert later.returncode == 0, later.stdout[-3000:] + later.stderr[-3000:]
+    progress = [line for line in later.stdout.splitlines() if "experiments finished" in line]
+    assert progress[-1].startswith("compare: 1/1 experiments finished"), later.stdout[-2000:]
+    assert "| finetune | false | 1/0 |" in (root / "reports/compare.md").read_text()
