@@ -129,6 +129,9 @@ def _summary(history: list[dict[str, float]], result, seconds: float, steps_per_
             "images_per_s": float(np.mean([h["images_per_s"] for h in history])),
             "data_wait_fraction": float(np.mean([h["data_wait_fraction"] for h in history])),
             "seconds_this_run": seconds,
+            # summed over every epoch of the history, so a stage resumed from checkpoints still reports the
+            # whole training time rather than the last invocation's few seconds
+            "train_seconds": float(sum(h["epoch_time_s"] for h in history)),
             "resumed_from_epoch": result.resumed_from if result.resumed_from is not None else -1,
         }
     )

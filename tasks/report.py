@@ -148,7 +148,7 @@ def stage_costs(stages: list[str], rows: dict[str, Any]) -> dict[str, Any]:
     export = [metrics("export", s) for s in stages]
     _, description = load_model(DATA / "models" / stages[-1])
     return {
-        "train_seconds": float(sum(m.get("seconds_this_run", 0.0) for m in pretrain)),
+        "train_seconds": float(sum(m.get("train_seconds", m.get("seconds_this_run", 0.0)) for m in pretrain)),
         "export_seconds": float(sum(m.get("seconds", 0.0) for m in export)),
         "eval_seconds": float(sum(rows[s].get("seconds", 0.0) for s in rows)),
         "steps": int(sum(m.get("steps", 0) for m in pretrain)),

@@ -189,6 +189,12 @@ def test_killed_stage_resumes_to_identical_weights(project):
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"resumed after epoch {killed_at}" in resumed.stdout
     weights_resumed = torch.load(root / "data/models/s2/model.pt", weights_only=True)
+    metrics = json.loads((root / "data/metrics/pretrain-s2.json").read_text())
+    history = (root / "data/metrics/pretrain-s2-history.csv").read_text().splitlines()
+    assert metrics["epochs"] == 12 and len(history) == 13 and metrics["resumed_from_epoch"] == killed_at
+    # the cost counts every epoch's time, the ones before the kill too, not only this invocation's
+    epoch_times = [float(row.split(",")[history[0].split(",").index("epoch_time_s")]) for row in history[1:]]
+    assert metrics["train_seconds"] == pytest.approx(sum(epoch_times), rel=1e-4)
 
     shutil.rmtree(root / "data/checkpoints/s2")
     fresh = run([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item", "--force"], root)
