@@ -52,7 +52,7 @@ def tiny_params() -> dict:
     params["eval"].update({"folds": 2, "recon_slices": 16})
     params["compare"]["configs"]["tiny"] = {"seeds": [0, 1], "variants": ["finetune", "latent_replay"],
                                             "overrides": {"eval.probes": ["linear"], "eval.fractions": [1.0]}}
-    params["compare"]["configs"]["tiny_again"] = {**params["compare"]["configs"]["tiny"], "seeds": [2],
+    params["compare"]["configs"]["tiny_again"] = {**params["compare"]["configs"]["tiny"], "seeds": [2, 3],
                                                   "variants": ["finetune"]}
     return params
 

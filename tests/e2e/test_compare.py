@@ -16,6 +16,14 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
+def compare(root: Path, env: dict, *args: str, timeout: int) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(BIN / "cssl"), "compare", *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     root = make_tiny_project(tmp_path / "project")
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
@@ -23,15 +31,7 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-qm", "tiny"], cwd=root, check=True)
-    result = subprocess.run(
-        [str(BIN / "cssl"), "compare", "--config", "tiny"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = compare(root, env, "--config", "tiny", timeout=1500)
     progress = [line for line in result.stdout.splitlines() if "experiments finished" in line]
     assert progress[-1].startswith("compare: 4/4 experiments finished") and len(progress) >= 2  # progress shown
     table = (root / "reports/compare.md").read_text()
@@ -52,29 +52,13 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     assert recorded["config"] == "tiny" and recorded["wall_seconds"] > 0
 
     # --collect-only rebuilds the same table from the finished experiments and keeps the measured time
-    again = subprocess.run(
-        [str(BIN / "cssl"), "compare", "--config", "tiny", "--collect-only"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    compare(root, env, "--config", "tiny", "--collect-only", timeout=600)
     assert (root / "reports/compare.md").read_text() == table
 
     # A `dvc queue stop` sent while no worker runs stays in the broker and stops the next worker after one
-    # experiment (earlier versions sent one after every run); the next comparison must still finish.
+    # experiment (earlier versions sent one after every run); the next comparison must still run both.
     subprocess.run([sys.executable, "-m", "dvc", "queue", "stop"], cwd=root, env=env, check=True, capture_output=True)
-    later = subprocess.run(
-        [str(BIN / "cssl"), "compare", "--config", "tiny_again"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert later.returncode == 0, later.stdout[-3000:] + later.stderr[-3000:]
+    later = compare(root, env, "--config", "tiny_again", timeout=900)
     progress = [line for line in later.stdout.splitlines() if "experiments finished" in line]
-    assert progress[-1].startswith("compare: 1/1 experiments finished"), later.stdout[-2000:]
-    assert "| finetune | false | 1/0 |" in (root / "reports/compare.md").read_text()
+    assert progress[-1].startswith("compare: 2/2 experiments finished"), later.stdout[-2000:]
+    assert "| finetune | false | 2/0 |" in (root / "reports/compare.md").read_text()
