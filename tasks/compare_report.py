@@ -70,7 +70,17 @@ def main_table(variants: dict[str, Seeds], tasks: list[str]) -> list[str]:
     header = (
         ["strategy", "keeps raw images", "seeds ok/failed"]
         + [f"{t} AUC" for t in tasks]
-        + ["avg AUC", "BWT AUC", "FWT AUC", "recon final", "recon forgetting", "CKA BWT", "train s", "buffer bytes"]
+        + [
+            "avg AUC",
+            "BWT AUC",
+            "FWT AUC",
+            "recon final",
+            "recon forgetting",
+            "CKA BWT",
+            "steps",
+            "train s",
+            "buffer bytes",
+        ]
     )
     rows = []
     for variant, seeds in variants.items():
@@ -91,6 +101,7 @@ def main_table(variants: dict[str, Seeds], tasks: list[str]) -> list[str]:
                 _fmt([_get(m, "recon", "average_final") for m in ok], 4),
                 _fmt([_get(m, "recon", "bwt") for m in ok], 4),
                 _fmt([_get(m, "cka", "bwt") for m in ok]),
+                _fmt([_get(m, "cost", "steps") for m in ok], 0),
                 _fmt([_get(m, "cost", "train_seconds") for m in ok], 0),
                 _fmt([_get(m, "cost", "buffer_bytes") for m in ok], 0),
             ]
@@ -235,7 +246,8 @@ def write_report(
         "AUC columns: linear probe on pooled tokens with all training labels, encoder after the last stage, "
         "patient-level folds. BWT < 0 = forgetting; FWT = after the previous stage vs the random encoder. "
         "recon: masked-reconstruction loss with each stage's own decoder on its held-out slices (lower is "
-        "better); recon forgetting > 0 = worse than right after that stage.",
+        "better); recon forgetting > 0 = worse than right after that stage. steps: optimiser steps over all "
+        "stages (equal budgets; replay batches ride on the same steps).",
         "",
         *main_table(variants, tasks),
         "",

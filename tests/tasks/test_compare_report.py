@@ -28,7 +28,7 @@ def _tree(final_auc: tuple[float, float], token_avg: float, random_auc: float, k
         },
         "token@1.0": {"R": np.full((2, 2), token_avg), "average_final": token_avg, "bwt": -0.05},
         "pixels@1.0": {"per_task": {"ggo": 0.55, "tumour": 0.65}},
-        "cost": {"train_seconds": 100.0, "buffer_bytes": 2048, "keeps_raw_images": keeps_raw},
+        "cost": {"train_seconds": 100.0, "steps": 420, "buffer_bytes": 2048, "keeps_raw_images": keeps_raw},
     }
     return as_metric_tree(summary)
 
@@ -78,6 +78,7 @@ def test_table_means_sds_failures_and_figures(tmp_path):
     rows = {line.split(" | ")[0].strip("| "): line for line in main.splitlines() if line.startswith("| ")}
     # a: ggo AUC 0.6 and 0.8 -> 0.700 +- 0.141 (sample sd); tumour 0.9 twice -> 0.900 +- 0.000
     assert "| a | false | 2/0 | 0.700 ± 0.141 | 0.900 ± 0.000 | 0.800 ± 0.071 |" in rows["a"]
+    assert rows["a"].endswith("| 420 ± 0 | 100 ± 0 | 2048 ± 0 |")  # steps, train s, buffer bytes
     assert rows["b"].startswith("| b | true | 1/1 (failed: seeds [1]) | 0.400 | 0.500 | 0.450 |")
     assert "Measured wall time of the whole comparison: 2.1 min." in text
     probe_rows = [line for line in text.split("## Every probe")[1].splitlines() if line.startswith("| ")]
