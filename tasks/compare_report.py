@@ -203,9 +203,13 @@ def buffer_embeddings(path: Path, variants: dict[str, Seeds], files: RunFiles, l
             buffers[variant] = (buffer, seed)
     if not buffers:
         return False
-    with figure(path, 1, len(buffers), size=(4.2 * len(buffers), 4)) as (_, axes):
+    ncols = min(4, len(buffers))
+    nrows = math.ceil(len(buffers) / ncols)
+    with figure(path, nrows, ncols, size=(4.2 * ncols, 3.8 * nrows)) as (_, axes):
         for k, (variant, (buffer, seed)) in enumerate(buffers.items()):
-            draw_buffer_embedding(axes[0, k], buffer, seed, f"{variant} s{seed}")
+            draw_buffer_embedding(axes[k // ncols, k % ncols], buffer, seed, f"{variant} s{seed}")
+        for k in range(len(buffers), nrows * ncols):
+            axes[k // ncols, k % ncols].set_axis_off()
     return True
 
 
