@@ -67,4 +67,5 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     later = compare(root, env, "--config", "tiny_again", timeout=900)
     progress = [line for line in later.stdout.splitlines() if "experiments finished" in line]
     assert progress[-1].startswith("compare: 2/2 experiments finished"), later.stdout[-2000:]
+    assert "no queue worker alive" in later.stdout  # the stale stop did hit: the scenario is really exercised
     assert "| finetune | false | 2/0 |" in (root / "reports/compare.md").read_text()
