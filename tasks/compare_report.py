@@ -15,7 +15,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from cssl_core.replay.buffer import ReplayBuffer
-from tasks.figures import LOSS_COLUMNS, draw_buffer_embedding, figure, heatmap, parse_history, stages_back_to_back
+from tasks.figures import (
+    LOSS_COLUMNS,
+    MIN_EMBEDDED_ITEMS,
+    draw_buffer_embedding,
+    figure,
+    heatmap,
+    parse_history,
+    stages_back_to_back,
+)
 from tasks.report import matrix_from_tree, ordered_names
 
 HEADLINE = "linear@1.0"
@@ -123,16 +131,14 @@ def probe_table(variants: dict[str, Seeds], tasks: list[str], fraction: str = "1
             cells += [_fmt([_get(m, key, "average_final") for m in ok]), _fmt([_get(m, key, "bwt") for m in ok])]
         rows.append(cells)
 
-    def reference(node: str, probe: str) -> str:
+    def reference(*path: str) -> str:
         # the same seed gives the same random encoder and pixels in every variant: average per run
-        key = f"{probe}@{fraction}" if node == "random_encoder" else f"pixels@{fraction}"
-        child = node if node == "random_encoder" else "per_task"
-        return _fmt([float(_nanmean([_get(m, key, child, t) for t in tasks])) for m in every_run])
+        return _fmt([float(_nanmean([_get(m, *path, t) for t in tasks])) for m in every_run])
 
-    rows.append(["(random encoder)"] + [c for p in probes for c in (reference("random_encoder", p), "")])
-    rows.append(
-        ["(raw pixels, linear)"] + [c for p in probes for c in (reference("pixels", p) if p == "linear" else "", "")]
-    )
+    random_encoder = [reference(f"{p}@{fraction}", "random_encoder") for p in probes]
+    rows.append(["(random encoder)"] + [c for value in random_encoder for c in (value, "")])
+    pixels = reference(f"pixels@{fraction}", "per_task")
+    rows.append(["(raw pixels, linear)"] + [c for p in probes for c in (pixels if p == "linear" else "", "")])
     return _table(header, rows)
 
 
@@ -199,7 +205,7 @@ def buffer_embeddings(path: Path, variants: dict[str, Seeds], files: RunFiles, l
     buffers = {}
     for variant, (name, seed) in first_ok.items():
         buffer = files.buffer(name, last_stage)
-        if buffer is not None and len(buffer) >= 5:
+        if buffer is not None and len(buffer) >= MIN_EMBEDDED_ITEMS:
             buffers[variant] = (buffer, seed)
     if not buffers:
         return False

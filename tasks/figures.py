@@ -19,6 +19,7 @@ import numpy as np
 from cssl_core.replay.buffer import ReplayBuffer
 
 DPI = 110
+MIN_EMBEDDED_ITEMS = 5  # fewer buffer items give no meaningful t-SNE (perplexity must stay below n)
 LOSS_COLUMNS = ("loss/mae", "val/mae")  # present for every strategy, so curves compare across strategies
 
 
@@ -92,7 +93,7 @@ def draw_buffer_embedding(ax: Any, buffer: ReplayBuffer | None, seed: int, title
     """2-D t-SNE of a replay buffer's items coloured by the stage that stored them; False when too small."""
     from sklearn.manifold import TSNE
 
-    if buffer is None or len(buffer) < 5:
+    if buffer is None or len(buffer) < MIN_EMBEDDED_ITEMS:
         ax.set_axis_off()
         ax.set_title(f"{title}: no buffer", fontsize=9)
         return False

@@ -21,7 +21,7 @@ import numpy as np
 from tasks import tracking
 from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.evaluate import ordered_stages
-from tasks.figures import draw_buffer_embedding, draw_loss_curves, figure, heatmap, parse_history
+from tasks.figures import MIN_EMBEDDED_ITEMS, draw_buffer_embedding, draw_loss_curves, figure, heatmap, parse_history
 
 REPORT = DATA / "report"  # figures (a cached DVC output)
 SUMMARY = DATA / "summary"  # metrics and plot data: small, git-tracked (cache: false), kept by DVC experiments
@@ -215,7 +215,7 @@ def _buffer_embedding(path: Path, last_stage: str, seed: int) -> bool:
     from tasks.buffers import read_buffer
 
     buffer = read_buffer(DATA / "buffers" / last_stage)
-    if buffer is None or len(buffer) < 5:
+    if buffer is None or len(buffer) < MIN_EMBEDDED_ITEMS:
         return False
     with figure(path, size=(4.5, 4)) as (_, axes):
         return draw_buffer_embedding(axes[0, 0], buffer, seed, "replay buffer t-SNE")

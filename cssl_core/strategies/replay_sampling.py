@@ -115,11 +115,6 @@ class ReplayStrategy(Strategy):
             check_count(self.options["replay_batch_size"], "replay_batch_size", allow_none=True)
 
     @property
-    def replays(self) -> bool:
-        """Whether replay is switched on at all (latent_replay's no-replay ablation turns it off)."""
-        return True
-
-    @property
     def active(self) -> bool:
         """Whether this stage replays anything: replay on and a non-empty buffer."""
         return self.buffer is not None
