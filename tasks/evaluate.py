@@ -1,6 +1,6 @@
 """Stage `evaluate@<stage>` (and `evaluate@init` for the random encoder): one row of every R matrix.
 
-Two families (DESIGN.md, Evaluation). Label-free forgetting: for every stage j up to this one, the
+Two families (docs/design.md, Evaluation). Label-free forgetting: for every stage j up to this one, the
 masked-reconstruction loss on stage j's held-out slices with this encoder and stage j's own decoder, and
 linear CKA between stage j's encoder and this one on those slices. Downstream probes: linear on pooled
 tokens, attentive over the tokens, token-level against lesion masks, on every labelled task of

@@ -1,4 +1,4 @@
-"""DESIGN.md's privacy boundary, read from dvc.yaml through DVC's own API: a continual stage of a strategy
+"""The privacy boundary (docs/design.md), read from dvc.yaml through DVC's own API: a continual stage of a strategy
 that keeps no raw images sees earlier stages only through their models and replay buffers."""
 
 from __future__ import annotations
