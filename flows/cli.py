@@ -1,21 +1,27 @@
 """The `cssl` command: one sub-command per pipeline step, plus the drivers that run the whole DAG.
 
 Heavy libraries (torch, MONAI, Great Expectations, MLflow, Prefect, DVC) are imported inside the
-commands, so `cssl --help` answers at once. Expected failures (bad input, failed quality gate, bad
-params) end with one readable `error:` line and a non-zero exit, never a traceback.
+commands, so `cssl --help` answers at once. Commands raise; `main` alone turns failures into output:
+expected ones (bad input, failed quality gate, bad params, full disk: see flows/errors.py) end with one
+readable `error:` line and exit 2, never a traceback unless `--debug`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from flows.errors import DEBUG_ENV, EXIT_EXPECTED, CliError, debug_requested, internal_error_line, is_expected, message
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,  # failures are reported by main(): one line, or a plain traceback for bugs
     help="Continual SSL on multi-window chest CT: pipeline steps and drivers.",
 )
 flow_app = typer.Typer(no_args_is_help=True, help="Run or schedule the pipeline as a Prefect flow.")
@@ -24,27 +30,26 @@ app.add_typer(
 )
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, KeyError, ValueError, NotADirectoryError)
 
 
-def _fail(error: BaseException) -> None:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Show the traceback of expected errors too (or set {DEBUG_ENV}=1).")
+    ] = False,
+) -> None:
+    """Continual SSL on multi-window chest CT: pipeline steps and drivers."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # inherited by the stage commands that dvc repro starts
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from cssl_core.ingest.pipeline import IngestInputError
-    from tasks.quality import QualityGateError
+def _read_json(path: Path, remedy: str) -> Any:
+    import json
 
-    return (*EXPECTED_ERRORS, IngestInputError, QualityGateError)
-
-
-def _run(action):
     try:
-        return action()
-    except _expected_errors() as error:  # noqa: B030 - tuple built lazily
-        _fail(error)
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise CliError(f"{path}: corrupt JSON ({error.msg}, line {error.lineno}); {remedy}") from error
 
 
 @app.command("demo-data")
@@ -59,15 +64,12 @@ def demo_data(
     from tasks.demo_data import run_demo_data
     from tasks.params import load_params
 
-    def action():
-        loaded = load_params(params)
-        names = [cohort] if cohort else sorted(loaded.get("data", {}).get("demo", {}))
-        for name in names:
-            target = out_dir if cohort else out_dir / name
-            summary = run_demo_data(target, name, loaded)
-            typer.echo(f"demo-data {name}: {summary.get('files', summary)} files -> {target}")
-
-    _run(action)
+    loaded = load_params(params)
+    names = [cohort] if cohort else sorted(loaded.get("data", {}).get("demo", {}))
+    for name in names:
+        target = out_dir if cohort else out_dir / name
+        summary = run_demo_data(target, name, loaded)
+        typer.echo(f"demo-data {name}: {summary.get('files', summary)} files -> {target}")
 
 
 @app.command()
@@ -80,17 +82,14 @@ def ingest(
     """Ingest DICOM: HU volumes (NIfTI), manifest, per-file accounting with quarantine reasons."""
     from tasks.ingest import run_ingest
 
-    def action():
-        if volume_format not in ("nii.gz", "nii"):
-            raise ValueError(f"--volume-format must be nii.gz or nii, got {volume_format!r}")
-        summary = run_ingest(input, output, workers=workers, compress=volume_format == "nii.gz")
-        typer.echo(
-            f"ingest: {summary.get('n_series')} series, {summary.get('n_slices')} slices; files: "
-            f"{summary.get('n_ingested')} ingested, {summary.get('n_quarantined')} quarantined, "
-            f"{summary.get('n_ignored')} ignored -> {output}"
-        )
-
-    _run(action)
+    if volume_format not in ("nii.gz", "nii"):
+        raise ValueError(f"--volume-format must be nii.gz or nii, got {volume_format!r}")
+    summary = run_ingest(input, output, workers=workers, compress=volume_format == "nii.gz")
+    typer.echo(
+        f"ingest: {summary.get('n_series')} series, {summary.get('n_slices')} slices; files: "
+        f"{summary.get('n_ingested')} ingested, {summary.get('n_quarantined')} quarantined, "
+        f"{summary.get('n_ignored')} ignored -> {output}"
+    )
 
 
 @app.command()
@@ -105,13 +104,10 @@ def window(
     from tasks.params import load_params
     from tasks.window import run_window
 
-    def action():
-        meta = run_window(
-            interim / cohort, output / f"{cohort}-{window_name}", cohort, window_name, load_params(params)
-        )
-        typer.echo(f"window {cohort}-{window_name}: {meta['n_slices']} slices {meta['size']}px {meta['dtype']}")
-
-    _run(action)
+    meta = run_window(
+        interim / cohort, output / f"{cohort}-{window_name}", cohort, window_name, load_params(params)
+    )
+    typer.echo(f"window {cohort}-{window_name}: {meta['n_slices']} slices {meta['size']}px {meta['dtype']}")
 
 
 @app.command()
@@ -127,19 +123,16 @@ def quality(
     from tasks.params import load_params
     from tasks.quality import run_quality
 
-    def action():
-        report = run_quality(
-            interim / cohort / "manifest.parquet",
-            windowed / f"{cohort}-{window_name}",
-            output / f"{cohort}-{window_name}.json",
-            load_params(params)["quality"],
-            stage_name=f"quality@{cohort}-{window_name}",
-        )
-        typer.echo(
-            f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed"
-        )
-
-    _run(action)
+    report = run_quality(
+        interim / cohort / "manifest.parquet",
+        windowed / f"{cohort}-{window_name}",
+        output / f"{cohort}-{window_name}.json",
+        load_params(params)["quality"],
+        stage_name=f"quality@{cohort}-{window_name}",
+    )
+    typer.echo(
+        f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed"
+    )
 
 
 @app.command("init-model")
@@ -148,11 +141,8 @@ def init_model(params: ParamsOption = Path("params.yaml")) -> None:
     from tasks.init_model import run_init
     from tasks.params import load_params
 
-    def action():
-        summary = run_init(load_params(params))
-        typer.echo(f"init: {summary['preset']} MAE with {summary['parameters']:,} parameters -> data/models/init")
-
-    _run(action)
+    summary = run_init(load_params(params))
+    typer.echo(f"init: {summary['preset']} MAE with {summary['parameters']:,} parameters -> data/models/init")
 
 
 @app.command()
@@ -164,13 +154,10 @@ def pretrain(
     from tasks.params import load_params
     from tasks.pretrain import run_pretrain
 
-    def action():
-        summary = run_pretrain(stage, load_params(params))
-        typer.echo(
-            f"pretrain {stage}: {summary['epochs']} epochs, final loss {summary.get('loss_total', float('nan')):.4f}"
-        )
-
-    _run(action)
+    summary = run_pretrain(stage, load_params(params))
+    typer.echo(
+        f"pretrain {stage}: {summary['epochs']} epochs, final loss {summary.get('loss_total', float('nan')):.4f}"
+    )
 
 
 @app.command()
@@ -182,14 +169,11 @@ def export(
     from tasks.export import run_export
     from tasks.params import load_params
 
-    def action():
-        summary = run_export(stage, load_params(params))
-        typer.echo(
-            f"export {stage}: {summary['kind']} buffer, {summary['selected']} new / {summary['buffer_samples']} total "
-            f"samples, {summary['buffer_bytes']:,} bytes"
-        )
-
-    _run(action)
+    summary = run_export(stage, load_params(params))
+    typer.echo(
+        f"export {stage}: {summary['kind']} buffer, {summary['selected']} new / {summary['buffer_samples']} total "
+        f"samples, {summary['buffer_bytes']:,} bytes"
+    )
 
 
 @app.command()
@@ -201,11 +185,8 @@ def evaluate(
     from tasks.evaluate import run_evaluate
     from tasks.params import load_params
 
-    def action():
-        row = run_evaluate(stage, load_params(params))
-        typer.echo(f"evaluate {stage}: {len(row['recon'])} label-free columns, probes {sorted(row['probes'])}")
-
-    _run(action)
+    row = run_evaluate(stage, load_params(params))
+    typer.echo(f"evaluate {stage}: {len(row['recon'])} label-free columns, probes {sorted(row['probes'])}")
 
 
 @app.command()
@@ -214,11 +195,8 @@ def report(params: ParamsOption = Path("params.yaml")) -> None:
     from tasks.params import load_params
     from tasks.report import run_report
 
-    def action():
-        summary = run_report(load_params(params))
-        typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> data/summary")
-
-    _run(action)
+    summary = run_report(load_params(params))
+    typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> data/summary")
 
 
 @app.command()
@@ -233,24 +211,19 @@ def compare(
     from flows.compare import run_compare
     from tasks.params import load_params
 
-    def action():
-        path = run_compare(Path.cwd(), load_params(params), config, collect_only=collect_only)
-        typer.echo(f"compare: wrote {path}")
-
-    _run(action)
+    path = run_compare(Path.cwd(), load_params(params), config, collect_only=collect_only)
+    typer.echo(f"compare: wrote {path}")
 
 
 @app.command()
 def summary() -> None:
     """Print the headline figures of the last run: data accounting, training, forgetting, probes."""
-    import json
-
     report_path = Path("data/summary/metrics.json")
     if not report_path.exists():
-        _fail(FileNotFoundError(f"{report_path} not found: run the pipeline first (cssl repro)"))
-    report = json.loads(report_path.read_text())
+        raise CliError(f"{report_path} not found: run the pipeline first (cssl repro)")
+    report = _read_json(report_path, "rebuild it with `dvc repro report`")
     for summary_path in sorted(Path("data/interim").glob("*/summary.json")):
-        counts = json.loads(summary_path.read_text())
+        counts = _read_json(summary_path, f"rebuild it with `dvc repro ingest@{summary_path.parent.name}`")
         status = counts["files"]["by_status"]
         typer.echo(
             f"ingest {summary_path.parent.name}: {counts['series']} series, {counts['slices']} slices; "
@@ -324,7 +297,19 @@ def flow_serve(
 
 
 def main() -> None:
-    app(prog_name="cssl")
+    """The `cssl` entry point: the one place where failures become an exit code and what the user reads.
+
+    Expected failures (flows.errors) print one `error:` line and exit 2; `--debug`/CSSL_DEBUG=1 adds their
+    traceback. Anything else is a bug: its traceback, then an `internal error:` line, exit 1.
+    """
+    try:
+        app(prog_name="cssl")
+    except Exception as error:  # KeyboardInterrupt and SystemExit pass through untouched
+        expected = is_expected(error)
+        if debug_requested() or not expected:
+            traceback.print_exc()
+        typer.echo(f"error: {message(error)}" if expected else internal_error_line(error), err=True)
+        sys.exit(EXIT_EXPECTED if expected else 1)
 
 
 if __name__ == "__main__":

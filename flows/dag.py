@@ -20,10 +20,14 @@ class StageNode:
 def stage_order(project_dir: Path) -> list[StageNode]:
     """Every pipeline stage of dvc.yaml in a topological order (upstream first), ties broken by name."""
     import networkx as nx
+    from dvc.exceptions import CyclicGraphError
     from dvc.repo import Repo
 
     with Repo(str(project_dir)) as repo:
-        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        try:
+            graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        except CyclicGraphError as error:
+            raise ValueError(cycle_message(project_dir, error)) from error
         stages = [node for node in graph.nodes if getattr(node, "cmd", None)]
         names = {stage: stage.name for stage in stages}  # one dvc.yaml at the root: names are unique
         dependency_first = graph.reverse(copy=True).subgraph(stages)
@@ -36,3 +40,14 @@ def stage_order(project_dir: Path) -> list[StageNode]:
             )
             for stage in ordered
         ]
+
+
+def cycle_message(project_dir: Path, error: Exception) -> str:
+    """DVC says "Same item(s) are defined as both a dependency and an output"; say what to fix instead."""
+    text = str(error)
+    stages = ", ".join(sorted(text.rsplit(": ", 1)[-1].rstrip(".").split(", ")))
+    return (
+        f"{Path(project_dir) / 'dvc.yaml'} with its params.yaml makes a cycle through stages {stages}: each waits "
+        "for another's output; give every continual.stages entry in params.yaml a `prev` that is `init` or an "
+        "earlier stage"
+    )

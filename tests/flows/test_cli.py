@@ -1,14 +1,34 @@
+import errno
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.errors import is_expected, message
+from tests.helpers import REPO_ROOT
 
 runner = CliRunner()
 CSSL = str(Path(sys.executable).parent / "cssl")
+
+
+def cssl(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """The installed `cssl` entry point, as an operator runs it."""
+    return subprocess.run([CSSL, *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env})
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The expected-failure contract: exit 2, exactly one stderr line starting `error:`, no traceback."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
 
 
 def test_help_lists_every_command_with_a_description():
@@ -57,3 +77,77 @@ Worker status: 0 active, 0 idle
     assert queue_state(status.replace("0 active, 0 idle", "1 active, 0 idle")) == (2, 1)
     assert queue_state("No experiment tasks in the queue.\n\nWorker status: 0 active, 1 idle\n") == (0, 1)
     assert queue_state("something else entirely\n")[1] == 1  # unknown format: never restart workers
+
+
+def test_missing_input_with_debug_shows_the_traceback(tmp_path):
+    result = cssl("--debug", "ingest", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "nowhere" in result.stderr
+
+
+def cyclic_project(root: Path) -> Path:
+    """A DVC project whose continual stages s1 and s2 each name the other as `prev`."""
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy2(REPO_ROOT / name, root / name)
+    shutil.copytree(REPO_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    stages = params["continual"]["stages"]
+    first, second = list(stages)[:2]
+    params["continual"]["stages"] = {first: dict(stages[first], prev=second), second: dict(stages[second], prev=first)}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    return root
+
+
+def test_cycle_under_dag_is_one_line_naming_the_stages(tmp_path):
+    root = cyclic_project(tmp_path)
+    stages = list(yaml.safe_load((root / "params.yaml").read_text())["continual"]["stages"])
+    line = one_error_line(cssl("dag", cwd=root))
+    assert "cycle" in line and all(f"pretrain@{s}" in line for s in stages) and "prev" in line
+    debug = cssl("dag", cwd=root, CSSL_DEBUG="1")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and "CyclicGraphError" in debug.stderr
+
+
+def test_corrupt_params_yaml_is_one_line_naming_file_and_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("ssl:\n  model: [unclosed\n")
+    line = one_error_line(cssl("init-model", "--params", str(params), cwd=tmp_path))
+    assert f"{params}:3:1: not valid YAML" in line
+
+
+def test_corrupt_metrics_json_under_summary_is_one_line(tmp_path):
+    (tmp_path / "data/summary").mkdir(parents=True)
+    (tmp_path / "data/summary/metrics.json").write_text('{"strategy": "finetune", ')
+    line = one_error_line(cssl("summary", cwd=tmp_path))
+    assert "data/summary/metrics.json: corrupt JSON" in line and "dvc repro report" in line
+
+
+def test_full_disk_is_expected_and_names_the_path(tmp_path):
+    try:
+        with open("/dev/full", "w") as handle:  # the kernel's always-full device: a real ENOSPC
+            handle.write("x")
+    except OSError as error:
+        no_space = error
+    assert no_space.errno == errno.ENOSPC and is_expected(no_space)
+    assert message(no_space).startswith("no space left on device writing an output of this command")
+    named = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "volume.nii.gz"))
+    assert message(named) == f"no space left on device writing {tmp_path / 'volume.nii.gz'}: free space on " \
+        "that disk (df -h) and rerun"
+
+
+def test_a_bug_keeps_its_traceback_and_says_internal_error():
+    code = (
+        "import sys\n"
+        "from flows.cli import app, main\n"
+        "@app.command('bug')\n"
+        "def bug() -> None:\n"
+        "    1 / 0\n"
+        "sys.argv = ['cssl', 'bug']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and "ZeroDivisionError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("internal error: ZeroDivisionError")
+    assert not is_expected(ZeroDivisionError()) and not is_expected(AttributeError("x"))
