@@ -3,7 +3,7 @@
 from cssl_core.train.checkpoint import load_latest, save_checkpoint
 from cssl_core.train.config import TrainConfig
 from cssl_core.train.evaluate import mae_eval_loss
-from cssl_core.train.loop import CheckpointMismatch, TrainResult, train_stage
+from cssl_core.train.loop import CheckpointMismatch, TrainResult, train_stage, training_fingerprint
 from cssl_core.train.optim import build_optimizer
 from cssl_core.train.schedule import WarmupCosine, warmup_cosine
 
@@ -17,5 +17,6 @@ __all__ = [
     "mae_eval_loss",
     "save_checkpoint",
     "train_stage",
+    "training_fingerprint",
     "warmup_cosine",
 ]

@@ -1,17 +1,23 @@
-"""Per-epoch training checkpoints that a crash can never leave half-written.
+"""Per-epoch training checkpoints that a crash can never leave half-written, and that survive one that is.
 
-A checkpoint is written to a temporary file in the same directory, fsynced, then `os.replace`d onto
-`last.pt`: readers see the old file or the new one, never a torn one, even after SIGKILL or power loss.
-Everything in it is a tensor, a number, a string or a container of those, so it loads with
-`torch.load(weights_only=True)` (no arbitrary pickle from a checkpoint directory). RNG states are stored so
-that strategies drawing from the global generators continue exactly where they stopped.
+A checkpoint is written to a temporary file in the same directory and fsynced; then the previous `last.pt`
+becomes `prev.pt` and the temporary file becomes `last.pt`, both by `os.replace`: readers see whole files
+only, even after SIGKILL or power loss. The previous checkpoint is kept because something other than this
+writer (a full disk, a manual copy, a bad sector) can still damage `last.pt`: then loading moves the damaged
+file aside (`last.pt.corrupt-1`, never deleted), says so in one line on stderr, and falls back to the newest
+checkpoint that loads, or to a fresh start. Everything in a checkpoint is a tensor, a number, a string or a
+container of those, so it loads with `torch.load(weights_only=True)` (no arbitrary pickle from a checkpoint
+directory). RNG states are stored so that strategies drawing from the global generators continue exactly
+where they stopped.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,8 @@ import torch
 FORMAT = "cssl-train-checkpoint"
 VERSION = 1
 LAST = "last.pt"
+PREV = "prev.pt"  # the checkpoint before last.pt, the fallback when last.pt does not load
+CORRUPT_SUFFIX = ".corrupt-"  # a file that did not load is renamed <name>.corrupt-<n>
 EPOCH_PATTERN = "epoch-{:04d}.pt"
 
 
@@ -35,19 +43,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_save(obj: dict[str, Any], path: Path) -> Path:
-    """torch.save through a temporary sibling + fsync + os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_temporary(obj: dict[str, Any], directory: Path, name: str) -> Path:
+    """torch.save into a fsynced temporary sibling of `directory/name`, removed again if the write fails."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return Path(tmp_name)
+
+
+def atomic_save(obj: dict[str, Any], path: Path) -> Path:
+    """torch.save through a temporary sibling + fsync + os.replace."""
+    path = Path(path)
+    tmp = _write_temporary(obj, path.parent, path.name)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
@@ -91,10 +109,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any], *, keep_epoch: bool = False) -> Path:
-    """Write `state` (must hold "epoch": completed epochs) as last.pt, and as epoch-NNNN.pt if asked."""
+    """Write `state` (must hold "epoch": completed epochs) as last.pt, the old last.pt becoming prev.pt.
+
+    The new file is complete on disk before either rename, and a crash between the two renames leaves
+    prev.pt (the old last) and no last.pt, which `load_latest` reads as "resume from prev.pt".
+    With `keep_epoch`, also epoch-NNNN.pt.
+    """
     directory = Path(directory)
     payload = {"format": FORMAT, "version": VERSION, **state}
-    last = atomic_save(payload, directory / LAST)
+    last = directory / LAST
+    tmp = _write_temporary(payload, directory, LAST)
+    try:
+        if last.exists():
+            os.replace(last, directory / PREV)
+        os.replace(tmp, last)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
     if keep_epoch:
         atomic_save(payload, directory / EPOCH_PATTERN.format(int(state["epoch"])))
     for stale in directory.glob(".*.tmp"):  # left by a crash in the middle of an earlier save
@@ -111,22 +143,74 @@ def _load(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     return state
 
 
-def load_latest(directory: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-    """The newest checkpoint in `directory`, or None when there is none.
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
-    last.pt is always the newest (written last, atomically); per-epoch files are only a fallback for a
-    last.pt damaged by something other than this writer (a disk error, a manual copy).
+
+def _reason(error: BaseException) -> str:
+    """The first sentence of an error, on one line (torch's zip errors go on for a paragraph)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = text.split(". ")[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def move_aside(path: Path) -> Path:
+    """Rename `path` to the first free `<name>.corrupt-<n>`: out of the way of every reader, never deleted."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}{CORRUPT_SUFFIX}{n}")).exists():
+        n += 1
+    os.replace(path, aside)
+    return aside
+
+
+def _epoch_files(directory: Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of the epoch-NNNN.pt files, newest first."""
+    found = []
+    for path in directory.glob("epoch-*.pt"):
+        try:
+            found.append((int(path.stem.removeprefix("epoch-")), path))
+        except ValueError:
+            continue
+    return sorted(found, reverse=True)
+
+
+def load_latest(
+    directory: str | Path,
+    map_location: str | torch.device = "cpu",
+    warn: Callable[[str], None] = _stderr,
+) -> dict[str, Any] | None:
+    """The newest checkpoint in `directory` that loads, or None when none does (the caller starts afresh).
+
+    last.pt is the newest when it loads. Otherwise the newest of prev.pt and the per-epoch files (kept with
+    `keep_epoch_checkpoints`) that loads. Every file that does not load is moved aside (see `move_aside`)
+    with one line to `warn`, the last of which says what training does next.
     """
     directory = Path(directory)
-    candidates = [directory / LAST] + sorted(directory.glob("epoch-*.pt"), reverse=True)
-    errors = []
-    for path in candidates:
+    failures: list[tuple[Path, Path, str]] = []
+
+    def attempt(path: Path) -> dict[str, Any] | None:
         if not path.is_file():
-            continue
+            return None
         try:
             return _load(path, map_location)
-        except Exception as error:  # noqa: BLE001 - try the next candidate, report all if none loads
-            errors.append(f"{path.name}: {error}")
-    if errors:
-        raise RuntimeError(f"no loadable checkpoint in {directory}: " + "; ".join(errors))
-    return None
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any unreadable file is set aside, the next one tried
+            failures.append((path, move_aside(path), _reason(error)))
+            return None
+
+    found, source = attempt(directory / LAST), LAST
+    if found is None:
+        found, source = attempt(directory / PREV), PREV
+        newer = [(epoch, path) for epoch, path in _epoch_files(directory) if found is None or epoch > found["epoch"]]
+        for _, path in newer:
+            state = attempt(path)
+            if state is not None:
+                found, source = state, path.name
+                break
+    if failures:
+        outcome = f"resuming from {source} (epoch {found['epoch']})" if found else "training from the start"
+        for i, (path, aside, reason) in enumerate(failures):
+            tail = f"; {outcome}" if i == len(failures) - 1 else ""
+            warn(f"warning: checkpoint {path} does not load ({reason}): moved aside to {aside.name}{tail}")
+    return found

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 # Fields that may change between a crash and its resume without changing what the run computes.
-VOLATILE_FIELDS = frozenset({"device", "keep_epoch_checkpoints"})
+# (keep_checkpoints bounds disk use across configurations; it never changes a run.)
+VOLATILE_FIELDS = frozenset({"device", "keep_epoch_checkpoints", "keep_checkpoints"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA; CPU always runs fp32
     deterministic: bool = True
     keep_epoch_checkpoints: bool = False
+    keep_checkpoints: int = 3  # checkpoint directories (one per configuration) kept per stage, most recent first
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -35,6 +37,9 @@ class TrainConfig:
             raise ValueError(f"final_lr_ratio must be in [0, 1], got {self.final_lr_ratio}")
         if self.warmup_epochs < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("warmup_epochs, weight_decay and grad_clip must be >= 0")
+        keep = self.keep_checkpoints
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep_checkpoints must be an int >= 1 (the running configuration counts), got {keep!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def to_dict(self) -> dict[str, Any]:

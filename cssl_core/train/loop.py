@@ -7,7 +7,10 @@ Resume is exact, not approximate: a stage killed at any point and restarted ends
 - the checkpoint written after each epoch holds model, optimiser, scheduler, strategy state and step count,
   and the stage restarts at the first unfinished epoch;
 - on CPU, deterministic algorithms are enforced for the duration of the stage.
-A checkpoint made under a different configuration is refused rather than silently continued.
+A checkpoint made under a different configuration is refused rather than silently continued; callers that
+try several configurations give each its own directory (`cssl_core.train.store`, keyed by
+`training_fingerprint` and the caller's inputs). A damaged last checkpoint costs one epoch, not the stage:
+see `cssl_core.train.checkpoint.load_latest`.
 
 Progress goes to `callback(epoch, metrics)` after the epoch's checkpoint is on disk: tracking (MLflow, a
 progress bar) lives in the caller, and a failing callback cannot cost a finished epoch. Epochs finished
@@ -92,7 +95,10 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _fingerprint(model: nn.Module, strategy: Strategy, config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
+def training_fingerprint(
+    model: nn.Module, strategy: Strategy, config: TrainConfig, steps_per_epoch: int
+) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed: model shape, strategy, optimisation, steps per epoch."""
     model_config = getattr(model, "config", None)
     return {
         "train": config.fingerprint(),
@@ -152,7 +158,7 @@ def train_stage(
         total_steps = config.epochs * steps_per_epoch
         warmup = min(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
         scheduler = warmup_cosine(optimizer, warmup, total_steps, config.final_lr_ratio)
-        fingerprint = _fingerprint(model, strategy, config, steps_per_epoch)
+        fingerprint = training_fingerprint(model, strategy, config, steps_per_epoch)
 
         start_epoch, global_step, history, resumed_from = 0, 0, [], None
         state = load_latest(checkpoint_dir, map_location=device)
@@ -181,7 +187,7 @@ def train_stage(
             generator=generator,
         )
         strategy.begin_stage(context)
-        last_path = checkpoint_dir / LAST if state is not None else None
+        last_path = checkpoint_dir / LAST if state is not None and (checkpoint_dir / LAST).is_file() else None
         for epoch in range(start_epoch, config.epochs):
             seed_everything(derive_seed(config.seed, "epoch", epoch))
             generator.manual_seed(derive_seed(config.seed, "mask", epoch))

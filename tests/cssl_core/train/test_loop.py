@@ -73,3 +73,35 @@ def test_global_deterministic_flag_is_restored(data, tmp_path):
     before = torch.are_deterministic_algorithms_enabled()
     train_stage(micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=1), tmp_path)
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_checkpoint_costs_one_epoch_and_the_same_weights(data, tmp_path, capsys):
+    config = TrainConfig(epochs=3, lr=1e-3, seed=1)
+    reference = micro_model()
+    train_stage(reference, FinetuneStrategy(), _loaders(data), config, tmp_path / "reference")
+    run = tmp_path / "run"
+    train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, run)
+    capsys.readouterr()
+
+    _truncate(run / "last.pt")
+    model = micro_model()
+    resumed = train_stage(model, FinetuneStrategy(), _loaders(data), config, run)
+    assert resumed.resumed_from == 2 and resumed.epochs_run == 1
+    assert "resuming from prev.pt (epoch 2)" in capsys.readouterr().err
+    assert (run / "last.pt.corrupt-1").is_file()
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
+
+    _truncate(run / "last.pt")
+    _truncate(run / "prev.pt")
+    model = micro_model()
+    fresh = train_stage(model, FinetuneStrategy(), _loaders(data), config, run)
+    assert fresh.resumed_from is None and fresh.epochs_run == 3
+    assert capsys.readouterr().err.splitlines()[-1].endswith("training from the start")
+    kept = sorted(p.name for p in run.glob("*.corrupt-*"))
+    assert kept == ["last.pt.corrupt-1", "last.pt.corrupt-2", "prev.pt.corrupt-1"]
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
