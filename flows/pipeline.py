@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
+# no usage telemetry (as prefect.toml says): offline, the ephemeral server logged an ERROR on every run
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_table_artifact  # noqa: E402

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from flows.dag import stage_order
-from tests.helpers import make_tiny_project, tiny_params
+from tests.helpers import REPO_ROOT, make_tiny_project, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +97,28 @@ def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, t
     assert states["quality@phantom_a-mediastinal"] == "succeeded"
     # evaluation reads every windowed cohort, so it waits for the failed branch; training does not
     assert states["pretrain@s1"] == "succeeded" and states["evaluate@s1"] == "skipped"
+
+
+def test_cli_flow_run_logs_no_telemetry_error(tmp_path):
+    """Offline, Prefect's server telemetry logged an ERROR on every `cssl flow run`; the project turns it off."""
+    root = tmp_path / "project"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    (root / "dvc.yaml").write_text("stages:\n  hello:\n    cmd: echo hello > out.txt\n    outs:\n      - out.txt\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    result = subprocess.run([str(Path(sys.executable).parent / "cssl"), "flow", "run"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "succeeded  hello" in result.stdout and (root / "out.txt").read_text() == "hello\n"
+    assert "telemetry" not in output.lower(), output
+    assert not [line for line in output.splitlines() if "| ERROR" in line], output
+
+
+def test_project_prefect_settings_turn_server_telemetry_off():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_SERVER")}
+    view = subprocess.run([str(Path(sys.executable).parent / "prefect"), "config", "view", "--show-sources"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)
+    assert "PREFECT_SERVER_ANALYTICS_ENABLED='False' (from prefect.toml)" in view.stdout
