@@ -2,16 +2,21 @@
 
 Inputs: this stage's windowed slices (own cohort and window), data/models/<prev> and data/buffers/<prev>
 (the accumulated replay buffer of every earlier stage): never earlier cohorts' images directly. Output:
-data/models/<stage> (encoder + this stage's decoder + split), per-epoch metrics and plots, and a
-checkpoint directory that DVC keeps between runs (`persist`), so a killed stage resumes where it stopped.
+data/models/<stage> (encoder + this stage's decoder + split), per-epoch metrics and plots, and
+data/checkpoints/<stage>, which DVC keeps between runs (`persist`): one subdirectory per configuration
+(keyed by `stage_fingerprint`), so a killed stage resumes where it stopped, and a configuration tried
+before resumes or, when it finished, is reused without training (DVC deletes data/models/<stage> before
+every run; the final checkpoint rebuilds it in seconds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -24,7 +29,8 @@ from tasks import tracking
 from tasks.buffers import read_buffer
 from tasks.continual import StagePaths, load_model, save_model, stage_paths
 
-INPUTS_FILE = "inputs.json"
+INPUTS_FILE = "inputs.json"  # the input fingerprint of a checkpoint directory written before per-key directories
+LEGACY = "legacy"
 SPLIT_FILE = "split.json"
 _SAMPLE_BYTES = 1 << 20
 
@@ -69,16 +75,38 @@ def input_fingerprint(paths: StagePaths, params: dict[str, Any]) -> dict[str, An
     return fingerprint
 
 
-def prepare_checkpoints(directory: Path, fingerprint: dict[str, Any]) -> bool:
-    """Keep the checkpoints only if they were made from exactly these inputs; returns whether kept."""
-    record = directory / INPUTS_FILE
-    if record.exists() and json.loads(record.read_text()) == json.loads(json.dumps(fingerprint)):
-        return True
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    record.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
-    return False
+def stage_fingerprint(inputs: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
+    """Everything that determines a stage's training: its input files and params, and the loop's own
+    fingerprint (model shape, strategy, optimisation, steps per epoch). Its key names the checkpoint
+    directory."""
+    return {"inputs": inputs, "training": training}
+
+
+def adopt_legacy_checkpoints(root: Path) -> Path | None:
+    """Checkpoint files lying directly in data/checkpoints/<stage> (the layout before one directory per
+    configuration) move into the directory their own fingerprint names, so an upgrade resumes them rather
+    than retraining; files whose fingerprint cannot be read go to `legacy` (the eviction bound removes it
+    in time). Returns where they went, None when there were none."""
+    from cssl_core.train.checkpoint import load_latest
+    from cssl_core.train.store import fingerprint_key
+
+    files = [p for p in root.iterdir() if p.is_file()] if root.is_dir() else []
+    if not files:
+        return None
+    key = LEGACY
+    record = root / INPUTS_FILE
+    state = load_latest(root)
+    if state is not None and record.is_file() and "fingerprint" in state:
+        with contextlib.suppress(ValueError):
+            key = fingerprint_key(stage_fingerprint(json.loads(record.read_text()), state["fingerprint"]))
+    target, n = root / key, 1
+    while target.exists():
+        target, n = root / f"{key}-{LEGACY}-{n}", n + 1
+    target.mkdir()
+    for path in root.iterdir():
+        if path.is_file():
+            os.replace(path, target / path.name)
+    return target
 
 
 def _build_loaders(paths: StagePaths, ssl: dict[str, Any], image_size: int):
@@ -133,6 +161,7 @@ def _summary(history: list[dict[str, float]], result, seconds: float, steps_per_
             # whole training time rather than the last invocation's few seconds
             "train_seconds": float(sum(h["epoch_time_s"] for h in history)),
             "resumed_from_epoch": result.resumed_from if result.resumed_from is not None else -1,
+            "epochs_this_run": result.epochs_run,
         }
     )
     return summary
@@ -141,7 +170,8 @@ def _summary(history: list[dict[str, float]], result, seconds: float, steps_per_
 def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     from cssl_core.strategies import STRATEGIES, build_strategy
     from cssl_core.train import TrainConfig, train_stage
-    from cssl_core.train.loop import CheckpointMismatch
+    from cssl_core.train.loop import training_fingerprint
+    from cssl_core.train.store import checkpoint_dir
 
     paths = stage_paths(params, stage)
     ssl = params["ssl"]
@@ -161,10 +191,20 @@ def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     if paths.index > 0 and getattr(strategy, "freeze_lower_after_first", False):
         model.freeze_lower()
     replay = read_buffer(paths.prev_buffer)
-    fingerprint = input_fingerprint(paths, params)
-    kept = prepare_checkpoints(paths.checkpoints, fingerprint)
-
     stage_name = f"pretrain@{stage}"
+    adopted = adopt_legacy_checkpoints(paths.checkpoints)
+    if adopted is not None:
+        print(f"{stage_name}: moved checkpoints of the earlier layout into {adopted}", flush=True)
+    fingerprint = stage_fingerprint(
+        input_fingerprint(paths, params), training_fingerprint(model, strategy, config, len(loaders["train"]))
+    )
+    checkpoints, evicted = checkpoint_dir(paths.checkpoints, fingerprint, config.keep_checkpoints)
+    for old, size in evicted:
+        print(
+            f"{stage_name}: removed the checkpoints of an older configuration ({old}, {size / 1e6:.1f} MB) "
+            f"to keep ssl.train.keep_checkpoints={config.keep_checkpoints}",
+            flush=True,
+        )
     identity = {
         "stage": stage,
         "prev": paths.prev,
@@ -181,6 +221,7 @@ def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
         "model": model.config.to_dict(),
         "batch_size": ssl["batch_size"],
         "replay_samples": 0 if replay is None else len(replay),
+        "checkpoint_key": checkpoints.name,
     }
     tags = {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": strategy_name}
     with tracking.stage_run(stage_name, run_params, tags=tags):
@@ -192,16 +233,12 @@ def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
 
         started = time.perf_counter()
         arguments = dict(stage_index=paths.index, stage_name=stage, teacher=teacher, replay=replay)
-        try:
-            result = train_stage(model, strategy, loaders, config, paths.checkpoints, report, **arguments)
-        except CheckpointMismatch as mismatch:
-            print(f"{stage_name}: {mismatch}; starting the stage afresh", flush=True)
-            shutil.rmtree(paths.checkpoints)
-            prepare_checkpoints(paths.checkpoints, fingerprint)
-            result = train_stage(model, strategy, loaders, config, paths.checkpoints, report, **arguments)
+        result = train_stage(model, strategy, loaders, config, checkpoints, report, **arguments)
         seconds = time.perf_counter() - started
-        if result.resumed_from:
-            print(f"{stage_name}: resumed after epoch {result.resumed_from} (checkpoints kept: {kept})", flush=True)
+        if result.resumed_from is not None and result.epochs_run == 0:
+            print(f"{stage_name}: reused the finished run in {checkpoints} (no epoch trained)", flush=True)
+        elif result.resumed_from:
+            print(f"{stage_name}: resumed after epoch {result.resumed_from} from {checkpoints}", flush=True)
 
         description = {
             **identity,
