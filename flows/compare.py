@@ -133,6 +133,8 @@ def _walk(node: Any):
 
 def collect(project_dir: Path, names: list[str]) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
     """Metrics (None when it has none: failed) and commit of each named experiment, from `dvc exp show`."""
+    from tasks.report import timings_from_metrics
+
     shown = json.loads(_dvc(project_dir, "exp", "show", "--json", "-A").stdout or "[]")
     found: dict[str, dict[str, Any] | None] = {name: None for name in names}
     revs: dict[str, str] = {}
@@ -145,6 +147,10 @@ def collect(project_dir: Path, names: list[str]) -> tuple[dict[str, dict[str, An
             for path in METRICS_FILES:
                 merged.update((metrics.get(path) or {}).get("data") or {})
             if merged:
+                # timings are kept out of the summary (it must not change when a stage merely re-runs):
+                # summed from the experiment's per-stage run records instead
+                records = {path: (value or {}).get("data") or {} for path, value in metrics.items()}
+                merged.setdefault("cost", {}).update(timings_from_metrics(records))
                 found[name] = merged
                 if isinstance(entry.get("rev"), str):
                     revs[name] = entry["rev"]

@@ -47,15 +47,17 @@ def _images(windowed: Path, rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(slices[np.sort(rows)], dtype=np.float32) / scale)[:, None]
 
 
-def label_free_row(model, params: dict[str, Any], chain: list[str]) -> dict[str, dict[str, float]]:
-    from cssl_core.evaluation import extract_tokens, linear_cka, pooled, reconstruction_loss
+def label_free_row(model, params: dict[str, Any], chain: list[str], label: str = "evaluate") -> dict[str, Any]:
+    from cssl_core.evaluation import Progress, extract_tokens, linear_cka, pooled, reconstruction_loss
 
     block = params["eval"]
     recon, cka = {}, {}
+    progress = Progress(label, "label-free", len(chain))
     for earlier in chain:
         paths = stage_paths(params, earlier)
         val_rows = np.asarray(json.loads((paths.model / SPLIT_FILE).read_text())["val_rows"], dtype=np.int64)
         if len(val_rows) == 0:
+            progress.step(f"{earlier}: no held-out slices, skipped")
             continue
         rows = np.sort(val_rows)[: int(block["recon_slices"])]
         decoder_model, _ = load_model(paths.model)
@@ -64,6 +66,7 @@ def label_free_row(model, params: dict[str, Any], chain: list[str]) -> dict[str,
         mine = pooled(extract_tokens(model, slices, rows))
         theirs = pooled(extract_tokens(decoder_model, slices, rows))
         cka[earlier] = linear_cka(theirs, mine)
+        progress.step(f"{earlier}: recon={recon[earlier]:.4g} cka={cka[earlier]:.3f}")
     return {"recon": recon, "cka": cka}
 
 
@@ -90,8 +93,14 @@ def _mean_metrics(per_fold: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def probe_row(model, params: dict[str, Any], with_pixels: bool) -> dict[str, Any]:
+def _auc_line(by_fraction: dict[str, dict[str, float]]) -> str:
+    shown = [f"auc@{fraction}={metrics.get('auc', float('nan')):.3f}" for fraction, metrics in by_fraction.items()]
+    return " ".join(shown) or "no result (no masks for the token probe)"
+
+
+def probe_row(model, params: dict[str, Any], with_pixels: bool, label: str = "evaluate") -> dict[str, Any]:
     from cssl_core.evaluation import (
+        Progress,
         attentive_probe,
         extract_tokens,
         few_shot,
@@ -107,6 +116,7 @@ def probe_row(model, params: dict[str, Any], with_pixels: bool) -> dict[str, Any
     seed = int(block["seed"])
     probes = list(block["probes"]) + (["pixels"] if with_pixels else [])
     results: dict[str, Any] = {probe: {} for probe in probes}
+    progress = Progress(label, "probe", len(block["tasks"]) * len(probes))  # tasks x probes
     for task_name, task in block["tasks"].items():
         windowed, index, rows, labels = _task_data(task)
         slices = np.load(windowed / "slices.npy", mmap_mode="r")
@@ -150,31 +160,42 @@ def probe_row(model, params: dict[str, Any], with_pixels: bool) -> dict[str, Any
                     per_fold.append(metrics)
                 if per_fold:
                     results[probe][task_name][str(fraction)] = _mean_metrics(per_fold)
+            progress.step(f"{task_name} {probe} {_auc_line(results[probe][task_name])}")
     return results
 
 
+def timing_path(stage: str) -> Path:
+    """Where evaluate@<stage> records its wall-clock time: a `cache: false` metric nothing depends on."""
+    return DATA / "metrics" / f"evaluate-{stage}.json"
+
+
 def run_evaluate(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Write data/eval/<stage>.json: only numbers fixed by the inputs (a dependency of later evaluate stages
+    and of report, so a re-run must not change it); the time taken goes to MLflow and timing_path()."""
     model_dir = DATA / "models" / stage
     chain = stage_chain(params, stage)
     seed = int(params["eval"]["seed"])
+    label = f"evaluate@{stage}"
     with tracking.stage_run(
-        f"evaluate@{stage}", {"stage": stage, **params["eval"]}, tags={"cssl.strategy": str(params["ssl"]["strategy"])}
+        label, {"stage": stage, **params["eval"]}, tags={"cssl.strategy": str(params["ssl"]["strategy"])}
     ):
         started = time.perf_counter()
         torch.manual_seed(seed)
         model, description = load_model(model_dir)
         model.eval()
         row: dict[str, Any] = {"stage": stage, "index": len(chain), "strategy": description.get("strategy")}
-        row.update(label_free_row(model, params, chain) if chain else {"recon": {}, "cka": {}})
-        row["probes"] = probe_row(model, params, with_pixels=stage == INIT)
-        row["seconds"] = time.perf_counter() - started
+        row.update(label_free_row(model, params, chain, label) if chain else {"recon": {}, "cka": {}})
+        row["probes"] = probe_row(model, params, with_pixels=stage == INIT, label=label)
+        seconds = time.perf_counter() - started
         out = DATA / "eval" / f"{stage}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(row, indent=2, sort_keys=True, allow_nan=True) + "\n")
+        timing_path(stage).parent.mkdir(parents=True, exist_ok=True)
+        timing_path(stage).write_text(json.dumps({"seconds": round(seconds, 3)}, indent=2) + "\n")
         flat = {f"recon.{k}": v for k, v in row["recon"].items()} | {f"cka.{k}": v for k, v in row["cka"].items()}
         for probe, tasks in row["probes"].items():
             for task, by_fraction in tasks.items():
                 for fraction, metrics in by_fraction.items():
                     flat[f"{probe}.{task}.{fraction}.auc"] = metrics.get("auc", float("nan"))
-        tracking.log_metrics({k: v for k, v in flat.items() if np.isfinite(v)})
+        tracking.log_metrics({k: v for k, v in flat.items() if np.isfinite(v)} | {"seconds": seconds})
     return row

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -141,20 +142,48 @@ def matrix_from_tree(tree: dict[str, Any], key: str) -> np.ndarray | None:
     )
 
 
-def stage_costs(stages: list[str], rows: dict[str, Any]) -> dict[str, Any]:
-    """Compute and storage of the run: training/export/eval seconds, images, final buffer bytes."""
+TIMING_KEYS = {"pretrain": "train_seconds", "export": "seconds", "evaluate": "seconds"}  # record kind -> its key
+_RECORD = re.compile(r"(?:.*/)?data/metrics/(pretrain|export|evaluate)-([^/]+)\.json")
 
-    def metrics(kind: str, stage: str) -> dict[str, Any]:
+
+def timings_from_metrics(files: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Training, export and evaluation seconds summed over the per-stage run records in data/metrics
+    (path -> content, e.g. what `dvc exp show` returns for an experiment). Timings live only there and in
+    MLflow: never in a file another stage depends on, so re-running a stage changes no later stage's input."""
+    totals: dict[str, float] = {}
+    for path, content in files.items():
+        found = _RECORD.fullmatch(path.replace("\\", "/"))
+        if not found or not isinstance(content, dict):
+            continue
+        kind = found.group(1)
+        value = content.get(TIMING_KEYS[kind])
+        if kind == "pretrain" and value is None:
+            value = content.get("seconds_this_run")
+        if isinstance(value, int | float) and math.isfinite(float(value)):
+            name = {"pretrain": "train_seconds", "export": "export_seconds", "evaluate": "eval_seconds"}[kind]
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+def _local_records() -> dict[str, dict[str, Any]]:
+    return {path.as_posix(): json.loads(path.read_text()) for path in sorted((DATA / "metrics").glob("*.json"))}
+
+
+def stage_costs(stages: list[str]) -> dict[str, Any]:
+    """Deterministic cost of the run: training steps, final buffer bytes and kind, raw images kept.
+
+    Steps and buffer size are read from the run records in data/metrics, which `report` does not depend on
+    (their timings change at every run); both are fixed by the models and buffers it does depend on.
+    Timings are not part of the summary: see timings_from_metrics."""
+
+    def record(kind: str, stage: str) -> dict[str, Any]:
         path = DATA / "metrics" / f"{kind}-{stage}.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    pretrain = [metrics("pretrain", s) for s in stages]
-    export = [metrics("export", s) for s in stages]
+    pretrain = [record("pretrain", s) for s in stages]
+    export = [record("export", s) for s in stages]
     _, description = load_model(DATA / "models" / stages[-1])
     return {
-        "train_seconds": float(sum(m.get("train_seconds", m.get("seconds_this_run", 0.0)) for m in pretrain)),
-        "export_seconds": float(sum(m.get("seconds", 0.0) for m in export)),
-        "eval_seconds": float(sum(rows[s].get("seconds", 0.0) for s in rows)),
         "steps": int(sum(m.get("steps", 0) for m in pretrain)),
         "buffer_bytes": int(export[-1].get("buffer_bytes", 0)) if export else 0,
         "buffer_kind": export[-1].get("kind", "none") if export else "none",
@@ -179,7 +208,7 @@ def summarise(params: dict[str, Any]) -> dict[str, Any]:
             "bwt": backward_transfer(matrix, stage_index),
             "forgetting": forgetting_since_trained(matrix, stage_index, higher_is_better=higher),
         }
-    summary["cost"] = stage_costs(stages, rows)
+    summary["cost"] = stage_costs(stages)
     probes = list(params["eval"]["probes"]) + ["pixels"]
     for probe in probes:
         for fraction in (str(f) for f in params["eval"]["fractions"]):
@@ -306,18 +335,31 @@ def register_final_encoder(stage: str, score: float) -> str | None:
     return version
 
 
+def _headline(block: dict[str, Any]) -> str:
+    shown = [f"{name}={float(block[name]):.4g}" for name in ("average_final", "bwt") if name in block]
+    return " ".join(shown)
+
+
 def run_report(params: dict[str, Any]) -> dict[str, Any]:
+    """Figures, plot data and data/summary/metrics.json (fixed by the evaluation rows, models and buffers, so a
+    forced re-run rewrites identical files), then the registry; timings go to the MLflow run only."""
+    from cssl_core.evaluation import Progress
+
     summary = summarise(params)
     figures = REPORT / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     SUMMARY.mkdir(parents=True, exist_ok=True)
     stages, tasks = summary["stages"], summary["tasks"]
+    probe_keys = [k for k in summary if "@" in k and not k.startswith("pixels")]
+    register = bool(params["eval"].get("register", True))
+    progress = Progress("report", "step", 2 + len(probe_keys) + 3 + int(register))
     with tracking.stage_run("report", {"strategy": summary["strategy"], "stages": ",".join(stages)}):
         for family in ("recon", "cka"):
             heatmap(
                 figures / f"R_{family}.png", summary[family]["R"], stages, stages, f"{summary['strategy']}: {family}"
             )
-        for key in [k for k in summary if "@" in k and not k.startswith("pixels")]:
+            progress.step(f"R {family} {_headline(summary[family])}")
+        for key in probe_keys:
             heatmap(
                 figures / f"R_{key.replace('@', '_')}.png",
                 summary[key]["R"],
@@ -325,23 +367,29 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
                 tasks,
                 f"{summary['strategy']}: {key} AUC",
             )
+            progress.step(f"R {key} AUC {_headline(summary[key])}")
         _loss_curves(figures / "loss_curves.png", stages)
-        _buffer_embedding(figures / "buffer_tsne.png", stages[-1], int(params["eval"]["seed"]))
+        progress.step("loss curves")
+        drawn = _buffer_embedding(figures / "buffer_tsne.png", stages[-1], int(params["eval"]["seed"]))
+        progress.step("replay buffer t-SNE" if drawn else f"replay buffer t-SNE skipped (< {MIN_EMBEDDED_ITEMS} items)")
         _write_plot_data(summary)
         cleaned = as_metric_tree(summary)
         (SUMMARY / "metrics.json").write_text(json.dumps(cleaned, indent=2) + "\n")
+        progress.step(f"{SUMMARY / 'metrics.json'}")
         flat = {}
         for key, block in summary.items():
             if isinstance(block, dict):
                 for name in ("average_final", "bwt", "forgetting", "fwt"):
                     if name in block and math.isfinite(float(block[name])):
                         flat[f"{key.replace('@', '_')}.{name}"] = float(block[name])
+        flat.update({f"cost.{name}": value for name, value in timings_from_metrics(_local_records()).items()})
         tracking.log_metrics(flat)
         import mlflow
 
         mlflow.log_artifacts(str(figures), artifact_path="figures")
         mlflow.log_artifact(str(SUMMARY / "metrics.json"))
         headline = summary.get(f"linear@{HEADLINE_FRACTION}", {}).get("average_final", float("nan"))
-        if params["eval"].get("register", True):
+        if register:
             cleaned["registered_version"] = register_final_encoder(stages[-1], float(headline))
+            progress.step(f"registry: {MODEL_NAME} version {cleaned['registered_version']}")
     return cleaned

@@ -25,10 +25,12 @@ from cssl_core.evaluation.probes import (
     token_labels_from_masks,
     token_probe,
 )
+from cssl_core.evaluation.progress import Progress
 from cssl_core.evaluation.splits import few_shot, patient_folds
 
 __all__ = [
     "AttentivePooler",
+    "Progress",
     "as_images",
     "attentive_probe",
     "average_final",

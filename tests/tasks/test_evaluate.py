@@ -1,0 +1,87 @@
+"""evaluate: a progress line per task x probe, and an output that a re-run reproduces byte for byte."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cssl_core.models import build_mae
+from tasks import tracking
+from tasks.continual import save_model
+from tasks.evaluate import probe_row, run_evaluate, timing_path
+
+SIZE, PATCH = 32, 8
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """One windowed cohort with a learnable label and lesion masks, the random encoder, a sqlite MLflow store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)
+    rng = np.random.default_rng(0)
+    n, patients = 24, 6
+    slices = rng.integers(0, 60, size=(n, SIZE, SIZE), dtype=np.uint8)
+    masks = np.zeros((n, SIZE, SIZE), dtype=np.uint8)
+    labels = np.arange(n) % 2 == 0
+    for i in np.flatnonzero(labels):
+        y, x = rng.integers(0, SIZE - 8, size=2)
+        slices[i, y : y + 8, x : x + 8] = 240
+        masks[i, y : y + 8, x : x + 8] = 2
+    windowed = tmp_path / "data/windowed/cohort_a-mediastinal"
+    windowed.mkdir(parents=True)
+    np.save(windowed / "slices.npy", slices)
+    np.save(windowed / "masks.npy", masks)
+    index = pd.DataFrame({"patient_key": [f"p{i % patients}" for i in range(n)], "has_lesion": labels})
+    index.to_parquet(windowed / "index.parquet")
+    torch.manual_seed(0)
+    model = build_mae("tiny", img_size=SIZE, patch_size=PATCH, hidden_size=32, num_layers=2, num_heads=2, mlp_dim=64)
+    save_model(tmp_path / "data/models/init", model, {"model_config": model.config.to_dict(), "strategy": None})
+    return tmp_path
+
+
+def _params() -> dict:
+    task = {"cohort": "cohort_a", "window": "mediastinal", "label": "has_lesion", "mask_class": 2}
+    return {
+        "eval": {"seed": 0, "probes": ["linear", "token"], "fractions": [1.0], "folds": 2, "recon_slices": 8,
+                 "tasks": {"lesion": task}},
+        "ssl": {"strategy": "finetune"},
+        "continual": {"stages": {}},
+    }
+
+
+def test_probe_row_prints_one_line_per_task_and_probe(project, capsys):
+    from tasks.continual import load_model
+
+    model, _ = load_model(Path("data/models/init"))
+    row = probe_row(model.eval(), _params(), with_pixels=True, label="evaluate@init")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"evaluate@init probe {i}/3" for i in (1, 2, 3)]
+    shown = [line.split(": ")[1].split(" auc")[0] for line in lines]
+    assert shown == ["lesion linear", "lesion token", "lesion pixels"]
+    auc = row["linear"]["lesion"]["1.0"]["auc"]
+    assert f"auc@1.0={auc:.3f}" in lines[0]
+
+
+def test_evaluate_output_holds_no_timing_and_a_rerun_rewrites_it_identically(project, capsys):
+    run_evaluate("init", _params())
+    out = Path("data/eval/init.json")
+    first = out.read_bytes()
+    row = json.loads(first)
+    assert "seconds" not in json.dumps(row) and set(row) == {"stage", "index", "strategy", "recon", "cka", "probes"}
+    assert row["probes"]["pixels"]["lesion"]["1.0"]["auc"] >= 0.0
+    timing = json.loads(timing_path("init").read_text())
+    assert timing["seconds"] > 0
+
+    run_evaluate("init", _params())
+    assert out.read_bytes() == first
+
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=[tracking.DEFAULT_EXPERIMENT], output_format="pandas")
+    assert (runs["metrics.seconds"] > 0).all() and len(runs) == 2  # the time went to MLflow instead
