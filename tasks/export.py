@@ -9,6 +9,7 @@ and the buffer of every earlier stage is carried forward, so data/buffers/<k> ho
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -64,7 +65,7 @@ def _labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     from cssl_core.replay.buffer import ReplayBuffer
-    from cssl_core.replay.selection import resolve_budget, select
+    from cssl_core.replay.selection import budget_exceeds, resolve_budget, select
     from cssl_core.strategies import build_strategy
 
     paths = stage_paths(params, stage)
@@ -104,6 +105,13 @@ def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
                 model, slices, candidates, seed, latents=kind == "latent", losses=selection == "selective"
             )
             count = resolve_budget(budget, n_candidates)
+            if budget_exceeds(budget, n_candidates):
+                print(
+                    f"warning: replay.budget {budget} is larger than the {n_candidates} training slices of stage "
+                    f"{stage}; keeping all {n_candidates}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             chosen = select(
                 selection,
                 encoded["pooled"],

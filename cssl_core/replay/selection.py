@@ -48,6 +48,15 @@ def resolve_budget(budget: int | float, n: int) -> int:
     raise TypeError(f"budget must be an int count or a float fraction, got {type(budget).__name__}")
 
 
+def budget_exceeds(budget: int | float, n: int) -> bool:
+    """Whether a count budget asks for more samples than the stage has, so `resolve_budget` keeps all n.
+
+    Worth saying to the user: a budget copied from a large cohort to a small one silently becomes
+    "keep everything", which changes what a comparison of strategies compares. A fraction never exceeds.
+    """
+    return isinstance(budget, numbers.Integral) and not isinstance(budget, bool) and int(budget) > int(n)
+
+
 def _features(features: np.ndarray) -> np.ndarray:
     x = np.asarray(features)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:

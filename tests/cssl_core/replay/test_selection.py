@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cssl_core.replay.selection import SELECTORS, resolve_budget, select
+from cssl_core.replay.selection import SELECTORS, budget_exceeds, resolve_budget, select
 
 
 def _data(n: int = 200, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -104,3 +104,11 @@ def test_resolve_budget(budget, n, expected):
 def test_resolve_budget_errors(budget, n, error, match):
     with pytest.raises(error, match=match):
         resolve_budget(budget, n)
+
+
+def test_budget_exceeds_only_for_a_count_above_the_stage():
+    assert budget_exceeds(5000, 230) and budget_exceeds(231, 230)
+    assert not budget_exceeds(230, 230) and not budget_exceeds(10, 230)
+    assert not budget_exceeds(1.0, 230) and not budget_exceeds(0.1, 3)  # a fraction never asks for more
+    assert not budget_exceeds(True, 0)  # bool is not a count (resolve_budget rejects it)
+    assert resolve_budget(5000, 230) == 230
