@@ -1,18 +1,22 @@
 """Ingest a cohort folder of DICOM into HU volumes, a manifest and a per-file accounting.
 
 Orchestration only: discovery, the parallel header pass, grouping into series, the parallel series pass
-and the output tables. The output folder is wiped only after the input has proven to hold DICOM, so a
-mistyped input path never destroys a previous good output.
+and the output tables. Everything is built in a staging folder inside the output and swapped in only when
+complete, so a mistyped input path, a crash or a full disk never destroys a previous good output and never
+leaves a partial one; the price is room for both while the new output is built (`dvc repro` deletes a
+stage's outputs before running it, so there only the new output needs room).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from cssl_core import atomic_io
 from cssl_core.ingest.annotations import Annotations, load_annotations
 from cssl_core.ingest.discover import classify_path, walk
 from cssl_core.ingest.errors import IngestInputError, IngestOutputError
@@ -21,7 +25,7 @@ from cssl_core.ingest.keys import load_secret
 from cssl_core.ingest.parallel import TaskRunner
 from cssl_core.ingest.quiet import quiet_readers
 from cssl_core.ingest.reasons import Reason
-from cssl_core.ingest.records import FileOutcome, ImageRecord, SeriesTask
+from cssl_core.ingest.records import FileOutcome, ImageRecord, SeriesResult, SeriesTask
 from cssl_core.ingest.series import MASKS_DIR, VOLUMES_DIR, build_series
 from cssl_core.ingest.summary import IngestSummary, summarise
 from cssl_core.ingest.tables import (
@@ -33,13 +37,26 @@ from cssl_core.ingest.tables import (
     write_rows,
 )
 
-__all__ = ["IngestInputError", "IngestOutputError", "IngestSummary", "ingest_directory"]
+OutOfSpaceError = atomic_io.OutOfSpaceError
+__all__ = ["IngestInputError", "IngestOutputError", "IngestSummary", "OutOfSpaceError", "ingest_directory"]
 
 LOG = logging.getLogger(__name__)
-OUTPUT_ENTRIES = {"manifest.parquet", "files.parquet", "slices.parquet", "summary.json", VOLUMES_DIR, MASKS_DIR}
+STAGING_DIR = ".ingest-staging"  # this run's outputs until they are complete (see _commit)
+OUTPUT_ENTRIES = {
+    "manifest.parquet",
+    "files.parquet",
+    "slices.parquet",
+    "summary.json",
+    VOLUMES_DIR,
+    MASKS_DIR,
+    STAGING_DIR,
+}
 NOT_DICOM_REASONS = {Reason.NOT_DICOM, Reason.ANNOTATION, Reason.HIDDEN_FILE, Reason.DICOMDIR}
 HEADER_CHUNKS_PER_WORKER = 8  # enough chunks to balance load, few enough to amortise the round trips
 MAX_HEADER_CHUNK = 256
+NIFTI_HEADER_BYTES = 352
+TABLE_BYTES_PER_FILE = 512  # generous: a files.parquet row plus its slices.parquet rows
+TABLE_BYTES_SLACK = 1_000_000
 
 
 def ingest_directory(
@@ -54,7 +71,9 @@ def ingest_directory(
     """Ingest every DICOM file under `input_dir` into `output_dir` (see docs/data-contracts.md).
 
     Raises IngestInputError (one-line message) when the input is missing or holds no DICOM at all, or
-    when the output folder cannot be cleared safely; a bad file never raises, it is accounted for.
+    when the output folder cannot be cleared safely, and OutOfSpaceError (one line: the output folder and
+    about how much more space it needs) when the device fills up; either way the output folder is as it
+    was before the run. A bad file never raises, it is accounted for.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     _check_folders(input_dir, output_dir)
@@ -63,19 +82,47 @@ def ingest_directory(
     secret = load_secret() if secret is None else secret
     LOG.info("ingest: %d files found, %d worker(s)", len(paths), workers)
 
-    with quiet_readers(), TaskRunner(workers, progress) as runner:
-        outcomes, images = _header_pass(runner, input_dir, paths, secret)
-        _require_dicom(input_dir, outcomes, images)
-        tasks = _series_tasks(images, annotations, input_dir, output_dir, compress)
-        _prepare_output(output_dir)
-        results = runner.map(
-            build_series,
-            tasks,
-            weights=[sum(len(i.positions) for i in t.images) for t in tasks],
-            desc="ingest series",
-            unit="slice",
-        )
+    staging = output_dir / STAGING_DIR
+    created = not output_dir.exists()
+    tasks: list[SeriesTask] = []
+    try:
+        with quiet_readers(), TaskRunner(workers, progress) as runner:
+            outcomes, images = _header_pass(runner, input_dir, paths, secret)
+            _require_dicom(input_dir, outcomes, images)
+            tasks = _series_tasks(images, annotations, input_dir, staging, compress)
+            _prepare_staging(staging)
+            results = runner.map(
+                build_series,
+                tasks,
+                weights=[sum(len(i.positions) for i in t.images) for t in tasks],
+                desc="ingest series",
+                unit="slice",
+            )
+        summary = _write_tables(staging, outcomes, results, paths, annotations.label_columns)
+        _commit(staging, output_dir)
+    except BaseException as exc:
+        _discard(staging, output_dir if created else None)
+        if atomic_io.is_out_of_space(exc):
+            raise _out_of_space(output_dir, tasks, exc) from exc
+        raise
+    LOG.info(
+        "ingest: %d series, %d slices; %d ingested, %d quarantined, %d ignored files",
+        summary.n_series,
+        summary.n_slices,
+        summary.n_ingested,
+        summary.n_quarantined,
+        summary.n_ignored,
+    )
+    return summary
 
+
+def _write_tables(
+    out: Path,
+    outcomes: list[FileOutcome],
+    results: list[SeriesResult],
+    paths: list[str],
+    label_columns: tuple[str, ...],
+) -> IngestSummary:
     for result in results:
         outcomes.extend(result.outcomes)
     if sorted(o.path for o in outcomes) != paths:
@@ -86,20 +133,11 @@ def ingest_directory(
     )
     manifest = [r.manifest_row for r in kept]
     slices = [row for r in kept for row in r.slice_rows]
-
-    write_rows(file_rows(outcomes), FILES_SCHEMA, output_dir / "files.parquet")
-    write_rows(manifest, MANIFEST_SCHEMA, output_dir / "manifest.parquet")
-    write_rows(slices, slices_schema(annotations.label_columns), output_dir / "slices.parquet")
+    write_rows(file_rows(outcomes), FILES_SCHEMA, out / "files.parquet")
+    write_rows(manifest, MANIFEST_SCHEMA, out / "manifest.parquet")
+    write_rows(slices, slices_schema(label_columns), out / "slices.parquet")
     summary = summarise(outcomes, manifest)
-    write_json(_summary_json(summary), output_dir / "summary.json")
-    LOG.info(
-        "ingest: %d series, %d slices; %d ingested, %d quarantined, %d ignored files",
-        summary.n_series,
-        summary.n_slices,
-        summary.n_ingested,
-        summary.n_quarantined,
-        summary.n_ignored,
-    )
+    write_json(_summary_json(summary), out / "summary.json")
     return summary
 
 
@@ -176,13 +214,62 @@ def _series_tasks(
     return tasks
 
 
-def _prepare_output(output_dir: Path) -> None:
-    """Start from an empty folder: DVC expects exactly this run's outputs. `_check_folders` has already
-    made sure that it only holds an earlier ingest output (never delete anything else)."""
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    (output_dir / VOLUMES_DIR).mkdir(parents=True)
-    (output_dir / MASKS_DIR).mkdir()
+def _prepare_staging(staging: Path) -> None:
+    """An empty staging folder inside the output (same file system, so the commit is renames only); a
+    staging folder left by a killed run is removed first."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    (staging / VOLUMES_DIR).mkdir(parents=True)
+    (staging / MASKS_DIR).mkdir()
+
+
+def _commit(staging: Path, output_dir: Path) -> None:
+    """Replace the previous outputs by the staged ones. DVC expects exactly this run's outputs, and
+    `_check_folders` has made sure that the folder holds nothing but an earlier ingest output.
+
+    The old manifest goes first and the new one comes last: a swap interrupted half-way never leaves a
+    manifest that describes volumes it does not belong with.
+    """
+    for name in ("manifest.parquet", *sorted(OUTPUT_ENTRIES - {"manifest.parquet", STAGING_DIR})):
+        old = output_dir / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    for name in (VOLUMES_DIR, MASKS_DIR, "files.parquet", "slices.parquet", "summary.json", "manifest.parquet"):
+        os.replace(staging / name, output_dir / name)
+    staging.rmdir()
+    atomic_io.sync_dir(output_dir)
+
+
+def _discard(staging: Path, created_output: Path | None) -> None:
+    """After a failed run: nothing staged survives; an output folder this run created goes too."""
+    shutil.rmtree(staging, ignore_errors=True)
+    if created_output is not None:
+        try:
+            created_output.rmdir()  # only when empty: never remove anything else
+        except OSError:
+            pass
+
+
+def _out_of_space(output_dir: Path, tasks: list[SeriesTask], exc: BaseException) -> atomic_io.OutOfSpaceError:
+    """One error for the whole run: how much more space the complete output needs, an upper bound
+    (uncompressed volumes and masks plus the tables), against what is free now that the staged part
+    has been removed. The failed write's own figure is the fallback when the estimate says it fits."""
+    needed = _output_bytes(tasks) - atomic_io.free_bytes(output_dir)
+    if needed <= 0:
+        needed = exc.needed_bytes if isinstance(exc, atomic_io.OutOfSpaceError) else None
+    return atomic_io.OutOfSpaceError(output_dir, needed)
+
+
+def _output_bytes(tasks: list[SeriesTask]) -> int:
+    total = TABLE_BYTES_SLACK
+    for task in tasks:
+        first = task.images[0].pixel
+        voxels = sum(len(i.positions) for i in task.images) * first.rows * first.cols
+        total += NIFTI_HEADER_BYTES + 2 * voxels + (NIFTI_HEADER_BYTES + voxels if task.annotations else 0)
+        total += TABLE_BYTES_PER_FILE * len(task.images)
+    return total
 
 
 def _summary_json(summary: IngestSummary) -> dict:

@@ -2,19 +2,19 @@
 
 Schemas are explicit so that column types do not depend on the data (an all-null mask_path is still a
 string, an empty manifest still has every column), and rows are written in a fixed order so that the
-same input gives byte-identical files whatever the number of workers (DVC hashes them).
+same input gives byte-identical files whatever the number of workers (DVC hashes them). Every file is
+written atomically (cssl_core/atomic_io.py): a full disk leaves no partial table.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from cssl_core import atomic_io
 from cssl_core.ingest.records import FileOutcome
 
 FILES_SCHEMA = pa.schema(
@@ -66,7 +66,7 @@ def slices_schema(label_columns: Sequence[str]) -> pa.Schema:
 
 def write_rows(rows: Sequence[Mapping[str, Any]], schema: pa.Schema, path: Path) -> None:
     columns = {field.name: [row[field.name] for row in rows] for field in schema}
-    pq.write_table(pa.table(columns, schema=schema), path)
+    atomic_io.write_parquet(pa.table(columns, schema=schema), path)
 
 
 def file_rows(outcomes: Iterable[FileOutcome]) -> list[dict[str, Any]]:
@@ -83,4 +83,4 @@ def file_rows(outcomes: Iterable[FileOutcome]) -> list[dict[str, Any]]:
 
 
 def write_json(data: Mapping[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_io.write_json(path, data)

@@ -84,3 +84,51 @@ def test_output_inside_input_is_refused(tmp_path):
         run_ingest(cohort, cohort / "out")
     with pytest.raises(IngestInputError):
         run_ingest(cohort, tmp_path)
+
+
+def test_staging_left_by_a_killed_run_is_replaced(tmp_path):
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    shutil.copyfile(pydicom_file("CT_small.dcm"), cohort / "ct.dcm")
+    out = tmp_path / "out"
+    run_ingest(cohort, out)
+    staging = out / ".ingest-staging"
+    (staging / "volumes").mkdir(parents=True)
+    (staging / "volumes" / ".s1.nii.gz.0123456789ab.tmp.nii.gz").write_bytes(b"half a volume")
+    run_ingest(cohort, out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "files.parquet", "manifest.parquet", "masks", "slices.parquet", "summary.json", "volumes",
+    ]  # fmt: skip
+
+
+def test_a_run_failing_half_way_keeps_the_previous_output(tmp_path, monkeypatch):
+    """Whatever stops a run (here an unexpected error in the table writer), the old output is untouched."""
+    import cssl_core.ingest.pipeline as pipeline
+
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    shutil.copyfile(pydicom_file("CT_small.dcm"), cohort / "ct.dcm")
+    out = tmp_path / "out"
+    run_ingest(cohort, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated crash while writing the tables")
+
+    monkeypatch.setattr(pipeline, "_write_tables", broken)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_ingest(cohort, out, compress=False)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_failed_first_run_leaves_no_output_folder(tmp_path, monkeypatch):
+    import cssl_core.ingest.pipeline as pipeline
+
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    shutil.copyfile(pydicom_file("CT_small.dcm"), cohort / "ct.dcm")
+    monkeypatch.setattr(pipeline, "_write_tables", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        run_ingest(cohort, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
