@@ -78,17 +78,46 @@ def ingest(
     output: Annotated[Path, typer.Option("--output", help="Folder for volumes, manifest and accounting.")],
     workers: Annotated[int, typer.Option(help="Worker processes over series.")] = 1,
     volume_format: Annotated[str, typer.Option(help="nii.gz (compressed) or nii.")] = "nii.gz",
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="The site's key secret file (else CSSL_SECRET_FILE, else the project's .cssl/secret.key)."),
+    ] = None,
 ) -> None:
     """Ingest DICOM: HU volumes (NIfTI), manifest, per-file accounting with quarantine reasons."""
+    from flows.secret import choose_secret, created_secret_line
     from tasks.ingest import run_ingest
 
     if volume_format not in ("nii.gz", "nii"):
         raise ValueError(f"--volume-format must be nii.gz or nii, got {volume_format!r}")
+    new_secret = choose_secret(secret_file)  # outside a project, refuses before anything is written
     summary = run_ingest(input, output, workers=workers, compress=volume_format == "nii.gz")
     typer.echo(
         f"ingest: {summary.get('n_series')} series, {summary.get('n_slices')} slices; files: "
         f"{summary.get('n_ingested')} ingested, {summary.get('n_quarantined')} quarantined, "
         f"{summary.get('n_ignored')} ignored -> {output}"
+    )
+    if new_secret is not None and new_secret.is_file():
+        typer.echo(created_secret_line(new_secret))
+
+
+@app.command()
+def screen(
+    cohort: Annotated[str, typer.Option(help="Cohort name (data/interim/<cohort>).")],
+    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = Path("data/interim"),
+    raw: Annotated[Path, typer.Option(help="Raw DICOM root, named in the advice on what to remove.")] = Path(
+        "data/raw"
+    ),
+    output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Series-level quality gate before windowing: failing series are excluded (or stop the cohort)."""
+    from tasks.params import load_params
+    from tasks.screen import report_path, run_screen
+
+    report = run_screen(interim / cohort, output, load_params(params), cohort, raw_dir=(raw / cohort).as_posix())
+    typer.echo(
+        f"screen {cohort}: {report['n_passed']} of {report['n_series']} series passed, "
+        f"{report['n_excluded']} excluded -> {report_path(output, cohort)}"
     )
 
 
@@ -98,33 +127,43 @@ def window(
     window_name: Annotated[str, typer.Option("--window", help="Window preset name from params window.presets.")],
     interim: Annotated[Path, typer.Option(help="Ingested data root.")] = Path("data/interim"),
     output: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
+    quality: Annotated[
+        Path, typer.Option(help="Quality reports root, holding the screen's <cohort>.passed.json.")
+    ] = Path("data/quality"),
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Apply a CT window: memory-mappable 2-D training slices plus an index table."""
+    """Apply a CT window to the series that passed the screen: memory-mappable 2-D slices plus an index table."""
     from tasks.params import load_params
+    from tasks.screen import passed_path
     from tasks.window import run_window
 
     meta = run_window(
-        interim / cohort, output / f"{cohort}-{window_name}", cohort, window_name, load_params(params)
+        interim / cohort,
+        output / f"{cohort}-{window_name}",
+        cohort,
+        window_name,
+        load_params(params),
+        passed_path=passed_path(quality, cohort),
     )
-    typer.echo(f"window {cohort}-{window_name}: {meta['n_slices']} slices {meta['size']}px {meta['dtype']}")
+    typer.echo(
+        f"window {cohort}-{window_name}: {meta['n_slices']} slices {meta['size']}px {meta['dtype']} "
+        f"from {meta['n_series']} series ({meta['n_series_excluded']} excluded by the screen)"
+    )
 
 
 @app.command()
 def quality(
     cohort: Annotated[str, typer.Option(help="Cohort name.")],
     window_name: Annotated[str, typer.Option("--window", help="Window preset name.")],
-    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = Path("data/interim"),
     windowed: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
     output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Great Expectations gates on the manifest and the windowed slices; hard failures exit non-zero."""
+    """Great Expectations gate on the windowed slices (after `screen`); hard failures exit non-zero."""
     from tasks.params import load_params
     from tasks.quality import run_quality
 
     report = run_quality(
-        interim / cohort / "manifest.parquet",
         windowed / f"{cohort}-{window_name}",
         output / f"{cohort}-{window_name}.json",
         load_params(params)["quality"],

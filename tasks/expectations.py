@@ -3,9 +3,14 @@
 Why GX rather than a page of asserts: each rule is a declarative, named expectation whose result says
 how many rows broke it and which ones (by `series_key`), and GX renders the same results as HTML.
 
-Every expectation carries a severity in `meta["severity"]`: `hard` ones stop the DAG, `soft` ones only
-warn. GX's own `severity` field is set to match (critical / warning) so GX renderers show the same thing.
-`meta["rule"]` is the one-line, human reading of the rule that the report and the error message print.
+Every expectation carries a severity in `meta["severity"]`: `hard` ones exclude a series (or stop the
+cohort), `soft` ones only warn. GX's own `severity` field is set to match (critical / warning) so GX
+renderers show the same thing. `meta["rule"]` is the one-line, human reading of the rule that the report
+and the error message print, and `meta["param"]` the `quality` key whose value the rule applies (absent
+when no setting can loosen it), so a report can say which line of params.yaml to edit.
+
+The manifest suite is evaluated per series (tasks/screen.py): with `row_column` set, `validate` asks GX
+for the COMPLETE list of offending rows, and each Outcome carries their row numbers.
 
 great_expectations takes seconds to import, so it is imported inside the functions: the `cssl` CLI
 must answer `--help` at once and the other stages must not pay for it.
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 HARD = "hard"
 SOFT = "soft"
 KEY_COLUMN = "series_key"
+ROW_COLUMN = "_row"  # row number added to a frame so every offending row can be traced back
 MAX_SERIES = 20  # offending series keys kept per failure: enough to act on, short enough to read
 MANIFEST_SUITE = "manifest"
 SLICES_SUITE = "slices"
@@ -49,6 +55,8 @@ class Outcome:
     success: bool
     unexpected_series: list[str | None] = field(default_factory=list)
     observed: Any = None
+    param: str | None = None  # the `quality` key that sets this rule's threshold
+    unexpected_rows: list[int] = field(default_factory=list)  # every offending row, when validated by row
 
 
 def _range(params: Mapping[str, Any], key: str) -> tuple[float, float]:
@@ -67,17 +75,20 @@ def _number(params: Mapping[str, Any], key: str) -> float:
     return float(params[key])
 
 
-def _tag(severity: str, rule: str) -> dict[str, Any]:
+def _tag(severity: str, rule: str, param: str | None = None) -> dict[str, Any]:
     """Keyword arguments giving an expectation our severity (meta) and GX's matching one."""
-    return {"meta": {"severity": severity, "rule": rule}, "severity": "critical" if severity == HARD else "warning"}
+    meta = {"severity": severity, "rule": rule, **({"param": param} if param else {})}
+    return {"meta": meta, "severity": "critical" if severity == HARD else "warning"}
 
 
-def _between(column: str, bounds: tuple[float, float], severity: str, why: str) -> Expectation:
+def _between(column: str, bounds: tuple[float, float], severity: str, why: str, param: str) -> Expectation:
     import great_expectations.expectations as gxe
 
     low, high = bounds
     rule = f"{column} between {low:g} and {high:g}{why}"
-    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high, **_tag(severity, rule))
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=column, min_value=low, max_value=high, **_tag(severity, rule, param)
+    )
 
 
 def _not_null(column: str) -> Expectation:
@@ -112,19 +123,29 @@ def manifest_expectations(params: Mapping[str, Any]) -> list[Expectation]:
         *(_not_null(column) for column in _GATED_COLUMNS),
         gxe.ExpectColumnValuesToBeUnique(column="series_key", **_tag(HARD, "series_key is unique")),
         gxe.ExpectColumnValuesToBeInSet(
-            column="modality", value_set=modalities, **_tag(HARD, f"modality in {{{', '.join(modalities)}}}")
+            column="modality",
+            value_set=modalities,
+            **_tag(HARD, f"modality in {{{', '.join(modalities)}}}", "modalities"),
         ),
-        _between("spacing_x", spacing_xy, HARD, " mm"),
-        _between("spacing_y", spacing_xy, HARD, " mm"),
-        _between("spacing_z", spacing_z, HARD, " mm"),
-        _between("n_slices", _range(params, "n_slices"), HARD, ""),
+        _between("spacing_x", spacing_xy, HARD, " mm", "spacing_xy_mm"),
+        _between("spacing_y", spacing_xy, HARD, " mm", "spacing_xy_mm"),
+        _between("spacing_z", spacing_z, HARD, " mm", "spacing_z_mm"),
+        _between("n_slices", _range(params, "n_slices"), HARD, "", "n_slices"),
         gxe.ExpectColumnValuesToBeBetween(
             column="n_slices",
             min_value=min_soft,
-            **_tag(SOFT, f"n_slices >= {min_soft:g} (shorter series are suspicious)"),
+            **_tag(SOFT, f"n_slices >= {min_soft:g} (shorter series are suspicious)", "min_slices_soft"),
         ),
-        _between("hu_min", _range(params, "air_hu_min"), HARD, " HU (air must be in the volume)"),
-        _between("hu_max", _range(params, "plausible_hu_max"), SOFT, " HU (plausible maximum)"),
+        _between("hu_min", _range(params, "air_hu_min"), HARD, " HU (air must be in the volume)", "air_hu_min"),
+        _between("hu_max", _range(params, "plausible_hu_max"), SOFT, " HU (plausible maximum)", "plausible_hu_max"),
+        # a volume of one value (all air, all zero) windows to blank slices in every window
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="hu_max",
+            column_B="hu_min",
+            or_equal=False,
+            ignore_row_if="either_value_is_missing",
+            **_tag(HARD, "hu_max > hu_min (the volume is not one constant value)"),
+        ),
     ]
 
 
@@ -181,10 +202,23 @@ def _result_format(frame: pd.DataFrame, key_column: str) -> dict[str, Any]:
     }
 
 
+def _complete_format(frame: pd.DataFrame, key_column: str, row_column: str) -> dict[str, Any]:
+    """Every offending row (a manifest has one row per series: small), by row number and key."""
+    columns = [c for c in (row_column, key_column) if c in frame.columns]
+    return {"result_format": "COMPLETE", "unexpected_index_column_names": columns}
+
+
 def validate(
-    suite_name: str, frame: pd.DataFrame, expectations: Sequence[Expectation], key_column: str = KEY_COLUMN
+    suite_name: str,
+    frame: pd.DataFrame,
+    expectations: Sequence[Expectation],
+    key_column: str = KEY_COLUMN,
+    row_column: str | None = None,
 ) -> ExpectationSuiteValidationResult:
-    """Run one suite on a DataFrame in a fresh ephemeral context (cheap: a few ms, nothing on disk)."""
+    """Run one suite on a DataFrame in a fresh ephemeral context (cheap: a few ms, nothing on disk).
+
+    With `row_column` (a column of row numbers in `frame`) every offending row is reported, not a sample.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -196,7 +230,10 @@ def validate(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{suite_name}_validation", data=batch, suite=suite)
     )
-    return definition.run(batch_parameters={"dataframe": frame}, result_format=_result_format(frame, key_column))
+    result_format = (
+        _complete_format(frame, key_column, row_column) if row_column else _result_format(frame, key_column)
+    )
+    return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
 def _exception_message(info: Mapping[str, Any] | None) -> str | None:
@@ -221,6 +258,11 @@ def _series_keys(result: Mapping[str, Any], key_column: str) -> list[str | None]
         if len(keys) == MAX_SERIES:
             break
     return keys
+
+
+def _rows(result: Mapping[str, Any], row_column: str) -> list[int]:
+    rows = result.get("unexpected_index_list") or []
+    return sorted({int(row[row_column]) for row in rows if isinstance(row, Mapping) and row_column in row})
 
 
 def _distinct(values: Sequence[Any], limit: int = MAX_SERIES) -> list[Any]:
@@ -252,14 +294,25 @@ def _observed(result: Mapping[str, Any], error: str | None) -> Any:
     return None
 
 
+def _columns(kwargs: Mapping[str, Any]) -> str | None:
+    if kwargs.get("column"):
+        return str(kwargs["column"])
+    if kwargs.get("column_A") and kwargs.get("column_B"):
+        return f"{kwargs['column_A']}, {kwargs['column_B']}"
+    return None
+
+
 def outcomes(
-    suite_name: str, validation: ExpectationSuiteValidationResult, key_column: str = KEY_COLUMN
+    suite_name: str,
+    validation: ExpectationSuiteValidationResult,
+    key_column: str = KEY_COLUMN,
+    row_column: str = ROW_COLUMN,
 ) -> list[Outcome]:
     """Plain-value summary of every expectation of one validation run (in the order GX reports them)."""
     out = []
     for item in validation.results:
         config = item.expectation_config
-        column = config.kwargs.get("column")
+        column = _columns(config.kwargs)
         result = dict(item.result or {})
         error = _exception_message(item.exception_info)
         meta = config.meta or {}
@@ -273,6 +326,8 @@ def outcomes(
                 success=bool(item.success),
                 unexpected_series=[] if item.success else _series_keys(result, key_column),
                 observed=_observed(result, error),
+                param=meta.get("param"),
+                unexpected_rows=[] if item.success else _rows(result, row_column),
             )
         )
     return out

@@ -1,10 +1,13 @@
 """Stage `quality@<cohort>-<window>`: the gate between windowing and training.
 
-Two Great Expectations suites (tasks/expectations.py) run on the ingested manifest (one row per series)
-and on per-slice statistics of the windowed array (cssl_core/quality_stats.py). The JSON report is a DVC
-metric and is written whether or not the gate passes, so that a failed `dvc repro` leaves behind the
-file that explains it. Hard failures then raise `QualityGateError`, which the CLI turns into a non-zero
-exit: DVC marks the stage failed and nothing downstream trains on bad data. Soft failures only warn.
+The series-level rules (the manifest suite) run before windowing, in `screen@<cohort>` (tasks/screen.py),
+which leaves failing series out instead of blocking the cohort. What is left for this stage is the
+Great Expectations suite on per-slice statistics of the windowed array (cssl_core/quality_stats.py),
+with the cohort's own thresholds (tasks/quality_params.py). The JSON report is a DVC metric and is
+written whether or not the gate passes, so that a failed `dvc repro` leaves behind the file that explains
+it. Hard failures are printed one line each and then raise `QualityGateError` (one line), which the CLI
+turns into a non-zero exit: DVC marks the stage failed and nothing downstream trains on bad data. Soft
+failures only warn.
 
 GX's HTML validation page is cheap to render from an ephemeral context (no data-docs site is needed,
 tens of milliseconds), so one page per suite is written next to the report as
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -33,35 +37,26 @@ from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slic
 from tasks import tracking
 from tasks.expectations import (
     HARD,
-    MANIFEST_SUITE,
     MAX_SERIES,
     SLICES_SUITE,
     SOFT,
     Outcome,
-    manifest_expectations,
     outcomes,
     render_html,
     slice_expectations,
     validate,
 )
+from tasks.quality_params import effective_params
 
 METRIC_KEYS = ("n_expectations", "n_passed", "n_hard_failed", "n_soft_failed")
 
 
 class QualityGateError(Exception):
-    """A hard expectation failed; the message has one readable line per failure, `report` the details."""
+    """A cohort cannot go on: the message is one line (what, where the report is, what to do), `report` the rest."""
 
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
-
-
-def _quality_block(params: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Accept the `quality` block (what the CLI passes) or the whole params.yaml."""
-    block = params.get("quality", params)
-    if not isinstance(block, Mapping):
-        raise ValueError(f"params.yaml quality must be a mapping, got {type(block).__name__}")
-    return block
 
 
 def _names(meta: Mapping[str, Any], stage_name: str) -> tuple[str, str]:
@@ -72,12 +67,12 @@ def _names(meta: Mapping[str, Any], stage_name: str) -> tuple[str, str]:
     return str(meta.get("cohort") or fallback), str(window_name or fallback)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars unwrapped, and non-finite floats as strings so the file stays strict JSON."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -103,7 +98,21 @@ def _suite_summary(results: list[Outcome], n_rows: int) -> dict[str, int]:
     return {"n_rows": n_rows, "n_expectations": len(results), "n_passed": sum(o.success for o in results)}
 
 
-def build_report(cohort: str, window: str, results: dict[str, list[Outcome]], rows: dict[str, int]) -> dict[str, Any]:
+def write_json(path: Path, value: Any) -> None:
+    """Write via a temporary sibling and a rename, so a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def build_report(
+    cohort: str,
+    window: str,
+    results: dict[str, list[Outcome]],
+    rows: dict[str, int],
+    series: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The DVC metric: counts at the top (what `dvc metrics show/diff` compare), failures hard-first below."""
     flat = [o for suite in results.values() for o in suite]
     failed = [o for o in flat if not o.success]
@@ -117,10 +126,11 @@ def build_report(cohort: str, window: str, results: dict[str, list[Outcome]], ro
         "n_passed": len(flat) - len(failed),
         "n_hard_failed": len(hard),
         "n_soft_failed": len(soft),
+        **(series or {}),
         "suites": {name: _suite_summary(suite, rows[name]) for name, suite in results.items()},
         "failures": [_failure(o) for o in hard + soft],
     }
-    return _jsonable(report)
+    return jsonable(report)
 
 
 def _describe_observed(observed: Any) -> str:
@@ -146,22 +156,25 @@ def failure_line(failure: Mapping[str, Any]) -> str:
 
 
 def gate_message(report: Mapping[str, Any], output_path: Path) -> str:
+    """One line; the failures themselves are printed above it, one line each (see `_print_failures`)."""
     hard = [f for f in report["failures"] if f["severity"] == HARD]
-    lines = [
-        f"quality gate failed for cohort {report['cohort']!r}, window {report['window']!r}: "
-        f"{len(hard)} hard expectation(s) failed (report: {output_path})"
-    ]
-    lines += [f"  - {failure_line(f)}" for f in hard]
-    return "\n".join(lines)
+    cohort = report["cohort"]
+    return (
+        f"quality gate failed for cohort {cohort!r}, window {report['window']!r}: {len(hard)} hard "
+        f"expectation(s) failed on the windowed slices (listed above; report: {output_path}); re-run the window "
+        f"stage if it was interrupted, else find the named series' files in data/interim/{cohort}/files.parquet "
+        f"and remove them from data/raw/{cohort}, or loosen quality.cohorts.{cohort} (e.g. not_constant_mostly)"
+    )
 
 
-def _warn_soft(report: Mapping[str, Any]) -> None:
+def _print_failures(report: Mapping[str, Any]) -> None:
     for failure in report["failures"]:
-        if failure["severity"] == SOFT:
-            print(f"warning: quality {report['cohort']}-{report['window']}: {failure_line(failure)}", file=sys.stderr)
+        label = "warning" if failure["severity"] == SOFT else "failed"
+        print(f"{label}: quality {report['cohort']}-{report['window']}: {failure_line(failure)}", file=sys.stderr)
 
 
-def _write_html(validations: Mapping[str, Any], output_path: Path) -> None:
+def write_html(validations: Mapping[str, Any], output_path: Path) -> None:
+    """GX's page per suite next to the JSON report: `<report stem>.<suite>.html`."""
     for name, validation in validations.items():
         html_path = output_path.with_name(f"{output_path.stem}.{name}.html")
         html_path.write_text(render_html(validation), encoding="utf-8")
@@ -174,42 +187,38 @@ def _figures(report: Mapping[str, Any], seconds: float) -> dict[str, float]:
     return figures
 
 
-def _read_inputs(manifest_path: Path, windowed_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"{manifest_path} not found: run the ingest stage for this cohort first")
+def _read_inputs(windowed_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     meta = read_meta(windowed_dir)
     if meta.get("n_slices") is None:
         raise ValueError(f"{windowed_dir}/meta.json has no n_slices: re-run the window stage")
-    return pd.read_parquet(manifest_path), windowed_slice_stats(windowed_dir), meta
+    return windowed_slice_stats(windowed_dir), meta
 
 
-def run_quality(
-    manifest_path: Path, windowed_dir: Path, output_path: Path, params: Mapping[str, Any], stage_name: str
-) -> dict[str, Any]:
-    """Validate one cohort/window, write the report, log to MLflow; raise QualityGateError on a hard failure.
+def _series_counts(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """How many series the window stage kept and how many the screen left out (absent in older meta files)."""
+    return {key: meta[key] for key in ("n_series", "n_series_excluded") if key in meta}
+
+
+def run_quality(windowed_dir: Path, output_path: Path, params: Mapping[str, Any], stage_name: str) -> dict[str, Any]:
+    """Validate one windowed cohort, write the report, log to MLflow; raise QualityGateError on a hard failure.
 
     Inputs are read before the MLflow run opens, so a missing file is an ordinary error, not a failed
     quality run in the tracking store.
     """
-    block = _quality_block(params)
-    manifest, stats, meta = _read_inputs(manifest_path, windowed_dir)
+    stats, meta = _read_inputs(windowed_dir)
     cohort, window = _names(meta, stage_name)
-    manifest_rules = manifest_expectations(block)
-    slice_rules = slice_expectations(block, stored_value_range(meta), int(meta["n_slices"]))
-    with tracking.stage_run(stage_name, dict(block), tags={"cssl.cohort": cohort, "cssl.window": window}):
+    settings = effective_params(params, cohort)
+    slice_rules = slice_expectations(settings, stored_value_range(meta), int(meta["n_slices"]))
+    with tracking.stage_run(stage_name, settings, tags={"cssl.cohort": cohort, "cssl.window": window}):
         started = time.perf_counter()
-        validations = {
-            MANIFEST_SUITE: validate(MANIFEST_SUITE, manifest, manifest_rules),
-            SLICES_SUITE: validate(SLICES_SUITE, stats, slice_rules),
-        }
+        validations = {SLICES_SUITE: validate(SLICES_SUITE, stats, slice_rules)}
         results = {name: outcomes(name, validation) for name, validation in validations.items()}
-        report = build_report(cohort, window, results, {MANIFEST_SUITE: len(manifest), SLICES_SUITE: len(stats)})
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        output_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-        if block.get("html_report", True):
-            _write_html(validations, output_path)
+        report = build_report(cohort, window, results, {SLICES_SUITE: len(stats)}, _series_counts(meta))
+        write_json(output_path, report)
+        if settings["html_report"]:
+            write_html(validations, output_path)
         tracking.log_metrics(_figures(report, time.perf_counter() - started))
-        _warn_soft(report)
+        _print_failures(report)
         if not report["passed"]:
             raise QualityGateError(gate_message(report, output_path), report)
     return report

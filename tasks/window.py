@@ -1,15 +1,21 @@
 """Stage `window@<cohort>-<window>`: ingested HU volumes -> training-ready 2-D slices of one window.
 
-Reads `data/interim/<cohort>` (manifest, slices table, volumes, masks), writes
+Reads `data/interim/<cohort>` (manifest, slices table, volumes, masks) and the list of series that passed
+the screen (`data/quality/<cohort>.passed.json`, stage `screen@<cohort>`), writes
 `data/windowed/<cohort>-<window>` as described in docs/data-contracts.md: a memory-mappable
 `slices.npy`, `masks.npy` when the cohort is annotated, `index.parquet` and `meta.json`.
+
+The directory is built under a temporary sibling (`<name>.partial`) and renamed into place at the end, so
+an interrupted run never leaves a directory that looks complete: either the old one, the new one, or none.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +34,86 @@ def _read_volume(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
+def read_passed(path: Path, cohort: str) -> list[str]:
+    """The series keys `screen@<cohort>` let through."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the screen stage first (`cssl screen --cohort {cohort}`)")
+    selection = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(selection, dict) or selection.get("cohort") != cohort or "series" not in selection:
+        raise ValueError(f"{path} is not the passed-series list of cohort {cohort!r}: re-run `cssl screen`")
+    return [str(key) for key in selection["series"]]
+
+
+def _selected(manifest: pd.DataFrame, series: Collection[str] | None, interim_dir: Path) -> pd.DataFrame:
+    if series is None:
+        return manifest
+    unknown = sorted(set(series) - set(manifest["series_key"]))
+    if unknown:
+        raise ValueError(
+            f"the passed-series list names {len(unknown)} series that {interim_dir}/manifest.parquet does not hold "
+            f"(e.g. {unknown[0]}): it is out of date, re-run the screen stage"
+        )
+    return manifest[manifest["series_key"].isin(set(series))]
+
+
+def _publish(partial: Path, output_dir: Path) -> None:
+    """Swap the finished directory in: old one aside, new one in (one rename), old one removed."""
+    old = output_dir.with_name(output_dir.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if output_dir.exists():
+        os.replace(output_dir, old)
+    os.replace(partial, output_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def window_cohort(
-    interim_dir: Path, output_dir: Path, window: Window, size: int, dtype: str, cohort: str
+    interim_dir: Path,
+    output_dir: Path,
+    window: Window,
+    size: int,
+    dtype: str,
+    cohort: str,
+    series: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Write the windowed slices of every ingested series of one cohort; returns the meta dict."""
-    manifest = pd.read_parquet(interim_dir / "manifest.parquet").sort_values(
+    """Write the windowed slices of the cohort's series (`series`: those keys only; None: all); returns meta."""
+    ingested = pd.read_parquet(interim_dir / "manifest.parquet").sort_values(
         ["content_digest", "series_key"], kind="stable"
     )
     slice_table = pd.read_parquet(interim_dir / "slices.parquet")
-    if manifest.empty:
+    if ingested.empty:
         raise ValueError(
             f"{interim_dir}/manifest.parquet lists no series: nothing to window (check ingest's files.parquet)"
         )
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True)
+    manifest = _selected(ingested, series, interim_dir)
+    if manifest.empty:
+        raise ValueError(f"no series of cohort {cohort!r} passed the screen: nothing to window")
+    partial = output_dir.with_name(output_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        meta = _write_windowed(interim_dir, partial, manifest, slice_table, window, size, dtype)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    meta = {"cohort": cohort, **meta, "n_series_excluded": int(len(ingested) - len(manifest))}
+    (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    _publish(partial, output_dir)
+    return meta
 
+
+def _write_windowed(
+    interim_dir: Path,
+    output_dir: Path,
+    manifest: pd.DataFrame,
+    slice_table: pd.DataFrame,
+    window: Window,
+    size: int,
+    dtype: str,
+) -> dict[str, Any]:
+    """slices.npy, masks.npy and index.parquet of `manifest`'s series into output_dir; returns meta (no cohort)."""
     n_total = int(manifest["n_slices"].sum())
     has_masks = bool(manifest["mask_path"].notna().any())
     np_dtype = np.uint8 if dtype == "uint8" else np.float16
@@ -75,8 +145,10 @@ def window_cohort(
         index_parts.append(rows)
         cursor += count
     slices_out.flush()
+    del slices_out
     if masks_out is not None:
         masks_out.flush()
+        del masks_out
 
     index = pd.concat(index_parts, ignore_index=True)
     if "has_mask" not in index.columns:
@@ -85,8 +157,7 @@ def window_cohort(
     index = index[INDEX_COLUMNS + label_columns + ["has_mask"]]
     index.to_parquet(output_dir / "index.parquet", index=False)
     low, high = stored_range(dtype)
-    meta = {
-        "cohort": cohort,
+    return {
         "window": {"name": window.name, "width": window.width, "level": window.level},
         "dtype": dtype,
         "size": size,
@@ -97,14 +168,21 @@ def window_cohort(
         "has_masks": has_masks,
         "labels": {c: int(index[c].fillna(False).astype(bool).sum()) for c in label_columns},
     }
-    (output_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return meta
 
 
 def run_window(
-    interim_dir: Path, output_dir: Path, cohort: str, window_name: str, params: dict[str, Any]
+    interim_dir: Path,
+    output_dir: Path,
+    cohort: str,
+    window_name: str,
+    params: dict[str, Any],
+    passed_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Stage entry point: parse the window params, window the cohort, log to MLflow."""
+    """Stage entry point: parse the window params, window the screened series, log to MLflow.
+
+    `passed_path` is the screen's list of passed series; None windows every ingested series.
+    """
+    series = read_passed(passed_path, cohort) if passed_path is not None else None
     block = params["window"]
     window = Window.from_preset(window_name, block["presets"])
     size, dtype = int(block["size"]), str(block["dtype"])
@@ -112,11 +190,12 @@ def run_window(
     stage_params = {"window": window_name, "width": window.width, "level": window.level, "size": size, "dtype": dtype}
     with tracking.stage_run(stage, stage_params, tags={"cssl.cohort": cohort, "cssl.window": window_name}):
         started = time.perf_counter()
-        meta = window_cohort(interim_dir, output_dir, window, size, dtype, cohort)
+        meta = window_cohort(interim_dir, output_dir, window, size, dtype, cohort, series=series)
         elapsed = time.perf_counter() - started
         figures = {
             "slices": meta["n_slices"],
             "series": meta["n_series"],
+            "series_excluded": meta["n_series_excluded"],
             "seconds": elapsed,
             "slices_per_s": meta["n_slices"] / max(elapsed, 1e-9),
         }

@@ -1,4 +1,7 @@
-"""The quality gate end to end on realistic inputs: good data passes, each corruption fails by name.
+"""The slice-level quality gate (stage quality@<cohort>-<window>) on realistic windowed directories.
+
+Good data passes; each corruption fails by name, printed one line per failure, with a one-line error.
+The series-level rules moved to the screen stage: tests/tasks/test_screen.py.
 
 Great Expectations takes seconds to import and an MLflow SQLite store seconds to create, so the store
 and the good windowed directory are module-scoped; each run_quality call then costs a fraction of a second.
@@ -9,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,37 +33,13 @@ PARAMS = {
     "min_slices_soft": 16,
     "not_constant_mostly": 0.9,
     "html_report": True,
+    "on_fail": "exclude",
+    "min_series": 0.5,
+    "cohorts": {"nsclc": {}},
 }
 N_SERIES, SLICES_PER_SERIES, SIZE = 4, 20, 24
 SERIES = [f"s{i}-{h}" for i, h in enumerate(("9f3c2a71", "04be8d55", "c1a7e302", "7d60f9b4"))]
 PATIENTS = ["p-5e21", "p-5e21", "p-a093", "p-b7c4"]
-
-
-def good_manifest() -> pd.DataFrame:
-    """Four series as ingestion writes them (docs/data-contracts.md), all within the shipped thresholds."""
-    return pd.DataFrame(
-        {
-            "series_key": SERIES,
-            "patient_key": PATIENTS,
-            "modality": ["CT"] * N_SERIES,
-            "n_slices": [SLICES_PER_SERIES] * N_SERIES,
-            "rows": [512] * N_SERIES,
-            "cols": [512] * N_SERIES,
-            "spacing_x": [0.977, 0.977, 0.703, 0.977],
-            "spacing_y": [0.977, 0.977, 0.703, 0.977],
-            "spacing_z": [3.0, 3.0, 1.25, 5.0],
-            "slice_thickness": [3.0, 3.0, 1.25, 5.0],
-            "hu_min": [-1000, -1024, -1000, -1000],
-            "hu_max": [3065, 2254, 1561, 2056],
-            "volume_path": [f"volumes/{k}.nii.gz" for k in SERIES],
-            "mask_path": [f"masks/{SERIES[0]}.nii.gz", None, None, None],
-            "n_files": [SLICES_PER_SERIES] * N_SERIES,
-            "is_multiframe": [False] * N_SERIES,
-            "transfer_syntaxes": ["ExplicitVRLittleEndian"] * N_SERIES,
-            "spacing_uneven": [False] * N_SERIES,
-            "has_gaps": [False] * N_SERIES,
-        }
-    )
 
 
 def good_slices(dtype: str = "uint8") -> np.ndarray:
@@ -98,6 +76,7 @@ def write_windowed(root: Path, slices: np.ndarray, n_slices: int | None = None) 
         "size": SIZE,
         "n_slices": n if n_slices is None else n_slices,
         "n_series": N_SERIES,
+        "n_series_excluded": 1,
         "n_patients": 3,
         "stored_range": [0.0, 255.0] if dtype == "uint8" else [0.0, 1.0],
         "has_masks": False,
@@ -125,15 +104,13 @@ def windowed(tmp_path_factory) -> Path:
     return write_windowed(tmp_path_factory.mktemp("windowed") / "nsclc-lung", good_slices())
 
 
-def gate(tmp_path: Path, manifest: pd.DataFrame, windowed_dir: Path, params: dict | None = None):
+def gate(tmp_path: Path, windowed_dir: Path, params: dict | None = None):
     """Run the stage; returns (report read back from disk, QualityGateError or None, stage name)."""
-    manifest_path = tmp_path / "manifest.parquet"
-    manifest.to_parquet(manifest_path, index=False)
     output = tmp_path / "quality" / "nsclc-lung.json"
     stage = f"quality@{tmp_path.name}"  # unique per test, so the MLflow run can be found by name
     error = None
     try:
-        returned = run_quality(manifest_path, windowed_dir, output, params or PARAMS, stage_name=stage)
+        returned = run_quality(windowed_dir, output, params or PARAMS, stage_name=stage)
     except QualityGateError as caught:
         error, returned = caught, caught.report
     report = json.loads(output.read_text())
@@ -154,116 +131,47 @@ def mlflow_run(stage: str) -> pd.Series:
 
 
 def test_good_cohort_passes_and_is_logged(tmp_path, windowed, capsys):
-    report, error, stage = gate(tmp_path, good_manifest(), windowed)
+    report, error, stage = gate(tmp_path, windowed)
     assert error is None
     assert report["passed"] is True and report["n_hard_failed"] == 0 and report["n_soft_failed"] == 0
     assert report["failures"] == []
-    assert report["n_passed"] == report["n_expectations"] == 19 + 6
-    assert report["suites"]["slices"]["n_rows"] == N_SERIES * SLICES_PER_SERIES
+    assert report["n_passed"] == report["n_expectations"] == 6
+    assert report["suites"] == {"slices": {"n_rows": N_SERIES * SLICES_PER_SERIES, "n_expectations": 6,
+                                           "n_passed": 6}}
+    assert (report["n_series"], report["n_series_excluded"]) == (N_SERIES, 1)  # from meta.json
     assert (report["cohort"], report["window"]) == ("nsclc", "lung")
-    assert "warning" not in capsys.readouterr().err
+    assert "seconds" not in json.dumps(report)  # timings go to MLflow only, never into a DVC output
+    assert capsys.readouterr().err == ""
     run = mlflow_run(stage)
     assert run["status"] == "FINISHED"
     assert run["metrics.passed"] == 1.0 and run["metrics.n_hard_failed"] == 0.0
-    assert run["metrics.n_expectations"] == 25.0 and run["metrics.n_passed"] == 25.0
-    assert run["params.spacing_xy_mm"] == "[0.2, 5.0]"
+    assert run["metrics.n_expectations"] == 6.0 and run["metrics.n_passed"] == 6.0
+    assert run["metrics.seconds"] > 0
+    assert run["params.not_constant_mostly"] == "0.9"
+
+
+def test_cohort_override_applies_to_its_own_cohort_only(tmp_path, windowed):
+    slices = good_slices()
+    slices[:40] = 0  # half the cohort constant: fails not_constant_mostly 0.9, passes 0.4
+    root = write_windowed(tmp_path / "nsclc-lung", slices)
+    loose = {**PARAMS, "cohorts": {"nsclc": {"not_constant_mostly": 0.4}, "other": {}}}
+    report, error, _ = gate(tmp_path / "loose", root, loose)
+    assert error is None and report["passed"] is True and report["n_soft_failed"] == 1
+    strict_here = {**PARAMS, "not_constant_mostly": 0.4, "cohorts": {"nsclc": {"not_constant_mostly": 0.9}}}
+    report, error, _ = gate(tmp_path / "strict", root, strict_here)
+    assert error is not None and report["passed"] is False
 
 
 def test_html_pages_are_written_next_to_the_report_unless_disabled(tmp_path, windowed):
     on, off = tmp_path / "on", tmp_path / "off"
     on.mkdir(), off.mkdir()
-    manifest = good_manifest()
-    manifest.loc[0, "modality"] = "PT"
-    gate(on, manifest, windowed)
+    gate(on, windowed)
     pages = sorted(p.name for p in (on / "quality").glob("*.html"))
-    assert pages == ["nsclc-lung.manifest.html", "nsclc-lung.slices.html"]
+    assert pages == ["nsclc-lung.slices.html"]
     text = (on / "quality" / pages[0]).read_text()
-    assert "Expectation Validation Result" in text and "must belong to this set" in text and "PT" in text
-    gate(off, good_manifest(), windowed, {**PARAMS, "html_report": False})
+    assert "Expectation Validation Result" in text and "std" in text
+    gate(off, windowed, {**PARAMS, "html_report": False})
     assert list((off / "quality").glob("*.html")) == []
-
-
-def _set(column: str, row: int, value) -> Callable[[pd.DataFrame], str]:
-    def corrupt(frame: pd.DataFrame) -> str:
-        if value is None:
-            frame[column] = frame[column].astype(object)
-        frame.loc[row, column] = value
-        return SERIES[row]
-
-    return corrupt
-
-
-def _duplicate_series(frame: pd.DataFrame) -> str:
-    frame.loc[3, "series_key"] = SERIES[1]
-    return SERIES[1]
-
-
-@pytest.mark.parametrize(
-    ("corrupt", "expectation"),
-    [
-        (_set("modality", 1, "MR"), "expect_column_values_to_be_in_set(modality)"),
-        (_set("spacing_x", 2, 0.0), "expect_column_values_to_be_between(spacing_x)"),
-        (_set("spacing_y", 0, 50.0), "expect_column_values_to_be_between(spacing_y)"),
-        (_set("spacing_z", 3, 50.0), "expect_column_values_to_be_between(spacing_z)"),
-        (_set("n_slices", 1, 5000), "expect_column_values_to_be_between(n_slices)"),
-        (_duplicate_series, "expect_column_values_to_be_unique(series_key)"),
-        (_set("hu_min", 2, -200), "expect_column_values_to_be_between(hu_min)"),
-        (_set("patient_key", 3, None), "expect_column_values_to_not_be_null(patient_key)"),
-        (_set("spacing_z", 0, None), "expect_column_values_to_not_be_null(spacing_z)"),
-    ],
-    ids=[
-        "modality-MR",
-        "spacing-0",
-        "spacing-y-50",
-        "spacing-z-50",
-        "n_slices",
-        "dup-key",
-        "no-air",
-        "null-pat",
-        "null-spacing",
-    ],
-)
-def test_corrupted_manifest_fails_the_gate_naming_rule_and_series(tmp_path, windowed, corrupt, expectation):
-    manifest = good_manifest()
-    offender = corrupt(manifest)
-    report, error, stage = gate(tmp_path, manifest, windowed)
-    assert error is not None, "a hard failure must raise QualityGateError"
-    assert report["passed"] is False and report["n_hard_failed"] == 1
-    [failure] = hard_failures(report)
-    assert failure["expectation"] == expectation and failure["suite"] == "manifest"
-    assert failure["unexpected_series"] == [offender]
-    message = str(error)
-    assert "cohort 'nsclc', window 'lung'" in message
-    [line] = [line for line in message.splitlines() if expectation in line]
-    assert offender in line and "[hard]" in line
-    assert not any(other in message for other in SERIES if other != offender)
-    run = mlflow_run(stage)
-    assert run["status"] == "FAILED" and run["metrics.passed"] == 0.0 and run["metrics.n_hard_failed"] == 1.0
-
-
-def test_low_hu_max_is_only_a_soft_failure(tmp_path, windowed, capsys):
-    manifest = good_manifest()
-    manifest.loc[2, "hu_max"] = 50
-    report, error, stage = gate(tmp_path, manifest, windowed)
-    assert error is None
-    assert report["passed"] is True and report["n_hard_failed"] == 0 and report["n_soft_failed"] == 1
-    [failure] = report["failures"]
-    assert failure["severity"] == "soft"
-    assert failure["expectation"] == "expect_column_values_to_be_between(hu_max)"
-    assert failure["unexpected_series"] == [SERIES[2]] and failure["observed"]["values"] == [50]
-    warning = capsys.readouterr().err
-    assert "warning: quality nsclc-lung:" in warning and SERIES[2] in warning and "hu_max" in warning
-    run = mlflow_run(stage)
-    assert run["status"] == "FINISHED" and run["metrics.passed"] == 1.0 and run["metrics.n_soft_failed"] == 1.0
-
-
-def test_short_series_is_only_a_soft_failure(tmp_path, windowed):
-    manifest = good_manifest()
-    manifest.loc[0, "n_slices"] = 10
-    report, error, _ = gate(tmp_path, manifest, windowed)
-    assert error is None and report["passed"] is True
-    [failure] = report["failures"]
-    assert (failure["severity"], failure["expectation"]) == ("soft", "expect_column_values_to_be_between(n_slices)")
 
 
 def _nan_slice(slices: np.ndarray) -> list[int]:
@@ -297,22 +205,27 @@ def _below_range(slices: np.ndarray) -> list[int]:
     ],
     ids=["nan", "mostly-constant", "above-range", "below-range"],
 )
-def test_corrupted_slices_fail_the_gate(tmp_path, dtype, corrupt, expectation):
+def test_corrupted_slices_fail_the_gate(tmp_path, capsys, dtype, corrupt, expectation):
     slices = good_slices(dtype)
     offenders = sorted({slice_owner(i) for i in corrupt(slices)})
-    report, error, _ = gate(tmp_path, good_manifest(), write_windowed(tmp_path / "nsclc-lung", slices))
+    report, error, stage = gate(tmp_path, write_windowed(tmp_path / "nsclc-lung", slices))
     assert error is not None and report["passed"] is False
     [failure] = hard_failures(report)
     assert failure["expectation"] == expectation and failure["suite"] == "slices"
     assert sorted(failure["unexpected_series"]) == offenders
-    [line] = [line for line in str(error).splitlines() if expectation in line]
-    assert all(key in line for key in offenders)
+    message = str(error)
+    assert "\n" not in message and "cohort 'nsclc', window 'lung'" in message and "nsclc-lung.json" in message
+    assert "quality.cohorts.nsclc" in message
+    [line] = [ln for ln in capsys.readouterr().err.splitlines() if expectation in ln and "[hard]" in ln]
+    assert line.startswith("failed: quality nsclc-lung: [hard]") and all(key in line for key in offenders)
+    run = mlflow_run(stage)
+    assert run["status"] == "FAILED" and run["metrics.passed"] == 0.0 and run["metrics.n_hard_failed"] == 1.0
 
 
 def test_a_few_constant_slices_only_warn(tmp_path, capsys):
     slices = good_slices()
     slices[[0, 79]] = 255  # 2 of 80 constant: within not_constant_mostly = 0.9
-    report, error, _ = gate(tmp_path, good_manifest(), write_windowed(tmp_path / "nsclc-lung", slices))
+    report, error, _ = gate(tmp_path, write_windowed(tmp_path / "nsclc-lung", slices))
     assert error is None and report["passed"] is True
     [failure] = report["failures"]
     assert failure["severity"] == "soft" and failure["expectation"] == "expect_column_values_to_be_between(std)"
@@ -323,36 +236,32 @@ def test_a_few_constant_slices_only_warn(tmp_path, capsys):
 
 def test_slice_count_must_match_meta(tmp_path):
     root = write_windowed(tmp_path / "nsclc-lung", good_slices(), n_slices=81)
-    report, error, _ = gate(tmp_path, good_manifest(), root)
+    report, error, _ = gate(tmp_path, root)
     assert error is not None
     [failure] = hard_failures(report)
     assert failure["expectation"] == "expect_table_row_count_to_equal" and failure["observed"] == 80
     assert failure["unexpected_series"] == []
 
 
-def test_offending_series_are_capped_at_twenty(tmp_path, windowed):
-    keys = [f"k{i:03d}" for i in range(30)]
-    manifest = pd.concat([good_manifest()] * 8, ignore_index=True).iloc[:30].copy()
-    manifest["series_key"] = keys
-    manifest["modality"] = "MR"
-    report, error, _ = gate(tmp_path, manifest, windowed)
+def test_offending_series_are_capped_at_twenty(tmp_path, capsys):
+    n_series, per_series = 30, 2
+    keys = [f"k{i:03d}" for i in range(n_series)]
+    root = write_windowed(tmp_path / "nsclc-lung", np.zeros((n_series * per_series, SIZE, SIZE), np.uint8))
+    index = pd.read_parquet(root / "index.parquet")
+    index["series_key"] = [keys[i // per_series] for i in range(len(index))]
+    index.to_parquet(root / "index.parquet", index=False)
+    report, error, _ = gate(tmp_path, root)
     [failure] = hard_failures(report)
     assert failure["unexpected_series"] == keys[:20]
-    assert failure["observed"]["unexpected_count"] == 30
-    assert "k019, ..." in str(error) and "k020" not in str(error)
-
-
-def test_missing_column_fails_instead_of_passing_silently(tmp_path, windowed):
-    report, error, _ = gate(tmp_path, good_manifest().drop(columns=["hu_min"]), windowed)
-    assert error is not None
-    failed = {f["expectation"] for f in hard_failures(report)}
-    assert failed == {"expect_column_values_to_not_be_null(hu_min)", "expect_column_values_to_be_between(hu_min)"}
+    assert failure["observed"]["unexpected_count"] == n_series * per_series
+    err = capsys.readouterr().err
+    assert "k019, ..." in err and "k020" not in err
 
 
 def test_full_params_file_is_accepted_and_shipped_block_builds(tmp_path, windowed):
     shipped = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    report, error, _ = gate(tmp_path, good_manifest(), windowed, shipped)
-    assert error is None and report["n_expectations"] == 25
+    report, error, _ = gate(tmp_path, windowed, shipped)
+    assert error is None and report["n_expectations"] == 6
 
 
 @pytest.mark.parametrize(
@@ -365,7 +274,7 @@ def test_full_params_file_is_accepted_and_shipped_block_builds(tmp_path, windowe
 )
 def test_bad_params_are_rejected_with_the_key_named(tmp_path, windowed, key, value, match):
     with pytest.raises(ValueError, match=match) as caught:
-        gate(tmp_path, good_manifest(), windowed, {**PARAMS, key: value})
+        gate(tmp_path, windowed, {**PARAMS, key: value})
     assert f"quality.{key}" in str(caught.value)
 
 
