@@ -42,7 +42,7 @@ def project(tmp_path_factory):
 def test_first_repro_runs_every_stage_and_writes_outputs(project):
     root = project["root"]
     ran = set(RAN.findall(project["first"].stdout))
-    expected = {f"{kind}@{c}" for kind in ("demo-data", "ingest") for c in ("phantom_a", "phantom_b")}
+    expected = {f"{kind}@{c}" for kind in ("demo-data", "ingest", "screen") for c in ("phantom_a", "phantom_b")}
     expected |= {f"{kind}@{c}-{w}" for kind in ("window", "quality") for c in ("phantom_a", "phantom_b")
                  for w in ("mediastinal", "lung")}
     expected |= {"init", "evaluate-init", "report"}
@@ -59,7 +59,7 @@ def test_first_repro_runs_every_stage_and_writes_outputs(project):
             assert slices.dtype == np.uint8 and slices.shape[1:] == (32, 32)
             assert len(index) == slices.shape[0] == 20
             report = json.loads((root / f"data/quality/{cohort}-{window}.json").read_text())
-            assert report["passed"] is True
+            assert report["passed"] is True and report["n_series_excluded"] == 0
     assert (root / "dvc.lock").exists()
     for stage in ("s1", "s2"):
         metrics = json.loads((root / f"data/metrics/pretrain-{stage}.json").read_text())
@@ -139,7 +139,7 @@ def test_stage_runs_are_grouped_under_one_parent(project):
     assert len(parents) >= 1
     first_parent = parents.sort_values("start_time").iloc[0]["run_id"]
     children = runs[runs["tags.mlflow.parentRunId"] == first_parent]
-    assert len(children) == 21
+    assert len(children) == 23
     ingest = children[children["tags.cssl.stage"] == "ingest@phantom_a"].iloc[0]
     assert ingest["metrics.n_series"] == 2
     window = children[children["tags.cssl.stage"] == "window@phantom_a-lung"].iloc[0]

@@ -34,7 +34,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 def test_help_lists_every_command_with_a_description():
     result = runner.invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0
-    for command in ("demo-data", "ingest", "window", "quality", "dag", "repro", "flow"):
+    for command in ("demo-data", "ingest", "screen", "window", "quality", "dag", "repro", "flow"):
         line = next((ln for ln in result.output.splitlines() if re.search(rf"│ {command}\s", ln)), None)
         assert line is not None, f"{command} missing from --help"
         assert len(line.split(command, 1)[1].strip(" │")) > 10, f"{command} has no description"

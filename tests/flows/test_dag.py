@@ -13,15 +13,16 @@ def test_order_comes_from_dvc_and_respects_dependencies():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     cohorts, windows = params["ingest"]["cohorts"], params["window"]["apply"]
     n_continual = len(params["continual"]["stages"])
-    # demo-data, ingest per cohort; window, quality per cohort x window; init, evaluate-init, report;
-    # pretrain, export, evaluate per continual stage
-    expected = len(params["data"]["demo"]) + len(cohorts) + 2 * len(cohorts) * len(windows) + 3 + 3 * n_continual
+    # demo-data per demo cohort; ingest, screen per cohort; window, quality per cohort x window; init,
+    # evaluate-init, report; pretrain, export, evaluate per continual stage
+    expected = len(params["data"]["demo"]) + 2 * len(cohorts) + 2 * len(cohorts) * len(windows) + 3 + 3 * n_continual
     assert len(names) == expected
     position = {name: i for i, name in enumerate(names)}
     for node in order:
         for upstream in node.upstream:
             assert position[upstream] < position[node.name]
-    assert ("ingest@nsclc",) == next(n for n in order if n.name == "window@nsclc-lung").upstream
+    assert ("ingest@nsclc", "screen@nsclc") == next(n for n in order if n.name == "window@nsclc-lung").upstream
+    assert ("ingest@nsclc",) == next(n for n in order if n.name == "screen@nsclc").upstream
 
 
 def test_adding_a_cohort_in_params_adds_its_stages(tmp_path):
@@ -31,8 +32,10 @@ def test_adding_a_cohort_in_params_adds_its_stages(tmp_path):
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["data"]["demo"]["phantom_c"] = dict(params["data"]["demo"]["phantom_a"], seed=99)
     params["ingest"]["cohorts"].append("phantom_c")
+    params["quality"]["cohorts"]["phantom_c"] = {}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     names = {node.name for node in stage_order(tmp_path)}
-    added = {"demo-data@phantom_c", "ingest@phantom_c", "window@phantom_c-lung", "quality@phantom_c-mediastinal"}
+    added = {"demo-data@phantom_c", "ingest@phantom_c", "screen@phantom_c", "window@phantom_c-lung",
+             "quality@phantom_c-mediastinal"}
     assert added <= names
