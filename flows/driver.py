@@ -11,9 +11,9 @@ from tasks import tracking
 
 
 def repro_with_parent_run(project_dir: Path, targets: Sequence[str], force: bool = False) -> int:
-    mlflow = tracking.configure(project_dir)
-    tags = {"cssl.driver": "cssl repro", **tracking.pipeline_tags(project_dir)}
-    with mlflow.start_run(run_name="pipeline", tags=tags) as parent:
+    import mlflow
+
+    with tracking.pipeline_run(project_dir, driver="cssl repro") as parent:
         started = time.perf_counter()
         code, _ = dvc_repro(project_dir, targets, force=force, parent_run_id=parent.info.run_id)
         mlflow.log_metrics({"pipeline_seconds": time.perf_counter() - started, "exit_code": code})

@@ -18,6 +18,7 @@ from pathlib import Path
 
 DEBUG_ENV = "CSSL_DEBUG"
 EXIT_EXPECTED = 2
+OUT_OF_SPACE_TEXT = ("No space left on device", "Disk quota exceeded")
 
 
 class CliError(Exception):
@@ -63,7 +64,10 @@ def _typed_classes() -> tuple[type[BaseException], ...]:
 
 
 def is_out_of_space(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno == errno.ENOSPC
+    """ENOSPC or a quota; some C extensions (pyarrow) raise an OSError without errno that only says so."""
+    if not isinstance(error, OSError):
+        return False
+    return error.errno in (errno.ENOSPC, errno.EDQUOT) or any(text in str(error) for text in OUT_OF_SPACE_TEXT)
 
 
 def is_expected(error: BaseException) -> bool:

@@ -53,12 +53,12 @@ def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False)
     root = Path(project_dir).resolve()
     order = stage_order(root)
     logger.info("pipeline: %d stages from dvc.yaml", len(order))
-    mlflow = tracking.configure(root)
     states: dict[str, str] = {}
     seconds: dict[str, float] = {}
     stage_task = run_stage.with_options(retries=retries)
-    tags = {"cssl.driver": "prefect", **tracking.pipeline_tags(root)}
-    with mlflow.start_run(run_name="pipeline", tags=tags) as parent:
+    import mlflow
+
+    with tracking.pipeline_run(root, driver="prefect") as parent:
         for node in order:
             if any(states.get(up) != SUCCEEDED for up in node.upstream):
                 states[node.name] = SKIPPED

@@ -3,7 +3,13 @@
 Each DVC stage is one MLflow run. When the pipeline is driven by `cssl repro` or the Prefect flow, the
 driver opens a parent run and passes its id in `CSSL_MLFLOW_PARENT_RUN_ID`; stage runs nest under it so
 one pipeline execution reads as one row with children in `mlflow ui`. A stage run by hand (`dvc repro`
-alone) is a top-level run. The store defaults to `sqlite:///mlflow.db` in the project root.
+alone) is a top-level run. The store defaults to `sqlite:///mlflow.db` in the project root (see
+tasks/project.py); outside a project it is created in the working directory, with a note saying so.
+
+A process killed outright (kill -9, a timeout, the OOM killer) cannot end its run, which would stay
+RUNNING for ever. So every run records the process that opened it (host, pid, start time), and the next
+run of the same stage (or pipeline) ends such a run as KILLED, with a `cssl.end_reason` tag, once that
+process is gone. A run whose process is still alive is a concurrent run and is left alone.
 
 Only figures and parameters go in: never a path under data/raw, a header value or an exception text
 from a DICOM reader, so that nothing identifying can land in the tracking store.
@@ -13,26 +19,53 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tasks.project import find_project_root, not_a_project_text
+
 PARENT_RUN_ENV = "CSSL_MLFLOW_PARENT_RUN_ID"
 EXPERIMENT_ENV = "CSSL_MLFLOW_EXPERIMENT"
 DEFAULT_EXPERIMENT = "cssl-pipeline"
+PIPELINE_RUN = "pipeline"
+HOST_TAG, PID_TAG, START_TAG, BOOT_TAG = "cssl.host", "cssl.pid", "cssl.process_start", "cssl.boot_id"
+END_REASON_TAG = "cssl.end_reason"
+STALE_STATUS = "KILLED"
+
+
+def store_root(project_root: Path | None = None) -> Path:
+    """Where the default store lives: the given root, else the enclosing project, else the working directory."""
+    return (project_root or find_project_root() or Path.cwd()).resolve()
 
 
 def tracking_uri(project_root: Path | None = None) -> str:
     """The MLflow store: `MLFLOW_TRACKING_URI` if set, else SQLite in the project root."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    root = (project_root or Path.cwd()).resolve()
-    return f"sqlite:///{root / 'mlflow.db'}"
+    return f"sqlite:///{store_root(project_root) / 'mlflow.db'}"
+
+
+def _note_new_store_outside_project(project_root: Path | None) -> None:
+    """Outside a project a new store is easy to create by mistake: say where it goes (one stderr line)."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or project_root is not None or find_project_root() is not None:
+        return
+    root = store_root()
+    if not (root / "mlflow.db").exists():
+        print(
+            f"note: {not_a_project_text()}: creating a new MLflow store {root / 'mlflow.db'} (artifacts in "
+            f"{root / 'mlartifacts'}); set MLFLOW_TRACKING_URI to log to the site's store instead",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def configure(project_root: Path | None = None):
     """Point MLflow at the project store and experiment; returns the imported module."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _note_new_store_outside_project(project_root)
     import logging
 
     import mlflow
@@ -44,7 +77,7 @@ def configure(project_root: Path | None = None):
     mlflow.set_tracking_uri(tracking_uri(project_root))
     name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)
     if mlflow.get_experiment_by_name(name) is None:
-        root = (project_root or Path.cwd()).resolve()
+        root = store_root(project_root)
         mlflow.create_experiment(name, artifact_location=(root / "mlartifacts" / name).as_uri())
     mlflow.set_experiment(name)
     return mlflow
@@ -68,8 +101,9 @@ def stage_run(
 ) -> Iterator[Any]:
     """Open the MLflow run of one stage, nested under the pipeline's parent run when there is one."""
     mlflow = configure()
+    end_stale_runs(stage)
     parent = os.environ.get(PARENT_RUN_ENV)
-    run_tags = {"cssl.stage": stage, "cssl.stage_kind": stage.split("@")[0]}
+    run_tags = {"cssl.stage": stage, "cssl.stage_kind": stage.split("@")[0], **process_tags()}
     if parent:
         run_tags["mlflow.parentRunId"] = parent
     run_tags.update(tags or {})
@@ -77,6 +111,98 @@ def stage_run(
         if params:
             mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
         yield run
+
+
+@contextlib.contextmanager
+def pipeline_run(project_root: Path, driver: str) -> Iterator[Any]:
+    """The parent run of one pipeline execution (`cssl repro`, the Prefect flow); stage runs nest under it."""
+    mlflow = configure(project_root)
+    end_stale_runs(PIPELINE_RUN)
+    tags = {"cssl.driver": driver, **pipeline_tags(project_root), **process_tags()}
+    with mlflow.start_run(run_name=PIPELINE_RUN, tags=tags) as run:
+        yield run
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks since boot) of a Linux process, None where /proc cannot tell."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # the command name (in parentheses) may hold spaces
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_tags() -> dict[str, str]:
+    """Who opened the run: enough to tell later whether that process is still there."""
+    stat = _proc_stat(os.getpid())
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(os.getpid()),
+        START_TAG: stat[1] if stat else "",
+        BOOT_TAG: _boot_id(),
+    }
+
+
+def process_gone(tags: Mapping[str, str]) -> bool:
+    """True when the process that opened a run (per its tags) surely no longer runs on this host.
+
+    Unknown means alive: a run from another host, or one without process tags, is never touched. A pid
+    that now belongs to another process (another start time, or a reboot since) counts as gone, as does
+    a zombie (killed, not yet reaped).
+    """
+    if tags.get(HOST_TAG) != socket.gethostname() or not tags.get(PID_TAG, "").isdigit():
+        return False
+    if tags.get(BOOT_TAG) and _boot_id() and tags[BOOT_TAG] != _boot_id():
+        return True
+    pid = int(tags[PID_TAG])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return False
+    state, started = stat
+    return state == "Z" or bool(tags.get(START_TAG)) and started != tags[START_TAG]
+
+
+def end_stale_runs(run_name: str) -> list[str]:
+    """End this experiment's RUNNING runs named `run_name` whose process is gone; returns their ids."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT))
+    if experiment is None:
+        return []
+    quoted = run_name.replace("'", "\\'")
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id],
+        filter_string=f"attributes.run_name = '{quoted}' and attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    client = mlflow.MlflowClient()
+    ended = []
+    for run in runs:
+        tags = run.data.tags
+        if not process_gone(tags):
+            continue
+        reason = (
+            f"process {tags[PID_TAG]} on {tags[HOST_TAG]} gone without ending its run: killed or timed out; "
+            f"marked by the next run of {run_name}"
+        )
+        client.set_tag(run.info.run_id, END_REASON_TAG, reason)
+        client.set_terminated(run.info.run_id, status=STALE_STATUS)
+        ended.append(run.info.run_id)
+    return ended
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
