@@ -25,6 +25,7 @@ VR_OF = {
     "StudyInstanceUID": "UI",
     "Modality": "CS",
     "PhotometricInterpretation": "CS",
+    "LossyImageCompression": "CS",
     "PatientID": "LO",
     "IssuerOfPatientID": "LO",
     "ImagePositionPatient": "DS",

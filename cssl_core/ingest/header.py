@@ -21,12 +21,17 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.tag import Tag
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     EnhancedCTImageStorage,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSNearLossless,
     LegacyConvertedEnhancedCTImageStorage,
     MediaStorageDirectoryStorage,
 )
@@ -44,6 +49,7 @@ from cssl_core.ingest.locate import (
     locate,
 )
 from cssl_core.ingest.messages import WITHIN_FILE, error_name, message, safe_modality
+from cssl_core.ingest.padding import declared_padding
 from cssl_core.ingest.reasons import FileStatus, Reason
 from cssl_core.ingest.records import FileOutcome, ImageRecord, PixelFormat
 
@@ -68,6 +74,9 @@ HEADER_KEYWORDS = [
     "PixelRepresentation",
     "RescaleSlope",
     "RescaleIntercept",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
+    "LossyImageCompression",
     "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
 ]
@@ -75,6 +84,8 @@ HEADER_KEYWORDS = [
 HEADER_TAGS = [Tag(keyword) for keyword in HEADER_KEYWORDS]
 CT_CLASSES = {CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage}
 NATIVE_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
+# Syntaxes that may be lossy (JPEG 2000 and HTJ2K "may be lossy" too): see padding.py for why it matters.
+LOSSY_SYNTAXES = {JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLSNearLossless, JPEG2000, HTJ2K}
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
 # Errors pydicom raises when the file ends in the middle of an element.
 _SHORT_READ_ERRORS = (EOFError, struct.error, BytesLengthException)
@@ -267,6 +278,8 @@ def _pixel_format(header: Header, rel: str, series_key: str, syntax: str, forced
         photometric=photometric,
         little_endian=syntax != ExplicitVRBigEndian,
         forced=forced,
+        padding=declared_padding(header.ds, signed=representation == 1),
+        lossy=syntax in LOSSY_SYNTAXES or header.text("LossyImageCompression") == "01",
     )
 
 

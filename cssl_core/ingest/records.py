@@ -24,6 +24,15 @@ class FileOutcome:
     series_key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DeclaredPadding:
+    """Stored pixel values (inclusive range, before rescale) that a file declares as padding."""
+
+    low: int
+    high: int
+    is_range: bool  # from Pixel Padding Range Limit, else a single Pixel Padding Value
+
+
 @dataclass(slots=True)
 class PixelFormat:
     """Everything needed to turn the file's stored bytes into an array, known from the header pass."""
@@ -40,6 +49,8 @@ class PixelFormat:
     little_endian: bool = True
     native_offset: int | None = None  # set when the raw bytes can be read directly (fast path)
     forced: bool = False  # the file needed dcmread(force=True)
+    padding: DeclaredPadding | None = None  # see padding.py
+    lossy: bool = False  # lossily compressed (by transfer syntax or Lossy Image Compression "01")
 
 
 @dataclass(slots=True)

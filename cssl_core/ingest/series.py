@@ -1,4 +1,5 @@
-"""Build one series: reject misfits, sort geometrically, decode, write the volume (and mask).
+"""Build one series: reject misfits, sort geometrically, decode, turn padding into air, write the volume
+(and mask).
 
 Runs inside a worker process, one call per series, so it only touches its own files and its own output
 paths; everything it decides comes back as plain rows (SeriesResult) for the parent to assemble.
@@ -18,6 +19,7 @@ import numpy as np
 from cssl_core.ingest import geometry
 from cssl_core.ingest.masks import MaskBuilder, slice_labels
 from cssl_core.ingest.messages import among_series, error_name, message
+from cssl_core.ingest.padding import PaddingCollector, PaddingReport, tissue_hu_range, to_air
 from cssl_core.ingest.pixels import read_stored, to_hu
 from cssl_core.ingest.reasons import FileStatus, Reason
 from cssl_core.ingest.records import FileOutcome, ImageRecord, SeriesResult, SeriesTask
@@ -127,10 +129,12 @@ def _drop_duplicates(slots: list[_Slot], outcomes: dict[str, FileOutcome], key: 
 
 def _decode_into(
     task: SeriesTask, slots: list[_Slot], outcomes: dict[str, FileOutcome]
-) -> tuple[np.ndarray, list[_Slot]]:
-    """Decode each file once and place its frames at their sorted indices; drop files that fail."""
+) -> tuple[np.ndarray, list[_Slot], np.ndarray | None, PaddingReport]:
+    """Decode each file once and place its frames at their sorted indices; drop files that fail.
+    Padding is recognised on the way (see padding.py) and comes back as a mask with its report."""
     first = slots[0].image.pixel
     volume = np.empty((len(slots), first.rows, first.cols), dtype=np.int16)
+    padding = PaddingCollector(volume.shape)
     positions: dict[str, list[tuple[int, int]]] = {}
     images: dict[str, ImageRecord] = {}
     for index, slot in enumerate(slots):
@@ -156,10 +160,13 @@ def _decode_into(
             continue
         for index, frame in positions[path]:
             volume[index] = hu[frame]
+        rescale = (image.slopes, image.intercepts)
+        padding.add(positions[path], stored, hu, image.pixel.padding, rescale, image.pixel.lossy)
     if not failed:
-        return volume, slots
+        return volume, slots, *padding.settle(volume)
     keep = [i for i, s in enumerate(slots) if s.image.path not in failed]
-    return volume[keep], [slots[i] for i in keep]
+    volume = volume[keep]
+    return volume, [slots[i] for i in keep], *padding.settle(volume, keep)
 
 
 def _masks(task: SeriesTask, slots: list[_Slot]) -> tuple[MaskBuilder, dict[str, str]]:
@@ -202,10 +209,17 @@ def content_digest(volume: np.ndarray) -> str:
 
 
 def _manifest_row(
-    task: SeriesTask, slots: list[_Slot], volume: np.ndarray, spacing: geometry.SpacingReport, paths: tuple
+    task: SeriesTask,
+    slots: list[_Slot],
+    volume: np.ndarray,
+    spacing: geometry.SpacingReport,
+    paths: tuple,
+    padding: tuple[np.ndarray | None, PaddingReport],
 ) -> dict:
     first = slots[0].image
     images = {s.image.path: s.image for s in slots}.values()
+    mask, report = padding
+    hu_min, hu_max = tissue_hu_range(volume, mask)
     return {
         "series_key": task.series_key,
         "patient_key": task.patient_key,
@@ -218,8 +232,12 @@ def _manifest_row(
         "spacing_y": float(first.pixel_spacing[0]),
         "spacing_z": float(spacing.spacing),
         "slice_thickness": first.slice_thickness,
-        "hu_min": int(volume.min()),
-        "hu_max": int(volume.max()),
+        "hu_min": hu_min,
+        "hu_max": hu_max,
+        "padding_source": report.source,
+        "padding_hu_min": report.hu_min,
+        "padding_hu_max": report.hu_max,
+        "padding_fraction": report.fraction,
         "volume_path": paths[0],
         "mask_path": paths[1],
         "n_files": len(images),
@@ -250,7 +268,7 @@ def build_series(task: SeriesTask) -> SeriesResult:
     outcomes: dict[str, FileOutcome] = {}
     images = _consistent(sorted(task.images, key=lambda r: r.path), outcomes, task.series_key)
     slots, dropped = _drop_duplicates(_sorted_slots(images), outcomes, task.series_key)
-    volume, slots = _decode_into(task, slots, outcomes)
+    volume, slots, padding_mask, padding_report = _decode_into(task, slots, outcomes)
     if not slots:
         return SeriesResult(task.series_key, sorted(outcomes.values(), key=lambda o: o.path))
 
@@ -261,6 +279,7 @@ def build_series(task: SeriesTask) -> SeriesResult:
         origin=first.positions[slots[0].frame],
         direction=geometry.direction(first.orientation),
     )
+    to_air(volume, padding_mask)  # before the digest: it names the volume as written
     out, name = Path(task.output_dir), volume_name(task.series_key, task.compress)
     volume_path = f"{VOLUMES_DIR}/{name}"
     write_volume(volume, grid, out / volume_path, task.compress)
@@ -273,6 +292,6 @@ def build_series(task: SeriesTask) -> SeriesResult:
     return SeriesResult(
         task.series_key,
         sorted(outcomes.values(), key=lambda o: o.path),
-        _manifest_row(task, slots, volume, spacing, (volume_path, mask_path)),
+        _manifest_row(task, slots, volume, spacing, (volume_path, mask_path), (padding_mask, padding_report)),
         _slice_rows(task, slots, masks.has_mask),
     )

@@ -75,6 +75,11 @@ def ct_small_hu() -> np.ndarray:
     return (ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).astype(np.int16)
 
 
+def padded_to_air(hu: np.ndarray, padding_hu: int) -> np.ndarray:
+    """What ingestion writes for a volume whose padding is `padding_hu`: air (-1000 HU) in its place."""
+    return np.where(hu == padding_hu, np.int16(-1000), hu).astype(np.int16)
+
+
 def hu_of(path: Path) -> np.ndarray:
     """Direct pydicom computation for a single-frame file: slope * stored + intercept."""
     ds = read(path)
@@ -131,7 +136,9 @@ def build_edge_corpus(root: Path) -> EdgeCorpus:
     unc = pydicom_data_file("693_UNCR.dcm")
     _copy(unc, root, "real/693_UNCR.dcm")
     corpus.expect("real/693_UNCR.dcm", "ingested", "ok")
-    corpus.reference_hu["real/693_UNCR.dcm"] = hu_of(unc)[None]
+    # 693_*: real GE-style CT declaring Pixel Padding Value -2000 (stored), i.e. -3024 HU outside the FOV
+    unc_hu = padded_to_air(hu_of(unc), -3024)[None]
+    corpus.reference_hu["real/693_UNCR.dcm"] = unc_hu
     # The JPEG 2000 versions share 693_UNCR's series and position: new series UIDs keep them apart.
     for name, source in (
         ("693_J2KR.dcm", pydicom_data_file("693_J2KR.dcm")),
@@ -139,7 +146,7 @@ def build_edge_corpus(root: Path) -> EdgeCorpus:
     ):
         save(renew(read(source)), root / "real" / name)
         corpus.expect(f"real/{name}", "ingested", "ok")
-        corpus.reference_hu[f"real/{name}"] = hu_of(unc)[None]
+        corpus.reference_hu[f"real/{name}"] = unc_hu
     corpus.lossy.add("real/693_J2KI.dcm")
     bad_sequence = pydicom_data_file("bad_sequence.dcm")
     _copy(bad_sequence, root, "real/bad_sequence.dcm")  # JPEG Lossless CT
@@ -274,3 +281,179 @@ def series_slices(folder: str, n: int = 6, step: float = 5.0, root: Path | None 
     """Public wrapper for tests that need a small synthetic CT series."""
     assert root is not None
     return _slice_series(root, folder, n, step, **kw)
+
+
+# --- Scanner padding: real NSCLC CT (pycerr) with padding written outside a circular field of view -----------
+#
+# The NSCLC series are stored unsigned, 12 bits, intercept -1000, clipped at -1000 HU and without padding.
+# The derived series keep every HU value of the original (stored values are re-based onto the new
+# intercept) and replace the voxels outside the circle inscribed in the image by padding:
+#   tag        signed, intercept -1024, Pixel Padding Value -2000 (stored) = -3024 HU (the GE convention)
+#   tag_range  unsigned 16 bits, intercept -1024, Pixel Padding Value 65535 and Range Limit 63536 (given in
+#              reverse order), padding spread over all of 63536..65535 (HU 62512..64511, beyond int16)
+#   convention signed, intercept -1024, -2000 stored = -3024 HU, nothing declared
+#   none       signed, intercept -1024, no padding at all (the plain control)
+
+PADDING_MODES = ("tag", "tag_range", "convention", "none")
+AIR_HU = -1000
+GE_PADDING_STORED = -2000
+RANGE_PADDING_STORED = (63536, 65535)
+CORPUS_INTERCEPT = -1024
+
+
+@dataclass
+class PaddedSeries:
+    """A derived series on disk and what ingestion must make of it."""
+
+    folder: Path
+    files: list[Path]
+    mode: str
+    expected_hu: np.ndarray  # the volume ingestion writes (slices in z order): padding already air
+    padding_mask: np.ndarray  # where the padding was written
+    padding_hu: tuple[int, int] | None  # expected padding_hu_min / padding_hu_max
+
+    @property
+    def padding_fraction(self) -> float:
+        return float(self.padding_mask.mean())
+
+    @property
+    def tissue_hu_range(self) -> tuple[int, int]:
+        """Expected hu_min / hu_max: the non-padding voxels only."""
+        inside = self.expected_hu[~self.padding_mask]
+        return int(inside.min()), int(inside.max())
+
+
+def nsclc_ct_files(patient: str = "pat_2") -> list[Path]:
+    """The CT slices of one real NSCLC series, in z order."""
+    return sorted(pycerr_root().joinpath(patient).glob("DCM_IMG_*.dcm"), key=_z_of)
+
+
+def _z_of(path: Path) -> float:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    iop = np.array(ds.ImageOrientationPatient, dtype=float)
+    return float(np.dot(np.array(ds.ImagePositionPatient, dtype=float), np.cross(iop[:3], iop[3:])))
+
+
+def outside_circle(rows: int, cols: int) -> np.ndarray:
+    """Pixels outside the circle inscribed in the image: where scanners put padding."""
+    r, c = np.ogrid[:rows, :cols]
+    cy, cx, radius = (rows - 1) / 2, (cols - 1) / 2, min(rows, cols) / 2
+    return (r - cy) ** 2 + (c - cx) ** 2 > radius**2
+
+
+def _encode(ds: Dataset, hu: np.ndarray, outside: np.ndarray, mode: str, index: int) -> np.ndarray:
+    """Store `hu` in `ds` with the mode's representation and padding; returns the stored array."""
+    for keyword in ("SmallestImagePixelValue", "LargestImagePixelValue", "PixelPaddingValue", "PixelPaddingRangeLimit"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.RescaleSlope, ds.RescaleIntercept = 1, CORPUS_INTERCEPT
+    stored = hu.astype(np.int64) - CORPUS_INTERCEPT
+    if mode == "tag_range":
+        ds.PixelRepresentation = 0
+        low, high = RANGE_PADDING_STORED
+        fill = low + (np.arange(outside.sum()) + index) % (high - low + 1)
+        stored[outside] = fill
+        ds.add_new(0x00280120, "US", high)  # value and limit in reverse order: either order is valid
+        ds.add_new(0x00280121, "US", low)
+        array = stored.astype(np.uint16)
+    else:
+        ds.PixelRepresentation = 1
+        if mode in ("tag", "convention"):
+            stored[outside] = GE_PADDING_STORED
+        if mode == "tag":
+            ds.add_new(0x00280120, "SS", GE_PADDING_STORED)
+        array = stored.astype(np.int16)
+    ds.PixelData = array.tobytes()
+    return array
+
+
+def _write_series(
+    root: Path, folder: str, sources: list[Path], mode: str, crop: tuple[int, int, int, int] | None = None
+) -> PaddedSeries:
+    """Derive one series from `sources` (z order); `crop` = (row0, col0, rows, cols) cuts a region out."""
+    if mode not in PADDING_MODES:
+        raise ValueError(f"padding mode must be one of {PADDING_MODES}, got {mode!r}")
+    series_uid = generate_uid()
+    files, volume, masks = [], [], []
+    for index, source in enumerate(sources):
+        ds = renew(read(source), series_uid)
+        hu = ds.pixel_array.astype(np.int64) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+        if crop is not None:
+            row0, col0, rows, cols = crop
+            hu = hu[row0 : row0 + rows, col0 : col0 + cols]
+            iop = np.array(ds.ImageOrientationPatient, dtype=float)
+            dy, dx = (float(v) for v in ds.PixelSpacing)
+            origin = np.array(ds.ImagePositionPatient, dtype=float) + col0 * dx * iop[:3] + row0 * dy * iop[3:]
+            ds.ImagePositionPatient = [round(float(v), 4) for v in origin]
+            ds.Rows, ds.Columns = rows, cols
+        outside = outside_circle(*hu.shape) if mode != "none" else np.zeros(hu.shape, dtype=bool)
+        _encode(ds, hu, outside, mode, index)
+        files.append(save(ds, root / folder / f"slice_{index:03d}.dcm"))
+        volume.append(np.where(outside, AIR_HU, hu).astype(np.int16))
+        masks.append(outside)
+    padding_hu = {
+        "tag": (GE_PADDING_STORED + CORPUS_INTERCEPT,) * 2,
+        "convention": (GE_PADDING_STORED + CORPUS_INTERCEPT,) * 2,
+        "tag_range": tuple(v + CORPUS_INTERCEPT for v in RANGE_PADDING_STORED),
+    }.get(mode)
+    return PaddedSeries(root / folder, files, mode, np.stack(volume), np.stack(masks), padding_hu)
+
+
+def write_padded_series(
+    root: Path, folder: str, mode: str, *, patient: str = "pat_2", n_slices: int | None = None
+) -> PaddedSeries:
+    """A real NSCLC CT series with padding outside its circular field of view (see PADDING_MODES)."""
+    return _write_series(root, folder, nsclc_ct_files(patient)[:n_slices], mode)
+
+
+LIMB_PATIENT, LIMB_BOX, LIMB_SLICES = "pat_1", 64, 20
+
+
+def _interior_box(volume: np.ndarray, size: int, n_slices: int) -> tuple[int, int, int]:
+    """(first slice, row0, col0) of the size x size x n_slices block whose lowest HU is highest."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    best: tuple[int, int, int, int] | None = None
+    for z0 in range(volume.shape[0] - n_slices + 1):
+        lowest = sliding_window_view(volume[z0 : z0 + n_slices].min(axis=0), (size, size)).min(axis=(2, 3))
+        row0, col0 = np.unravel_index(int(np.argmax(lowest)), lowest.shape)
+        if best is None or lowest[row0, col0] > best[0]:
+            best = (int(lowest[row0, col0]), z0, int(row0), int(col0))
+    assert best is not None
+    return best[1:]
+
+
+def write_limb_series(root: Path, folder: str, *, padding: str = "convention") -> PaddedSeries:
+    """A "limb" or cropped scan: a real chest CT cut down to a 64 x 64 x 20 block of body interior (soft
+    tissue, fat and bone; its lowest HU is about -180, no air, no lung), with `padding` outside the circle
+    inscribed in it (see PADDING_MODES). Cropped the way a small-field reconstruction would be:
+    ImagePositionPatient moves to the block's first voxel."""
+    sources = nsclc_ct_files(LIMB_PATIENT)
+    volume = np.stack([read(p).pixel_array.astype(np.int64) - 1000 for p in sources])  # NSCLC: slope 1, -1000
+    z0, row0, col0 = _interior_box(volume, LIMB_BOX, LIMB_SLICES)
+    crop = (row0, col0, LIMB_BOX, LIMB_BOX)
+    return _write_series(root, folder, sources[z0 : z0 + LIMB_SLICES], padding, crop)
+
+
+@dataclass
+class PaddingCorpus:
+    root: Path
+    series: dict[str, PaddedSeries]  # by folder name
+
+
+def build_padding_corpus(root: Path, n_slices: int | None = None) -> PaddingCorpus:
+    """A cohort folder of real CT with scanner padding, for own-DICOM end-to-end tests:
+    `declared/` (Pixel Padding Value), `declared_range/` (with Range Limit), `undeclared/` (-3024 HU corners,
+    nothing declared), `plain/` (the same real CT without padding) and `limb/` (a cropped body-interior scan
+    with undeclared padding: no air at all once padding is set aside). Each is a new series of its source
+    patient (pat_2; pat_1 for `limb`); `n_slices` shortens the first four."""
+    root = Path(root)
+    series = {
+        "declared": write_padded_series(root, "declared", "tag", n_slices=n_slices),
+        "declared_range": write_padded_series(root, "declared_range", "tag_range", n_slices=n_slices),
+        "undeclared": write_padded_series(root, "undeclared", "convention", n_slices=n_slices),
+        "plain": write_padded_series(root, "plain", "none", n_slices=n_slices),
+        "limb": write_limb_series(root, "limb"),
+    }
+    return PaddingCorpus(root, series)

@@ -109,3 +109,29 @@ def test_messages_are_templates_without_exception_text(edge_ingested):
     assert not messages.str.contains("Traceback|Error:|'|\"|\\(0x|\\d{4},\\d{4}", regex=True).any()
     undecodable = edge_ingested.file("broken/J2K_corrupt_codestream.dcm")["message"]
     assert "JPEG 2000" in undecodable and "decoder" in undecodable
+
+
+@pytest.mark.parametrize("rel", ["real/693_UNCR.dcm", "real/693_J2KR.dcm"])
+def test_real_declared_padding(edge_ingested, rel):
+    """693_*: real CT declaring Pixel Padding Value -2000 (signed, stored), intercept -1024: -3024 HU."""
+    row = edge_ingested.series_of(rel)
+    assert row["padding_source"] == "tag"
+    assert (row["padding_hu_min"], row["padding_hu_max"]) == (-3024, -3024)
+    assert row["padding_fraction"] == pytest.approx(55772 / 512**2)  # every -2000 of the original
+    assert row["hu_min"] == -1024  # the tissue's own minimum, not the padding's
+
+
+def test_lossy_padding_edge_is_padding_too(edge_ingested):
+    """Lossy JPEG 2000 smears the -3024 HU padding into values between it and air (down to -3995 HU here):
+    in a lossy file with sub-air padding declared, everything below -1024 HU is padding."""
+    row = edge_ingested.series_of("real/693_J2KI.dcm")
+    assert row["padding_source"] == "tag"
+    assert row["padding_hu_min"] == -3995 and row["padding_hu_max"] == -1025
+    assert row["hu_min"] == -1024
+    assert sitk.GetArrayFromImage(edge_ingested.image_of("real/693_J2KI.dcm")).min() == -1024
+
+
+def test_declared_padding_that_matches_nothing_changes_nothing(edge_ingested):
+    """CT_small declares -2000 too, but no pixel holds it: no padding, volume as decoded (checked above)."""
+    row = edge_ingested.series_of("real/CT_small.dcm")
+    assert row["padding_source"] == "none" and row["padding_fraction"] == 0.0

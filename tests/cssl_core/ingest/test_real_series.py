@@ -80,7 +80,8 @@ def test_manifest_columns_follow_contract(pycerr_ingested):
     assert list(pycerr_ingested.manifest.columns) == [
         "series_key", "patient_key", "content_digest", "modality", "n_slices", "rows", "cols", "spacing_x",
         "spacing_y",
-        "spacing_z", "slice_thickness", "hu_min", "hu_max", "volume_path", "mask_path", "n_files",
+        "spacing_z", "slice_thickness", "hu_min", "hu_max", "padding_source", "padding_hu_min", "padding_hu_max",
+        "padding_fraction", "volume_path", "mask_path", "n_files",
         "is_multiframe", "transfer_syntaxes", "spacing_uneven", "has_gaps",
     ]  # fmt: skip
     assert list(pycerr_ingested.files.columns) == ["path", "status", "series_key", "reason", "message"]
@@ -91,3 +92,22 @@ def test_manifest_columns_follow_contract(pycerr_ingested):
     assert set(manifest["transfer_syntaxes"]) == {"Implicit VR Little Endian"}
     assert not manifest["spacing_uneven"].any() and not manifest["has_gaps"].any()
     assert manifest["patient_key"].nunique() == 4
+    # these series are cropped to the body and clipped at -1000 HU: no padding, declared or not
+    assert set(manifest["padding_source"]) == {"none"} and (manifest["padding_fraction"] == 0).all()
+    assert manifest["padding_hu_min"].isna().all() and manifest["padding_hu_max"].isna().all()
+
+
+# Content digests of the four series as ingested before padding handling existed: series without padding
+# must come out voxel for voxel as before (the digest covers every voxel and the shape).
+DIGESTS_BEFORE_PADDING = {
+    "4e701b0933d97883136f4cbadf1cc626": (60, -1000, 3065),
+    "5711583569efd3e1c2cb1ffa9f9e6361": (46, -1000, 1561),
+    "cf52b773ff455db1b7dab10f2b809379": (56, -1000, 2056),
+    "f428168f921c20a16fa9df8acf3eddab": (41, -1000, 2254),
+}
+
+
+def test_series_without_padding_are_unchanged(pycerr_ingested):
+    manifest = pycerr_ingested.manifest
+    got = {row.content_digest: (row.n_slices, row.hu_min, row.hu_max) for row in manifest.itertuples()}
+    assert got == DIGESTS_BEFORE_PADDING
