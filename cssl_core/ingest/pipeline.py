@@ -283,4 +283,5 @@ def _summary_json(summary: IngestSummary) -> dict:
         "slices": summary.n_slices,
         "patients": summary.n_patients,
         "masks": summary.n_masks,
+        "padding": {"series": summary.n_padded, "by_source": summary.by_padding},
     }

@@ -3,6 +3,8 @@ tag, by range tag and by convention, reported per series, kept out of HU statist
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pydicom
 import pytest
@@ -97,10 +99,13 @@ def test_cropped_geometry_follows_the_crop(corpus, ingested):
     np.testing.assert_allclose(image.GetOrigin(), [float(v) for v in first.ImagePositionPatient], atol=1e-3)
 
 
-def test_every_corpus_file_ingested(corpus, ingested):
+def test_every_corpus_file_ingested_and_padding_counted(corpus, ingested):
     assert ingested.accounts_for(corpus.root)
     assert set(ingested.files["reason"]) == {"ok"}
     assert ingested.summary.n_series == 5
+    assert ingested.summary.n_padded == 4
+    summary = json.loads((ingested.out / "summary.json").read_text())
+    assert summary["padding"] == {"series": 4, "by_source": {"convention": 2, "none": 1, "tag": 1, "tag_range": 1}}
 
 
 # --- the rules themselves, on real CT -----------------------------------------------------------------
