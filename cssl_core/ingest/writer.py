@@ -91,12 +91,18 @@ def check_nifti(path: Path, array: np.ndarray) -> None:
 def _held_stderr() -> Iterator[list[bytes]]:
     """Route file descriptor 2 into a pipe for the block; the caller decides whether to pass it on.
 
-    Other threads' stderr output in that window is delayed, not lost (see `_release`).
+    Other threads' stderr output in that window is delayed, not lost (see `_release`). Without a usable
+    descriptor 2 (a daemon with it closed) nothing is held.
     """
-    sys.stderr.flush()
-    read_end, write_end = os.pipe()
-    saved = os.dup(2)
     held: list[bytes] = []
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield held
+        return
+    read_end, write_end = os.pipe()
     try:
         os.dup2(write_end, 2)
         yield held
@@ -120,13 +126,9 @@ def _write_nifti(array: np.ndarray, geometry: VolumeGeometry, temp: Path) -> Non
     writer.SetFileName(str(temp))
     writer.UseCompressionOff()
     with _held_stderr() as held:
-        try:
-            writer.Execute(to_image(array, geometry))
-            check_nifti(temp, array)
-        except BaseException:
-            held.clear()  # niftilib's own complaint about the failed write: our error says it in one line
-            raise
-    _release(held)
+        writer.Execute(to_image(array, geometry))
+        check_nifti(temp, array)
+    _release(held)  # reached only by a good write: niftilib's complaint about a failed one is dropped
 
 
 def write_volume(array: np.ndarray, geometry: VolumeGeometry, path: Path, compress: bool) -> None:
