@@ -76,7 +76,8 @@ def test_dvc_add_versions_the_cohort_in_git(site):
     assert (root / f"data/raw/{COHORT}.dvc").is_file()
     ignored = subprocess.run(["git", "check-ignore", "-q", f"data/raw/{COHORT}.dvc"], cwd=root)
     assert ignored.returncode == 1, "the .dvc file must be committable"
-    assert subprocess.run(["git", "check-ignore", "-q", f"data/raw/{COHORT}/plain/slice_000.dcm"], cwd=root).returncode == 0
+    dicom = f"data/raw/{COHORT}/plain/slice_000.dcm"
+    assert subprocess.run(["git", "check-ignore", "-q", dicom], cwd=root).returncode == 0, "DICOM stays out of git"
     status = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=root, capture_output=True, text=True).stdout
     assert f"data/raw/{COHORT}.dvc" in status and "slice_000.dcm" not in status
 
