@@ -44,9 +44,12 @@ def as_slices(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def check_model(model: nn.Module) -> MaskedAutoencoder:
-    """The attacks use `lower`, the patch size and the token grid of the MAE that produced the buffer."""
+    """The attacks use `lower`, the patch size and the token grid of the MAE that produced the buffer, on the CPU."""
     if not isinstance(model, MaskedAutoencoder):
         raise ValueError(f"the shared model must be a MaskedAutoencoder, got {type(model).__name__}")
+    device = next(model.parameters()).device
+    if device.type != "cpu":  # the attacks feed numpy arrays and promise CPU-deterministic figures
+        raise ValueError(f"the shared model must be on the CPU for an audit, got {device}; call model.cpu()")
     return model
 
 
