@@ -188,6 +188,15 @@ def test_killed_stage_resumes_to_identical_weights(project):
     resumed = run([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item"], root)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"resumed after epoch {killed_at}" in resumed.stdout
+    import mlflow  # the killed process could not end its MLflow run; the resumed stage ended it for it
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    s2_runs = mlflow.search_runs(experiment_names=["cssl-pipeline"], output_format="list",
+                                 filter_string="attributes.run_name = 'pretrain@s2'")
+    assert not [r for r in s2_runs if r.info.status == "RUNNING"]
+    killed_runs = [r for r in s2_runs if r.info.status == "KILLED"]
+    assert len(killed_runs) == 1
+    assert killed_runs[0].data.tags["cssl.end_reason"].endswith("marked by the next run of pretrain@s2")
     weights_resumed = torch.load(root / "data/models/s2/model.pt", weights_only=True)
     metrics = json.loads((root / "data/metrics/pretrain-s2.json").read_text())
     history = (root / "data/metrics/pretrain-s2-history.csv").read_text().splitlines()
