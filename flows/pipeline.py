@@ -92,6 +92,9 @@ def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False)
 
 def run_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False) -> dict[str, str]:
     """Run the flow once; returns the stage states even when the flow fails."""
+    # read the DAG first: a bad dvc.yaml or params.yaml (a cycle, corrupt YAML) is then the CLI's one
+    # `error:` line, not a crashed flow with Prefect's traceback
+    stage_order(Path(project_dir).resolve())
     state = cssl_pipeline(project_dir=project_dir, retries=retries, force=force, return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, dict):

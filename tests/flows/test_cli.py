@@ -107,6 +107,7 @@ def test_cycle_under_dag_is_one_line_naming_the_stages(tmp_path):
     assert "cycle" in line and all(f"pretrain@{s}" in line for s in stages) and "prev" in line
     debug = cssl("dag", cwd=root, CSSL_DEBUG="1")
     assert debug.returncode == 2 and "Traceback" in debug.stderr and "CyclicGraphError" in debug.stderr
+    assert one_error_line(cssl("flow", "run", cwd=root)) == line  # before Prefect starts a flow that would crash
 
 
 def test_corrupt_params_yaml_is_one_line_naming_file_and_line(tmp_path):
