@@ -152,3 +152,10 @@ def test_a_bug_keeps_its_traceback_and_says_internal_error():
     assert "Traceback (most recent call last)" in result.stderr and "ZeroDivisionError" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("internal error: ZeroDivisionError")
     assert not is_expected(ZeroDivisionError()) and not is_expected(AttributeError("x"))
+
+
+def test_out_of_space_error_keeps_its_own_line(tmp_path):
+    from cssl_core.atomic_io import OutOfSpaceError
+
+    error = OutOfSpaceError(tmp_path, needed_bytes=5_000_000)
+    assert is_expected(error) and message(error) == str(error) and str(tmp_path) in message(error)
