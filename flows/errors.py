@@ -92,8 +92,15 @@ def message(error: BaseException) -> str:
         text = f"{error.filename}: {error.strerror}"
     elif type(error).__module__.startswith("yaml"):
         text = _yaml_message(error)
+    if text is None and isinstance(error, KeyError) and error.args:
+        key = error.args[0]
+        is_sentence = isinstance(key, str) and " " in key  # the project's KeyErrors explain themselves
+        text = key if is_sentence else (
+            f"missing key {key!r}: check params.yaml (and the input files, docs/data-contracts.md); "
+            "`cssl --debug ...` shows where it was looked up"
+        )
     if text is None:
-        text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        text = str(error)
     lines = [line.rstrip() for line in text.strip().splitlines() if line.strip()] or [type(error).__name__]
     return "\n".join([lines[0], *(line if line.startswith(" ") else f"  {line}" for line in lines[1:])])
 

@@ -159,3 +159,9 @@ def test_out_of_space_error_keeps_its_own_line(tmp_path):
 
     error = OutOfSpaceError(tmp_path, needed_bytes=5_000_000)
     assert is_expected(error) and message(error) == str(error) and str(tmp_path) in message(error)
+
+
+def test_key_errors_read_as_what_is_missing():
+    explained = KeyError("params.yaml has no 'quality.screen'; see the shipped params.yaml for the expected layout")
+    assert message(explained) == explained.args[0]
+    assert message(KeyError("quality")).startswith("missing key 'quality': check params.yaml")
