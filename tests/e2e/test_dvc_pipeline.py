@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -168,21 +169,25 @@ def test_killed_stage_resumes_to_identical_weights(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
     env.pop("MLFLOW_TRACKING_URI", None)
-    checkpoint = root / "data/checkpoints/s2/last.pt"
+    checkpoints = root / "data/checkpoints/s2"  # one directory per configuration: <key>/last.pt, prev.pt
     import shutil
 
-    shutil.rmtree(checkpoint.parent)  # the previous test's finished checkpoint must not be mistaken for this run's
+    from cssl_core.train import load_latest
+
+    shutil.rmtree(checkpoints)  # the previous test's finished checkpoint must not be mistaken for this run's
     process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item"], cwd=root,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 1:
-            break
+        run_dirs = [p for p in checkpoints.glob("*") if p.is_dir()]
+        with contextlib.suppress(OSError, RuntimeError):  # last.pt is renamed to prev.pt on every save
+            if run_dirs and torch.load(run_dirs[0] / "last.pt", weights_only=False)["epoch"] >= 1:
+                break
         time.sleep(0.05)
     assert process.poll() is None, "the stage finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    killed_at = load_latest(run_dirs[0])["epoch"]
     assert 1 <= killed_at < 12
 
     resumed = run([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item"], root)
