@@ -123,8 +123,11 @@ def test_the_limb_scan_is_excluded_with_its_reason_and_files(site):
     reasons = " ".join(f["reason"] for f in excluded["failures"])
     assert "air" in reasons and str(site["series"]["limb"].tissue_hu_range[0]) in reasons
     assert "quality.cohorts.mysite.air_hu_min" in excluded["action"]
-    warning = [line for line in repro.stderr.splitlines() if line.startswith(f"warning: screen {COHORT}")]
-    assert len(warning) == 1 and "limb/" in warning[0]
+    screened = [line for line in repro.stderr.splitlines() if line.startswith(f"warning: screen {COHORT}")]
+    excluded_lines = [line for line in screened if " excluded: " in line]
+    assert len(excluded_lines) == 1 and "limb/ (20 files)" in excluded_lines[0]
+    # the four short real series are kept, each with one soft warning line
+    assert sum("(kept)" in line for line in screened) == 4
     # windowing only saw the four passed series
     for window in ("mediastinal", "lung"):
         index = pd.read_parquet(root / f"data/windowed/{COHORT}-{window}/index.parquet")
