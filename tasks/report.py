@@ -4,8 +4,9 @@ R[i][j] = metric of the encoder after stage i on stage/task j, one matrix per fa
 and CKA (label-free, j over stages) and each probe (j over labelled tasks). From each: average final value,
 backward transfer (forgetting) and forward transfer (against the random encoder of `evaluate-init`).
 Written as a DVC metric (data/summary/metrics.json), DVC plot data (CSV) and PNG figures; the final
-encoder is registered in MLflow as `cssl-encoder`, alias `best` on the version with the best average
-final linear-probe AUC.
+encoder is registered in MLflow as `cssl-encoder` (a new version only when its weights changed), alias
+`best` on the version with the best average final linear-probe AUC. Every output is fixed by the inputs:
+timings live in data/metrics and MLflow, so a forced re-run rewrites identical files.
 """
 
 from __future__ import annotations

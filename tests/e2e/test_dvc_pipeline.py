@@ -88,8 +88,17 @@ def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(pro
     assert (root / "data/report/figures/R_recon.png").stat().st_size > 0
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     encoder = mlflow.pytorch.load_model("models:/cssl-encoder@best")
-    tokens = encoder(torch.rand(1, 1, 32, 32))
-    assert tokens.shape == (1, 16, 32) and torch.isfinite(tokens).all()
+    from tasks.continual import load_model
+
+    final, _ = load_model(root / "data/models/s2")
+    for batch in (1, 4):  # the export used to specialise the batch to 1 and warn about it at every report
+        x = torch.rand(batch, 1, 32, 32)
+        tokens = encoder(x)
+        assert tokens.shape == (batch, 16, 32) and torch.isfinite(tokens).all()
+        with torch.no_grad():
+            torch.testing.assert_close(tokens, final.eval()(x), atol=1e-5, rtol=1e-4)
+    logs = project["first"].stdout + project["first"].stderr
+    assert "0/1 specialized" not in logs and "Guard failed" not in logs
 
 
 def test_second_repro_does_nothing_quickly(project):
@@ -99,6 +108,41 @@ def test_second_repro_does_nothing_quickly(project):
     assert again.returncode == 0, again.stderr
     assert RAN.findall(again.stdout) == []
     assert elapsed < 20, f"no-op repro took {elapsed:.1f}s"
+
+
+def _digests(root: Path, paths: list[str]) -> dict[str, str]:
+    import hashlib
+
+    files = [f for p in paths for f in ([root / p] if (root / p).is_file() else sorted((root / p).rglob("*")))]
+    return {str(f.relative_to(root)): hashlib.md5(f.read_bytes()).hexdigest() for f in files if f.is_file()}
+
+
+def test_forcing_evaluate_or_report_changes_no_output_and_no_later_stage(project):
+    import mlflow
+
+    root = project["root"]
+    outputs = ["data/eval", "data/summary", "data/report/figures"]
+    before = _digests(root, outputs)
+    assert "data/eval/s1.json" in before and "data/summary/metrics.json" in before
+
+    forced = run([sys.executable, "-m", "dvc", "repro", "--single-item", "-f", "evaluate@s1"], root)
+    assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
+    assert RAN.findall(forced.stdout) == ["evaluate@s1"]
+    assert _digests(root, outputs) == before  # the timing went to data/metrics/evaluate-s1.json only
+    assert json.loads((root / "data/metrics/evaluate-s1.json").read_text())["seconds"] > 0
+    assert re.search(r"evaluate@s1 probe (\d+)/\1: ", forced.stdout)  # progress over tasks x probes
+    status = run([sys.executable, "-m", "dvc", "status", "--json"], root)
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout  # evaluate@s2, report clean
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    versions = len(mlflow.MlflowClient().search_model_versions("name='cssl-encoder'"))
+    forced = run([sys.executable, "-m", "dvc", "repro", "--single-item", "-f", "report"], root)
+    assert forced.returncode == 0, forced.stdout[-3000:] + forced.stderr[-3000:]
+    assert _digests(root, outputs) == before
+    assert re.search(r"report step (\d+)/\1: registry", forced.stdout)
+    assert len(mlflow.MlflowClient().search_model_versions("name='cssl-encoder'")) == versions == 1
+    status = run([sys.executable, "-m", "dvc", "status", "--json"], root)
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout
 
 
 def test_changing_one_window_reruns_only_its_branch(project):
