@@ -245,9 +245,8 @@ def warning_lines(report: Mapping[str, Any]) -> list[str]:
             continue
         reasons = "; ".join(f["reason"] for f in entry["failures"] if f["severity"] == HARD)
         files = files_summary(entry["files"])
-        lines.append(
-            f"{prefix} series {entry[KEY_COLUMN]} {entry['outcome']}: {reasons}; files: {files}; {entry['action']}"
-        )
+        key = entry[KEY_COLUMN] or "<no series_key>"
+        lines.append(f"{prefix} series {key} {entry['outcome']}: {reasons}; files: {files}; {entry['action']}")
     for entry in report["series"]:
         if entry["outcome"] == PASSED and entry.get("failures"):
             reasons = "; ".join(f["reason"] for f in entry["failures"])

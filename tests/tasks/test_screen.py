@@ -204,6 +204,20 @@ def test_each_hard_rule_excludes_only_the_offending_series(tmp_path, capsys, cor
     assert len(capsys.readouterr().err.splitlines()) == len(offenders)
 
 
+def test_series_without_a_key_is_excluded_and_named_as_such(tmp_path, capsys):
+    manifest = good_manifest()
+    manifest["series_key"] = manifest["series_key"].astype(object)
+    manifest.loc[0, "series_key"] = None
+    report, error = screen(tmp_path, manifest)
+    assert error is None
+    [entry] = rejected(report)
+    assert entry["series_key"] is None and entry["files"] == []
+    assert "series_key is missing" in entry["failures"][0]["reason"]
+    assert passed_list(tmp_path) == sorted(SERIES[1:])
+    [line] = capsys.readouterr().err.splitlines()
+    assert "series <no series_key> excluded" in line and "no files recorded" in line
+
+
 def test_soft_rules_warn_and_keep_the_series(tmp_path, capsys):
     manifest = good_manifest()
     manifest.loc[0, "n_slices"] = 10
