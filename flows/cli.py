@@ -155,6 +155,9 @@ def window(
 def quality(
     cohort: Annotated[str, typer.Option(help="Cohort name.")],
     window_name: Annotated[str, typer.Option("--window", help="Window preset name.")],
+    interim: Annotated[Path, typer.Option(help="Ingested data root (files.parquet names each series' files).")] = Path(
+        "data/interim"
+    ),
     windowed: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
     output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
     params: ParamsOption = Path("params.yaml"),
@@ -168,6 +171,7 @@ def quality(
         output / f"{cohort}-{window_name}.json",
         load_params(params)["quality"],
         stage_name=f"quality@{cohort}-{window_name}",
+        files_path=interim / cohort / "files.parquet",
     )
     typer.echo(
         f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed"

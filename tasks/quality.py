@@ -47,6 +47,7 @@ from tasks.expectations import (
     validate,
 )
 from tasks.quality_params import effective_params
+from tasks.series_files import files_summary, read_files_table, series_files
 
 METRIC_KEYS = ("n_expectations", "n_passed", "n_hard_failed", "n_soft_failed")
 
@@ -142,9 +143,16 @@ def _describe_observed(observed: Any) -> str:
     return f"observed {observed}"
 
 
+def _series_label(key: str | None, files: Mapping[str, str]) -> str:
+    if key is None:
+        return "<no series_key>"
+    return f"{key} in {files[key]}" if key in files else key
+
+
 def failure_line(failure: Mapping[str, Any]) -> str:
-    """One readable line: where, which rule, what GX saw, which series to look at."""
-    keys = ["<no series_key>" if k is None else k for k in failure["unexpected_series"]]
+    """One readable line: where, which rule, what GX saw, which series (and their files) to look at."""
+    files = failure.get("series_files") or {}
+    keys = [_series_label(k, files) for k in failure["unexpected_series"]]
     series = ""
     if keys:
         more = ", ..." if len(keys) >= MAX_SERIES else ""
@@ -161,9 +169,9 @@ def gate_message(report: Mapping[str, Any], output_path: Path) -> str:
     cohort = report["cohort"]
     return (
         f"quality gate failed for cohort {cohort!r}, window {report['window']!r}: {len(hard)} hard "
-        f"expectation(s) failed on the windowed slices (listed above; report: {output_path}); re-run the window "
-        f"stage if it was interrupted, else find the named series' files in data/interim/{cohort}/files.parquet "
-        f"and remove them from data/raw/{cohort}, or loosen quality.cohorts.{cohort} (e.g. not_constant_mostly)"
+        f"expectation(s) failed on the windowed slices (listed above, with the series' files; report: "
+        f"{output_path}); re-run the window stage if it was interrupted, else remove those files from "
+        f"data/raw/{cohort} or loosen quality.cohorts.{cohort} (e.g. not_constant_mostly)"
     )
 
 
@@ -194,13 +202,32 @@ def _read_inputs(windowed_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return windowed_slice_stats(windowed_dir), meta
 
 
+def _add_files(report: dict[str, Any], files_path: Path | None) -> dict[str, Any]:
+    """Each failure's series with where their files are (relative to the cohort folder)."""
+    if files_path is None or not report["failures"]:
+        return report
+    files_of = series_files(read_files_table(files_path))
+    for failure in report["failures"]:
+        keys = [k for k in failure["unexpected_series"] if k is not None]
+        failure["series_files"] = {k: files_summary(files_of.get(k, [])) for k in keys}
+    return report
+
+
 def _series_counts(meta: Mapping[str, Any]) -> dict[str, Any]:
     """How many series the window stage kept and how many the screen left out (absent in older meta files)."""
     return {key: meta[key] for key in ("n_series", "n_series_excluded") if key in meta}
 
 
-def run_quality(windowed_dir: Path, output_path: Path, params: Mapping[str, Any], stage_name: str) -> dict[str, Any]:
+def run_quality(
+    windowed_dir: Path,
+    output_path: Path,
+    params: Mapping[str, Any],
+    stage_name: str,
+    files_path: Path | None = None,
+) -> dict[str, Any]:
     """Validate one windowed cohort, write the report, log to MLflow; raise QualityGateError on a hard failure.
+
+    `files_path` (ingest's files.parquet) lets each failure name the files of its series.
 
     Inputs are read before the MLflow run opens, so a missing file is an ordinary error, not a failed
     quality run in the tracking store.
@@ -214,6 +241,7 @@ def run_quality(windowed_dir: Path, output_path: Path, params: Mapping[str, Any]
         validations = {SLICES_SUITE: validate(SLICES_SUITE, stats, slice_rules)}
         results = {name: outcomes(name, validation) for name, validation in validations.items()}
         report = build_report(cohort, window, results, {SLICES_SUITE: len(stats)}, _series_counts(meta))
+        report = _add_files(report, files_path)
         write_json(output_path, report)
         if settings["html_report"]:
             write_html(validations, output_path)

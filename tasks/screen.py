@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -47,9 +47,9 @@ from tasks.expectations import (
 )
 from tasks.quality import QualityGateError, failure_line, jsonable, write_html, write_json
 from tasks.quality_params import effective_params, required_series
+from tasks.series_files import files_summary, read_files_table, series_files
 
 PASSED, EXCLUDED, FAILED = "passed", "excluded", "failed"
-FILES_SHOWN = 3  # files named in a warning line; the report lists them all
 
 
 def report_path(quality_dir: Path, cohort: str) -> Path:
@@ -124,22 +124,6 @@ def reason(outcome: Outcome, row: Mapping[str, Any], params: Mapping[str, Any]) 
     return f"{column} {_num(value)}: {outcome.rule}"
 
 
-def _series_files(files: pd.DataFrame) -> dict[str, list[str]]:
-    known = files[files[KEY_COLUMN].notna()]
-    return {str(key): sorted(group["path"].astype(str)) for key, group in known.groupby(KEY_COLUMN, sort=False)}
-
-
-def files_summary(paths: Sequence[str]) -> str:
-    """A folder when all files share one (`p003/s000/ (40 files)`), else the first few names."""
-    if not paths:
-        return "no files recorded in files.parquet"
-    parents = {PurePosixPath(p).parent for p in paths}
-    if len(parents) == 1 and (parent := parents.pop()) != PurePosixPath("."):
-        return f"{parent}/ ({len(paths)} file{'s' * (len(paths) != 1)})"
-    shown = ", ".join(paths[:FILES_SHOWN])
-    return shown + (f" (+{len(paths) - FILES_SHOWN} more)" if len(paths) > FILES_SHOWN else "")
-
-
 def _action(outcome: str, params_hit: Sequence[str], cohort: str, raw_dir: str) -> str:
     loosen = " or ".join(f"quality.cohorts.{cohort}.{p}" for p in params_hit)
     if outcome == FAILED:
@@ -175,7 +159,7 @@ def series_outcomes(
     for outcome in results:
         for row in outcome.unexpected_rows:
             by_row.setdefault(row, []).append(outcome)
-    files_of = _series_files(files)
+    files_of = series_files(files)
     rejected = EXCLUDED if params["on_fail"] == "exclude" else FAILED
     entries = []
     for row in manifest.to_dict("records"):
@@ -276,14 +260,10 @@ def gate_message(report: Mapping[str, Any], output_path: Path, raw_dir: str) -> 
 
 
 def _read_inputs(interim_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    manifest_path, files_path = interim_dir / "manifest.parquet", interim_dir / "files.parquet"
-    for path in (manifest_path, files_path):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run the ingest stage for this cohort first")
-    files = pd.read_parquet(files_path)
-    missing = {"path", KEY_COLUMN} - set(files.columns)
-    if missing:
-        raise ValueError(f"{files_path} lacks column(s) {', '.join(sorted(missing))}: re-run the ingest stage")
+    manifest_path = interim_dir / "manifest.parquet"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path} not found: run the ingest stage for this cohort first")
+    files = read_files_table(interim_dir / "files.parquet")
     manifest = pd.read_parquet(manifest_path).reset_index(drop=True)
     manifest[ROW_COLUMN] = range(len(manifest))
     return manifest, files

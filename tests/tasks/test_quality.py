@@ -104,13 +104,13 @@ def windowed(tmp_path_factory) -> Path:
     return write_windowed(tmp_path_factory.mktemp("windowed") / "nsclc-lung", good_slices())
 
 
-def gate(tmp_path: Path, windowed_dir: Path, params: dict | None = None):
+def gate(tmp_path: Path, windowed_dir: Path, params: dict | None = None, files_path: Path | None = None):
     """Run the stage; returns (report read back from disk, QualityGateError or None, stage name)."""
     output = tmp_path / "quality" / "nsclc-lung.json"
     stage = f"quality@{tmp_path.name}"  # unique per test, so the MLflow run can be found by name
     error = None
     try:
-        returned = run_quality(windowed_dir, output, params or PARAMS, stage_name=stage)
+        returned = run_quality(windowed_dir, output, params or PARAMS, stage_name=stage, files_path=files_path)
     except QualityGateError as caught:
         error, returned = caught, caught.report
     report = json.loads(output.read_text())
@@ -220,6 +220,24 @@ def test_corrupted_slices_fail_the_gate(tmp_path, capsys, dtype, corrupt, expect
     assert line.startswith("failed: quality nsclc-lung: [hard]") and all(key in line for key in offenders)
     run = mlflow_run(stage)
     assert run["status"] == "FAILED" and run["metrics.passed"] == 0.0 and run["metrics.n_hard_failed"] == 1.0
+
+
+def test_failures_name_the_files_of_their_series(tmp_path, capsys):
+    files = pd.DataFrame(
+        {"path": [f"{key[:2]}/IM{k:03d}.dcm" for key in SERIES for k in range(SLICES_PER_SERIES)] + ["x.txt"],
+         "series_key": [key for key in SERIES for _ in range(SLICES_PER_SERIES)] + [None]}
+    )
+    files.to_parquet(tmp_path / "files.parquet", index=False)
+    slices = good_slices()
+    bad = _mostly_constant(slices)
+    root = write_windowed(tmp_path / "nsclc-lung", slices)
+    report, error, _ = gate(tmp_path, root, files_path=tmp_path / "files.parquet")
+    assert error is not None
+    [failure] = hard_failures(report)
+    owners = sorted({slice_owner(i) for i in bad})
+    assert failure["series_files"] == {key: f"{key[:2]}/ (20 files)" for key in owners}
+    [line] = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("failed:")]
+    assert all(f"{key} in {key[:2]}/ (20 files)" in line for key in owners)
 
 
 def test_a_few_constant_slices_only_warn(tmp_path, capsys):

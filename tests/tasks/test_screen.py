@@ -17,7 +17,8 @@ import yaml
 
 from tasks.quality import QualityGateError
 from tasks.quality_params import effective_params, required_series
-from tasks.screen import files_summary, passed_path, report_path, run_screen
+from tasks.screen import passed_path, report_path, run_screen
+from tasks.series_files import files_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "screen-tests"
