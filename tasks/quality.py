@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cssl_core import atomic_io
 from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
 from tasks import tracking
 from tasks.expectations import (
@@ -100,11 +100,10 @@ def _suite_summary(results: list[Outcome], n_rows: int) -> dict[str, int]:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write via a temporary sibling and a rename, so a reader never sees half a report."""
+    """Through atomic_io (temporary sibling, rename, cleanup on a full disk), so a reader never sees half a
+    report; keys keep their order (counts first), unlike atomic_io.write_json's sorted keys."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    atomic_io.write_text(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
 
 
 def build_report(
