@@ -20,23 +20,11 @@ import pytest
 import yaml
 
 from tasks.quality import QualityGateError, run_quality
+from tests.tasks.quality_fixtures import quality_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "quality-tests"
-PARAMS = {
-    "modalities": ["CT"],
-    "spacing_xy_mm": [0.2, 5.0],
-    "spacing_z_mm": [0.3, 10.0],
-    "n_slices": [1, 3000],
-    "air_hu_min": [-1200, -900],
-    "plausible_hu_max": [100, 4000],
-    "min_slices_soft": 16,
-    "not_constant_mostly": 0.9,
-    "html_report": True,
-    "on_fail": "exclude",
-    "min_series": 0.5,
-    "cohorts": {"nsclc": {}},
-}
+PARAMS = quality_params("nsclc", html_report=True)
 N_SERIES, SLICES_PER_SERIES, SIZE = 4, 20, 24
 SERIES = [f"s{i}-{h}" for i, h in enumerate(("9f3c2a71", "04be8d55", "c1a7e302", "7d60f9b4"))]
 PATIENTS = ["p-5e21", "p-5e21", "p-a093", "p-b7c4"]
