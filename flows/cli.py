@@ -220,6 +220,18 @@ def export(
 
 
 @app.command()
+def audit(
+    stage: Annotated[str, typer.Option(help="Continual stage name: audits the rows it added to data/buffers/<stage>.")],
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Attack a stage's replay buffer with the shared model; write data/privacy/<stage>.json and apply the gate."""
+    from tasks.params import load_params
+    from tasks.privacy_audit import run_privacy_audit, summary_line
+
+    typer.echo(summary_line(run_privacy_audit(stage, load_params(params))))
+
+
+@app.command()
 def evaluate(
     stage: Annotated[str, typer.Option(help="Continual stage name, or 'init' for the random encoder.")],
     params: ParamsOption = Path("params.yaml"),

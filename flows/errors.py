@@ -30,6 +30,7 @@ class CliError(Exception):
 TYPED_ERRORS = (
     ("cssl_core.ingest.errors", "IngestInputError"),  # missing input, no DICOM, unsafe output folder
     ("tasks.quality", "QualityGateError"),  # a hard data-quality expectation failed
+    ("tasks.privacy_gate", "PrivacyGateError"),  # a replay buffer leaks more than privacy.gate allows
     ("cssl_core.train.loop", "CheckpointMismatch"),  # a checkpoint from other params
     ("cssl_core.atomic_io", "OutOfSpaceError"),  # a write that did not fit on the disk
     ("dvc.exceptions", "DvcException"),  # DVC's own messages are written for users

@@ -4,6 +4,10 @@ What is kept depends on the strategy: latents z = f_low(x) (float16, no pixels) 
 slices themselves for the raw-replay baselines (er, der, medcoss, joint), nothing for finetune. The
 subset comes from the stage's training slices only (its held-out patients stay unseen, for evaluation),
 and the buffer of every earlier stage is carried forward, so data/buffers/<k> holds stages 1..k.
+
+A buffer file stores only what replay needs (docs/privacy.md): no finding labels (unless `replay.keep_labels`
+is true, which the audit stage flags), and this stage's rows in an order shuffled with the stage seed, so
+that neighbouring rows do not group one patient's slices as the training order does.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def encode_rows(
     }
 
 
-def _labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
+def finding_labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample labels for analysis: 1/0 where known, -1 where the slice was not annotated."""
     labels = {}
     for column in index.columns:
@@ -61,6 +65,20 @@ def _labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray]:
             values = index[column].iloc[rows]
             labels[column.removeprefix("has_")] = values.map({True: 1, False: 0}).fillna(-1).astype(np.int8).to_numpy()
     return labels
+
+
+def keep_labels(replay: dict[str, Any]) -> bool:
+    """`replay.keep_labels` (default false): replay never reads labels, so a buffer keeps them only when asked."""
+    value = replay.get("keep_labels", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"params.yaml replay.keep_labels must be true or false, got {value!r}")
+    return value
+
+
+def shuffled(chosen: np.ndarray, seed: int, stage_index: int) -> np.ndarray:
+    """The selected positions in a seeded random order: training order groups a patient's slices together,
+    and so would the buffer's rows. Seeded by the run seed and the stage's place in the schedule."""
+    return np.asarray(chosen)[np.random.default_rng([seed, stage_index]).permutation(len(chosen))]
 
 
 def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -120,15 +138,15 @@ def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
                 seed=seed,
                 **(replay.get("selection_options") or {}),
             )
+            chosen = shuffled(chosen, seed, paths.index)
             rows = candidates[chosen]
             names = {"stage": np.array([stage] * len(rows)), "window": np.array([paths.window] * len(rows))}
+            labels = finding_labels(index, rows) if keep_labels(replay) else {}
             if kind == "latent":
-                new = ReplayBuffer("latent", encoded["latents"][chosen], labels=_labels(index, rows), **names)
+                new = ReplayBuffer("latent", encoded["latents"][chosen], labels=labels, **names)
             else:
                 features = encoded["pooled"][chosen].astype(np.float16) if strategy.buffer_features else None
-                new = ReplayBuffer(
-                    "image", np.asarray(slices[rows]), labels=_labels(index, rows), features=features, **names
-                )
+                new = ReplayBuffer("image", np.asarray(slices[rows]), labels=labels, features=features, **names)
         nbytes = write_buffer(paths.buffer, earlier, new)
         total = (0 if earlier is None else len(earlier)) + (0 if new is None else len(new))
         summary = {

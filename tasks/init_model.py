@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from cssl_core.atomic_io import write_json
 from tasks import tracking
 from tasks.buffers import write_no_buffer
 from tasks.continual import DATA, INIT, save_model
@@ -32,5 +33,9 @@ def run_init(params: dict[str, Any]) -> dict[str, Any]:
             {"model_config": config.to_dict(), "stage": INIT, "strategy": None, "seed": seed},
         )
         write_no_buffer(DATA / "buffers" / INIT)
+        # the first stage's pretrain waits on data/privacy/<prev>.json like every later one: nothing to audit here
+        (DATA / "privacy").mkdir(parents=True, exist_ok=True)
+        write_json(DATA / "privacy" / f"{INIT}.json", {"buffer": INIT, "kind": "none", "audited": False,
+                                                       "passed": True, "note": "no buffer: nothing to audit"})
         tracking.log_metrics({"parameters": n_params})
     return {"parameters": n_params, "preset": ssl["preset"]}

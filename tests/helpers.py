@@ -15,6 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("dvc.yaml", ".dvcignore")
 PROJECT_DIRS = ("cssl_core", "tasks", "flows", ".dvc")
 
+ATTACKER = "phantom_c"  # the privacy audit's attacker cohort: in no continual stage, so in no buffer
 TINY_PARAMS_OVERRIDES = {
     "data": {
         "demo": {
@@ -22,7 +23,7 @@ TINY_PARAMS_OVERRIDES = {
             "phantom_b": {"n_patients": 2, "n_slices": 10, "matrix": 56, "pixel_spacing_mm": 5.0},
         }
     },
-    "ingest": {"cohorts": ["phantom_a", "phantom_b"], "workers": 1},
+    "ingest": {"cohorts": ["phantom_a", "phantom_b", ATTACKER], "workers": 1},
     "window": {"size": 32},
     "ssl": {
         "model": {"img_size": 32, "patch_size": 8, "hidden_size": 32, "num_layers": 4, "num_heads": 2, "mlp_dim": 64,
@@ -33,6 +34,8 @@ TINY_PARAMS_OVERRIDES = {
         "val_fraction": 0.5,
         "train": {"epochs": 2, "warmup_epochs": 1},
     },
+    "privacy": {"attacker_cohort": ATTACKER, "max_rows": 8, "queries": 4,
+                "attack": {"decoder_steps": 20, "gradient_steps": 20, "decoder_width": 32}},
 }
 
 
@@ -47,6 +50,8 @@ def tiny_params() -> dict:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params = _merge(params, TINY_PARAMS_OVERRIDES)
     params["data"]["demo"] = {k: v for k, v in params["data"]["demo"].items() if k in ("phantom_a", "phantom_b")}
+    params["data"]["demo"][ATTACKER] = dict(params["data"]["demo"]["phantom_a"], seed=37)
+    params["quality"]["cohorts"][ATTACKER] = {}
     tiny_cohorts = set(params["ingest"]["cohorts"])
     params["eval"]["tasks"] = {k: v for k, v in params["eval"]["tasks"].items() if v["cohort"] in tiny_cohorts}
     params["eval"].update({"folds": 2, "recon_slices": 16})

@@ -35,10 +35,10 @@ def in_project(monkeypatch):
 
 
 def one_cohort_params(window: str) -> dict:
-    """phantom_a only, one window, one continual stage and one probe task on it."""
+    """phantom_a only (and the privacy audit's attacker cohort), one window, one continual stage, one probe task."""
     params = tiny_params()
     params["data"]["demo"].pop("phantom_b")
-    params["ingest"]["cohorts"] = ["phantom_a"]
+    params["ingest"]["cohorts"] = ["phantom_a", params["privacy"]["attacker_cohort"]]
     params["window"]["apply"] = [window]
     params["continual"]["stages"] = {"s1": {"prev": "init", "cohort": "phantom_a", "window": window}}
     params["eval"]["tasks"] = {"ggo": {"cohort": "phantom_a", "window": window, "label": "has_ggo", "mask_class": 1}}
@@ -82,7 +82,7 @@ def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, t
     from flows.pipeline import cssl_pipeline
 
     params = one_cohort_params("mediastinal")
-    params["ingest"]["cohorts"] = ["phantom_a", "empty_site"]
+    params["ingest"]["cohorts"] = ["phantom_a", params["privacy"]["attacker_cohort"], "empty_site"]
     root = in_project(make_tiny_project(tmp_path / "project", params))
     (root / "data/raw/empty_site").mkdir(parents=True)
     (root / "data/raw/empty_site/notes.txt").write_text("no DICOM here\n")

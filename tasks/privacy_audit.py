@@ -1,0 +1,225 @@
+"""Stage `audit@<stage>`: attack the replay buffer a stage exports, before anything downstream uses it.
+
+A buffer is shared with the next stage together with the stage's model, so the question is what those two
+give away (docs/privacy.md). The attacker side below reads only data/buffers/<stage>, data/models/<stage>
+and the windowed slices of `privacy.attacker_cohort` in the stage's window (a cohort whose patients are in
+no buffer). The victims' own slices are read by tasks/privacy_scoring.py alone, to score the attacks.
+
+Only the rows this stage added are audited: rows of earlier stages are carried forward unchanged and were
+audited by the earlier stage's audit. A seeded sample of `privacy.max_rows` rows, with the bounded attack
+steps of `privacy.attack`, keeps the cost small and independent of the buffer size.
+
+Outputs: data/privacy/<stage>.json (figures and the gate's verdict, deterministic for a seed: a DVC
+metric), data/privacy/<stage>.png (true slices beside each attack's reconstruction), the wall time in
+data/metrics/audit-<stage>.json, and an MLflow run with both files. Then the gate (tasks/privacy_gate.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cssl_core.atomic_io import write_json
+from tasks import tracking
+from tasks.buffers import read_buffer
+from tasks.continual import DATA, load_model, stage_paths
+from tasks.export import finding_labels
+from tasks.privacy_gate import check, enforce, gate_settings
+
+PRIVACY = DATA / "privacy"
+FIGURE_ROWS = 4
+
+
+def report_path(stage: str) -> Path:
+    return PRIVACY / f"{stage}.json"
+
+
+def figure_path(stage: str) -> Path:
+    return PRIVACY / f"{stage}.png"
+
+
+def settings(params: dict[str, Any]) -> dict[str, Any]:
+    """The privacy block, checked before any work (a typo must not fall back to a default)."""
+    from cssl_core.privacy import AuditConfig
+
+    block = dict(params.get("privacy") or {})
+    known = {"attacker_cohort", "seed", "max_rows", "queries", "attack", "gate"}
+    unknown = sorted(set(block) - known)
+    if unknown:
+        raise ValueError(f"params.yaml privacy: unknown key(s) {unknown}; known: {sorted(known)}")
+    if not block.get("attacker_cohort"):
+        raise KeyError("params.yaml privacy.attacker_cohort is not set: name a cohort whose patients are in no buffer")
+    attack = dict(block.get("attack") or {})
+    if {"seed", "max_rows"} & set(attack):
+        raise ValueError("params.yaml privacy.attack: seed and max_rows belong to privacy itself")
+    config = AuditConfig.from_dict({**attack, "seed": int(block.get("seed", 0)), "max_rows": block.get("max_rows", 32)})
+    return {
+        "attacker_cohort": str(block["attacker_cohort"]),
+        "queries": int(block.get("queries", 16)),
+        "config": config,
+        "gate": gate_settings(block.get("gate") or {}),
+    }
+
+
+def attacker_data(params: dict[str, Any], stage: str, cohort: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The attacker's own slices (the attacker cohort in the audited stage's window) and their findings.
+
+    Refuses a cohort that any stage up to this one trained on: its patients could be in the buffer.
+    """
+    from cssl_core.privacy.common import as_slices
+
+    paths = stage_paths(params, stage)
+    schedule = params["continual"]["stages"]
+    trained, name = set(), stage
+    while name in schedule:
+        trained.add(schedule[name]["cohort"])
+        name = schedule[name]["prev"]
+    if cohort in trained:
+        raise ValueError(
+            f"params.yaml privacy.attacker_cohort {cohort!r} is trained on by stage {stage} or earlier, so its "
+            "patients can be in the buffer: name a cohort no stage up to this one trains on (e.g. nsclc)"
+        )
+    directory = DATA / "windowed" / f"{cohort}-{paths.window}"
+    if not (directory / "slices.npy").is_file():
+        raise FileNotFoundError(
+            f"{directory}/slices.npy not found: privacy.attacker_cohort {cohort!r} must be in ingest.cohorts "
+            f"and window.apply must hold {paths.window!r}"
+        )
+    slices = np.load(directory / "slices.npy", mmap_mode="r")
+    index = pd.read_parquet(directory / "index.parquet")
+    return as_slices(np.asarray(slices), "attacker slices"), finding_labels(index, np.arange(len(index)))
+
+
+def _common_finding(attacker: dict[str, np.ndarray], victims: dict[str, np.ndarray]) -> str | None:
+    """The first finding both sides know with both classes (an AUC needs both), or None."""
+    for name in sorted(set(attacker) & set(victims)):
+        if {0, 1} <= set(attacker[name].tolist()) and {0, 1} <= set(victims[name].tolist()):
+            return name
+    return None
+
+
+def _no_buffer_report(stage: str) -> dict[str, Any]:
+    return {"buffer": stage, "kind": "none", "audited": False, "passed": True,
+            "note": "this strategy keeps no replay buffer: nothing to audit"}
+
+
+def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Audit this stage's rows of data/buffers/<stage>, write the report and figure, log them, apply the gate."""
+    from cssl_core.privacy import draw_reconstructions, run_audit
+    from cssl_core.replay.buffer import ReplayBuffer
+    from tasks import privacy_scoring
+
+    paths = stage_paths(params, stage)
+    chosen = settings(params)
+    config = chosen["config"]
+    output, figure = report_path(stage), figure_path(stage)
+    buffer = read_buffer(paths.buffer)
+    for directory in (PRIVACY, DATA / "metrics"):
+        directory.mkdir(parents=True, exist_ok=True)
+    run_params = {"stage": stage, "attacker_cohort": chosen["attacker_cohort"], "queries": chosen["queries"],
+                  **config.to_dict(), "gate": chosen["gate"]}
+    tags = {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": params["ssl"]["strategy"]}
+    with tracking.stage_run(f"audit@{stage}", run_params, tags=tags):
+        started = time.perf_counter()
+        mine = np.flatnonzero(buffer.stage == stage) if buffer is not None else np.zeros(0, np.int64)
+        if buffer is None or not mine.size:
+            report = _no_buffer_report(stage)
+            figure.unlink(missing_ok=True)
+            write_json(output, report)
+            _write_seconds(stage, time.perf_counter() - started)
+            return report
+        # attacker side: the buffer's rows (no labels), the shared model, the attacker cohort
+        rows = ReplayBuffer(buffer.kind, np.asarray(buffer.data[mine]), buffer.stage[mine], buffer.window[mine])
+        model = load_model(paths.model)[0].eval() if buffer.kind == "latent" else None
+        attacker, attacker_labels = attacker_data(params, stage, chosen["attacker_cohort"])
+        # scoring side: the victims' true slices, findings and membership queries
+        victims = privacy_scoring.victims(
+            paths.windowed, paths.model, rows.data, rows.kind, model, chosen["queries"], config.seed
+        )
+        finding = _common_finding(attacker_labels, victims.labels)
+        result = run_audit(
+            model,
+            rows,
+            victims.truth,
+            attacker,
+            config=config,
+            attacker_labels=None if finding is None else attacker_labels[finding],
+            truth_labels=None if finding is None else victims.labels[finding],
+            queries=victims.queries,
+            query_is_member=victims.query_is_member,
+        )
+        verdict = check(result.figures, chosen["gate"])
+        report = {
+            "buffer": stage,
+            "kind": buffer.kind,
+            "audited": True,
+            "passed": verdict["passed"],
+            "gate": verdict,
+            "labels_in_buffer": sorted(buffer.labels),  # replay.keep_labels: findings stored beside the rows
+            "attacker": {"cohort": chosen["attacker_cohort"], "window": paths.window, "n_slices": len(attacker)},
+            "finding_label": finding,
+            "config": config.to_dict(),
+            "figures": result.figures,
+            "figure": str(figure),
+        }
+        draw_reconstructions(figure, result.truth, result.reconstructions, max_rows=FIGURE_ROWS)
+        write_json(output, _jsonable(report))
+        seconds = time.perf_counter() - started
+        _write_seconds(stage, seconds, result.seconds)
+        _log(report, seconds, figure, output)
+        if report["labels_in_buffer"]:
+            print(f"warning: buffer {stage} stores finding labels {report['labels_in_buffer']} "
+                  "(replay.keep_labels: true); replay does not need them", flush=True)
+        enforce(verdict, stage, str(figure), str(output))
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _write_seconds(stage: str, seconds: float, per_attack: dict[str, float] | None = None) -> None:
+    """Wall time goes to a record of its own, so the report stays the same for the same seed."""
+    path = DATA / "metrics" / f"audit-{stage}.json"
+    write_json(path, {"seconds": round(seconds, 3), "attack_seconds": per_attack or {}})
+
+
+def _log(report: dict[str, Any], seconds: float, figure: Path, output: Path) -> None:
+    import mlflow
+
+    figures = report["figures"]
+    numbers = {k: v for k, v in figures.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    gate = report["gate"]
+    numbers.update({"gate_passed": int(gate["passed"]), "seconds": seconds,
+                    "labels_in_buffer": len(report["labels_in_buffer"])})
+    tracking.log_metrics(numbers)
+    mlflow.log_artifact(str(figure), artifact_path="figures")
+    mlflow.log_artifact(str(output))
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """The CLI's one line: what was audited and the gate's figures."""
+    if not report.get("audited"):
+        return f"audit {report['buffer']}: {report.get('note', 'nothing audited')}"
+    gate, figures = report["gate"], report["figures"]
+    reid = "n/a" if gate["reid_auc"] is None else f"{gate['reid_auc']:.3f}"
+    return (
+        f"audit {report['buffer']}: {figures['n_rows']}/{figures['n_buffer']} rows, {gate['ssim_attacker']} SSIM p95 "
+        f"{gate['ssim_p95']:.3f}, re-identification AUC {reid}: {'passed' if gate['passed'] else 'LEAKS'} "
+        f"(gate mode {gate['mode']}) -> {report['figure']}"
+    )
+
+
+def read_report(stage: str) -> dict[str, Any]:
+    return json.loads(report_path(stage).read_text())
