@@ -1,0 +1,126 @@
+"""audit@<stage> on a real (tiny) stage: deterministic for a seed, gate fail/warn, and what a buffer file stores."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cssl_core.replay.buffer import load_buffer
+from flows.errors import is_expected, message
+from tasks.export import run_export
+from tasks.init_model import run_init
+from tasks.pretrain import SPLIT_FILE, run_pretrain
+from tasks.privacy_audit import run_privacy_audit
+from tasks.privacy_gate import PrivacyGateError
+from tests.cssl_core.train.fixtures import write_windowed
+from tests.helpers import ATTACKER
+from tests.tasks.stage_project import N_PATIENTS, N_SLICES, make_stage_project, stage_params
+
+
+def _with_finding(windowed) -> None:
+    """A finding column the export could store (only with replay.keep_labels)."""
+    index = pd.read_parquet(windowed / "index.parquet")
+    index["has_nodule"] = np.arange(len(index)) % 2 == 0
+    index.to_parquet(windowed / "index.parquet")
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    """init, pretrain@s1 (latent_replay) and its attacker cohort, once; tests chdir into a copy of the state."""
+    root = make_stage_project(tmp_path_factory.mktemp("audit"))
+    _with_finding(root / "data/windowed/phantom_a-mediastinal")
+    write_windowed(root / f"data/windowed/{ATTACKER}-mediastinal", n=16, size=32, n_patients=2, seed=5)
+    params = stage_params("latent_replay")
+    params["replay"]["budget"] = 6
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        run_init(params)
+        run_pretrain("s1", params)
+    finally:
+        os.chdir(cwd)
+    return root, params
+
+
+def test_the_buffer_has_no_labels_and_its_rows_are_not_in_training_order(stage, monkeypatch):
+    root, params = stage
+    monkeypatch.chdir(root)
+    everything = copy.deepcopy(params)
+    everything["ssl"]["strategy"] = "er"  # an image buffer: its rows can be compared with the slices themselves
+    everything["replay"]["budget"] = 5000  # keep every training slice, so the order is the only difference
+    run_export("s1", everything)
+    buffer = load_buffer(root / "data/buffers/s1")
+    assert buffer.labels == {}
+    assert json.loads((root / "data/buffers/s1/meta.json").read_text())["labels"] == []
+    slices = np.load(root / "data/windowed/phantom_a-mediastinal/slices.npy")
+    train = np.sort(json.loads((root / "data/models/s1" / SPLIT_FILE).read_text())["train_rows"])
+    assert len(train) == len(buffer) == N_SLICES // 2
+    flat = slices[train].reshape(len(train), -1)
+    positions = [int(np.flatnonzero((flat == row.reshape(-1)).all(axis=1))[0]) for row in buffer.data]
+    assert sorted(positions) == list(range(len(train)))  # the same slices ...
+    assert positions != list(range(len(train)))  # ... not in training order
+    keys = pd.read_parquet(root / "data/windowed/phantom_a-mediastinal/index.parquet")["patient_key"].to_numpy()
+    patients = keys[train[positions]]
+    assert (patients[1:] != patients[:-1]).any() and len(set(patients)) == N_PATIENTS // 2
+    run_export("s1", everything)
+    assert np.array_equal(load_buffer(root / "data/buffers/s1").data, buffer.data)  # seeded: the same order again
+
+
+def test_the_audit_is_deterministic_and_flags_stored_labels(stage, monkeypatch):
+    root, params = stage
+    monkeypatch.chdir(root)
+    run_export("s1", params)
+    first = run_privacy_audit("s1", params)
+    text = (root / "data/privacy/s1.json").read_text()
+    assert first["audited"] and first["kind"] == "latent" and first["labels_in_buffer"] == []
+    figures = first["figures"]
+    assert figures["n_rows"] == figures["n_buffer"] == 6 and figures["n_attacker"] == 16
+    assert 0.0 <= first["gate"]["ssim_p95"] <= 1.0 and first["gate"]["mode"] == "warn"
+    assert first["finding_label"] is None  # the attacker cohort has no finding column
+    assert (root / "data/privacy/s1.png").stat().st_size > 0
+    assert json.loads((root / "data/metrics/audit-s1.json").read_text())["seconds"] > 0
+    run_privacy_audit("s1", params)
+    assert (root / "data/privacy/s1.json").read_text() == text
+
+    labelled = copy.deepcopy(params)
+    labelled["replay"]["keep_labels"] = True
+    run_export("s1", labelled)
+    assert sorted(load_buffer(root / "data/buffers/s1").labels) == ["nodule"]
+    assert run_privacy_audit("s1", labelled)["labels_in_buffer"] == ["nodule"]
+
+
+def test_the_gate_fails_with_one_line_above_its_threshold_and_passes_below(stage, monkeypatch, capsys):
+    root, params = stage
+    monkeypatch.chdir(root)
+    run_export("s1", params)
+    measured = run_privacy_audit("s1", params)["gate"]["ssim_p95"]
+    strict = copy.deepcopy(params)
+    strict["privacy"]["gate"] = {"max_ssim_p95": round(measured - 0.01, 3), "max_reid_auc": None, "mode": "fail"}
+    with pytest.raises(PrivacyGateError) as caught:
+        run_privacy_audit("s1", strict)
+    line = message(caught.value)
+    assert is_expected(caught.value) and "\n" not in line
+    assert "buffer s1" in line and "data/privacy/s1.png" in line and "privacy.gate.max_ssim_p95" in line
+    assert json.loads((root / "data/privacy/s1.json").read_text())["passed"] is False  # the file that explains it
+
+    lenient = copy.deepcopy(strict)
+    lenient["privacy"]["gate"]["max_ssim_p95"] = 1.0
+    capsys.readouterr()
+    assert run_privacy_audit("s1", lenient)["passed"] is True
+    assert "privacy gate" not in capsys.readouterr().err
+
+
+def test_an_attacker_cohort_a_stage_trained_on_is_refused(stage, monkeypatch):
+    root, params = stage
+    monkeypatch.chdir(root)
+    run_export("s1", params)
+    wrong = copy.deepcopy(params)
+    wrong["privacy"]["attacker_cohort"] = "phantom_a"
+    with pytest.raises(ValueError, match="attacker_cohort 'phantom_a' is trained on by stage s1"):
+        run_privacy_audit("s1", wrong)
