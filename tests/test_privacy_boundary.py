@@ -70,7 +70,33 @@ def test_private_stage_never_depends_on_earlier_cohorts_data(tmp_path, strategy,
             assert data_deps, f"{kind}@{name} has no data deps"
             for dep in data_deps:
                 assert not any(dep == f or dep.startswith(f + "/") for f in forbidden), (kind, name, dep)
-                allowed = (own_windowed, "data/quality/", "data/models/", "data/buffers/")
+                allowed = (own_windowed, "data/quality/", "data/models/", "data/buffers/", "data/privacy/")
                 assert dep.startswith(allowed), f"{kind}@{name} depends on {dep}"
             checked += 1
     assert checked == 2 * len(schedule)
+
+
+@pytest.mark.parametrize("stages", [None, THREE_STAGES], ids=["default", "three-stages"])
+def test_the_audit_attacks_with_buffer_model_and_attacker_cohort_and_scores_with_the_victims(tmp_path, stages):
+    """audit@<k> reads the buffer, the stage's model and the attacker cohort; the victims' windowed slices are
+    its one further data dep, read only by the scoring module (tasks/privacy_scoring.py)."""
+    root = _project(tmp_path, "latent_replay", stages)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    attacker = params["privacy"]["attacker_cohort"]
+    deps = _deps_by_stage(root)
+    for name, block in params["continual"]["stages"].items():
+        data_deps = {d for d in deps[f"audit@{name}"] if d.startswith("data/")}
+        victims = f"data/windowed/{block['cohort']}-{block['window']}"
+        attacker_side = {f"data/buffers/{name}", f"data/models/{name}", f"data/windowed/{attacker}-{block['window']}"}
+        assert data_deps == attacker_side | {victims}, name
+        assert attacker != block["cohort"]
+        # the next stage and the evaluation wait on this buffer's gate
+        assert f"data/privacy/{name}.json" in deps[f"evaluate@{name}"]
+        for later, other in params["continual"]["stages"].items():
+            if other["prev"] == name:
+                assert f"data/privacy/{name}.json" in deps[f"pretrain@{later}"]
+    audit_code = (REPO_ROOT / "tasks/privacy_audit.py").read_text()
+    scoring_code = (REPO_ROOT / "tasks/privacy_scoring.py").read_text()
+    assert 'np.load(windowed / "slices.npy"' in scoring_code
+    # the attack side names the victims' directory once: to hand it to scoring
+    assert audit_code.count("paths.windowed") == 1 and "privacy_scoring.victims(" in audit_code

@@ -17,7 +17,7 @@ import pydicom
 import pytest
 import yaml
 
-from tests.helpers import find_leaks, make_tiny_project
+from tests.helpers import ATTACKER, find_leaks, make_tiny_project
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -43,11 +43,11 @@ def project(tmp_path_factory):
 def test_first_repro_runs_every_stage_and_writes_outputs(project):
     root = project["root"]
     ran = set(RAN.findall(project["first"].stdout))
-    expected = {f"{kind}@{c}" for kind in ("demo-data", "ingest", "screen") for c in ("phantom_a", "phantom_b")}
-    expected |= {f"{kind}@{c}-{w}" for kind in ("window", "quality") for c in ("phantom_a", "phantom_b")
-                 for w in ("mediastinal", "lung")}
+    cohorts = ("phantom_a", "phantom_b", ATTACKER)
+    expected = {f"{kind}@{c}" for kind in ("demo-data", "ingest", "screen") for c in cohorts}
+    expected |= {f"{kind}@{c}-{w}" for kind in ("window", "quality") for c in cohorts for w in ("mediastinal", "lung")}
     expected |= {"init", "evaluate-init", "report"}
-    expected |= {f"{kind}@{s}" for kind in ("pretrain", "export", "evaluate") for s in ("s1", "s2")}
+    expected |= {f"{kind}@{s}" for kind in ("pretrain", "export", "audit", "evaluate") for s in ("s1", "s2")}
     assert ran == expected
     for cohort in ("phantom_a", "phantom_b"):
         files = pd.read_parquet(root / f"data/interim/{cohort}/files.parquet")
@@ -67,6 +67,10 @@ def test_first_repro_runs_every_stage_and_writes_outputs(project):
         assert np.isfinite(metrics["loss_total"]) and metrics["epochs"] == 2
         assert (root / f"data/models/{stage}/model.pt").exists()
     assert json.loads((root / "data/buffers/s2/meta.json").read_text())["kind"] == "latent"
+    for stage in ("s1", "s2"):  # the demo buffers leak; the default gate mode warns and lets the run go on
+        audit = json.loads((root / f"data/privacy/{stage}.json").read_text())
+        assert audit["audited"] and audit["gate"]["mode"] == "warn" and audit["labels_in_buffer"] == []
+        assert (root / f"data/privacy/{stage}.png").stat().st_size > 0
 
 
 def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(project):
@@ -155,7 +159,8 @@ def test_changing_one_window_reruns_only_its_branch(project):
     # the lung branch of both cohorts, and the continual stage trained on phantom_b's lung slices
     assert set(RAN.findall(result.stdout)) == {
         "window@phantom_a-lung", "window@phantom_b-lung", "quality@phantom_a-lung", "quality@phantom_b-lung",
-        "pretrain@s2", "export@s2", "evaluate-init", "evaluate@s1", "evaluate@s2", "report",
+        f"window@{ATTACKER}-lung", f"quality@{ATTACKER}-lung",
+        "pretrain@s2", "export@s2", "audit@s2", "evaluate-init", "evaluate@s1", "evaluate@s2", "report",
     }
     meta = json.loads((root / "data/windowed/phantom_a-lung/meta.json").read_text())
     assert meta["window"]["level"] == -550
@@ -184,7 +189,7 @@ def test_stage_runs_are_grouped_under_one_parent(project):
     assert len(parents) >= 1
     first_parent = parents.sort_values("start_time").iloc[0]["run_id"]
     children = runs[runs["tags.mlflow.parentRunId"] == first_parent]
-    assert len(children) == 23
+    assert len(children) == 32  # one per stage: 3 cohorts x 2 windows, 2 continual stages with their audits
     ingest = children[children["tags.cssl.stage"] == "ingest@phantom_a"].iloc[0]
     assert ingest["metrics.n_series"] == 2
     window = children[children["tags.cssl.stage"] == "window@phantom_a-lung"].iloc[0]
@@ -198,7 +203,7 @@ def test_changing_stage_two_params_reruns_only_stage_two(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], root)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert set(RAN.findall(result.stdout)) == {"pretrain@s2", "export@s2", "evaluate@s2", "report"}
+    assert set(RAN.findall(result.stdout)) == {"pretrain@s2", "export@s2", "audit@s2", "evaluate@s2", "report"}
     assert json.loads((root / "data/metrics/pretrain-s2.json").read_text())["epochs"] == 3
 
 

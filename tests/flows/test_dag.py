@@ -14,8 +14,8 @@ def test_order_comes_from_dvc_and_respects_dependencies():
     cohorts, windows = params["ingest"]["cohorts"], params["window"]["apply"]
     n_continual = len(params["continual"]["stages"])
     # demo-data per demo cohort; ingest, screen per cohort; window, quality per cohort x window; init,
-    # evaluate-init, report; pretrain, export, evaluate per continual stage
-    expected = len(params["data"]["demo"]) + 2 * len(cohorts) + 2 * len(cohorts) * len(windows) + 3 + 3 * n_continual
+    # evaluate-init, report; pretrain, export, audit, evaluate per continual stage
+    expected = len(params["data"]["demo"]) + 2 * len(cohorts) + 2 * len(cohorts) * len(windows) + 3 + 4 * n_continual
     assert len(names) == expected
     position = {name: i for i, name in enumerate(names)}
     for node in order:
@@ -23,6 +23,10 @@ def test_order_comes_from_dvc_and_respects_dependencies():
             assert position[upstream] < position[node.name]
     assert ("ingest@nsclc", "screen@nsclc") == next(n for n in order if n.name == "window@nsclc-lung").upstream
     assert ("ingest@nsclc",) == next(n for n in order if n.name == "screen@nsclc").upstream
+    for stage, block in params["continual"]["stages"].items():  # a buffer's audit comes before anything that uses it
+        if block["prev"] != "init":
+            assert position[f"audit@{block['prev']}"] < position[f"pretrain@{stage}"]
+        assert position[f"export@{stage}"] < position[f"audit@{stage}"] < position[f"evaluate@{stage}"]
 
 
 def test_adding_a_cohort_in_params_adds_its_stages(tmp_path):
