@@ -1,0 +1,54 @@
+"""The privacy gate under `dvc repro`: a leaking buffer stops the DAG before the next stage trains on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import make_tiny_project, tiny_params
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+RAN = re.compile(r"Running stage '([^']+)'")
+
+
+def _repro(root: Path, *targets: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "dvc", "repro", *targets], cwd=root, env=env,
+                          capture_output=True, text=True)
+
+
+def test_the_gate_stops_the_next_stage_below_the_measured_figure_and_lets_it_through_above(tmp_path):
+    params = tiny_params()
+    params["window"]["apply"] = ["lung"]
+    params["continual"]["stages"] = {"s1": {"prev": "init", "cohort": "phantom_a", "window": "lung"},
+                                     "s2": {"prev": "s1", "cohort": "phantom_b", "window": "lung"}}
+    params["ssl"]["train"]["epochs"] = 1
+    params["privacy"]["gate"] = {"max_ssim_p95": 0.01, "max_reid_auc": None, "mode": "fail"}
+    root = make_tiny_project(tmp_path / "project", params)
+
+    stopped = _repro(root, "pretrain@s2")
+    assert stopped.returncode != 0
+    ran = RAN.findall(stopped.stdout)
+    assert "audit@s1" in ran and "pretrain@s2" not in ran
+    errors = [line for line in stopped.stderr.splitlines() if line.startswith("error: privacy gate")]
+    assert len(errors) == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    assert "buffer s1" in errors[0] and "data/privacy/s1.png" in errors[0] and "max_ssim_p95 0.01" in errors[0]
+    measured = json.loads((root / "data/privacy/s1.json").read_text())["gate"]["ssim_p95"]
+    assert measured > 0.01
+
+    params["privacy"]["gate"]["max_ssim_p95"] = 1.0
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    passed = _repro(root, "pretrain@s2")
+    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-3000:]
+    assert {"audit@s1", "pretrain@s2"} <= set(RAN.findall(passed.stdout))
+    report = json.loads((root / "data/privacy/s1.json").read_text())
+    assert report["passed"] is True and report["gate"]["ssim_p95"] == measured  # same seed, same figure
