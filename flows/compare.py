@@ -25,6 +25,10 @@ POLL_SECONDS = 20
 MAX_WORKER_STARTS = 4
 RUN_RECORD = "compare-run.json"  # wall time of the last full run, so a later --collect-only still states it
 METRICS_FILES = ("data/summary/metrics.json",)
+# per-stage metric files merged into an experiment's metrics under a key of their own, {stage: content}:
+# the buffer's privacy audit (audit@<stage>) and the training record of pretrain@<stage> (its final val MAE)
+PRIVACY_REPORT = re.compile(r"(?:.*/)?data/privacy/([^/]+)\.json")
+PRETRAIN_RECORD = re.compile(r"(?:.*/)?data/metrics/pretrain-([^/]+)\.json")
 
 
 def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -131,26 +135,58 @@ def _walk(node: Any):
             yield from _walk(value)
 
 
-def collect(project_dir: Path, names: list[str]) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
-    """Metrics (None when it has none: failed) and commit of each named experiment, from `dvc exp show`."""
+def _per_stage(records: dict[str, dict[str, Any]], pattern: re.Pattern[str]) -> dict[str, dict[str, Any]]:
+    """{stage: content} of the metric files whose path matches `pattern` (the stage is its one group)."""
+    found = {}
+    for path, content in records.items():
+        matched = pattern.fullmatch(path.replace("\\", "/"))
+        if matched and isinstance(content, dict) and content:
+            found[matched.group(1)] = content
+    return found
+
+
+def merge_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """One experiment's metrics for the report, from the `metrics` dict `dvc exp show --json` gives it
+    (path -> {"data": content}); None when it has no summary (the experiment failed).
+
+    The summary files of METRICS_FILES are merged flat; timings are kept out of the summary (it must not
+    change when a stage merely re-runs) and summed from the per-stage run records into "cost"; every
+    data/privacy/<stage>.json goes under "privacy" and every data/metrics/pretrain-<stage>.json under
+    "pretrain", {stage: content}. `dvc exp show` drops lists and nulls from metrics, so a privacy report
+    here lacks e.g. labels_in_buffer (tasks/compare_report.py reads the whole file where it can).
+    """
     from tasks.report import timings_from_metrics
 
+    records = {path: (value or {}).get("data") or {} for path, value in (metrics or {}).items()}
+    merged: dict[str, Any] = {}
+    for path in METRICS_FILES:
+        merged.update(records.get(path) or {})
+    if not merged:
+        return None
+    merged.setdefault("cost", {}).update(timings_from_metrics(records))
+    for key, pattern in (("privacy", PRIVACY_REPORT), ("pretrain", PRETRAIN_RECORD)):
+        per_stage = _per_stage(records, pattern)
+        if per_stage:
+            merged[key] = per_stage
+    return merged
+
+
+def collect(project_dir: Path, names: list[str]) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
+    """Metrics (None when it has none: failed) and commit of each named experiment, from `dvc exp show`."""
     shown = json.loads(_dvc(project_dir, "exp", "show", "--json", "-A").stdout or "[]")
+    return experiments_from_shown(shown, names)
+
+
+def experiments_from_shown(shown: Any, names: list[str]) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
+    """`collect` on the parsed output of `dvc exp show --json`: merged metrics and commit per named experiment."""
     found: dict[str, dict[str, Any] | None] = {name: None for name in names}
     revs: dict[str, str] = {}
     for entry in _walk(shown):
         name = entry.get("name")
         data = entry.get("data")
         if name in found and isinstance(data, dict):
-            metrics = data.get("metrics") or {}
-            merged = {}
-            for path in METRICS_FILES:
-                merged.update((metrics.get(path) or {}).get("data") or {})
+            merged = merge_metrics(data.get("metrics") or {})
             if merged:
-                # timings are kept out of the summary (it must not change when a stage merely re-runs):
-                # summed from the experiment's per-stage run records instead
-                records = {path: (value or {}).get("data") or {} for path, value in metrics.items()}
-                merged.setdefault("cost", {}).update(timings_from_metrics(records))
                 found[name] = merged
                 if isinstance(entry.get("rev"), str):
                     revs[name] = entry["rev"]

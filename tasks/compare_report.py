@@ -7,8 +7,10 @@ its final replay buffer (read back through `flows.experiment_files`).
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,12 +26,22 @@ from tasks.figures import (
     parse_history,
     stages_back_to_back,
 )
+from tasks.privacy_gate import strongest_ssim
 from tasks.report import matrix_from_tree, ordered_names
 
 HEADLINE = "linear@1.0"
 PROBES = ("linear", "attentive", "token")
 
 Seeds = list[tuple[int, dict[str, Any] | None]]  # (seed, metrics or None when that run failed)
+
+# The privacy goal of a latent buffer (stated in the report): its strongest reconstruction no closer to the
+# true slices than guessing the attacker's mean slice (plus a margin), membership near chance, and still at
+# most half of finetune's stage-1 forgetting (the buffer must keep doing its job).
+GOAL_SSIM_MARGIN = 0.05
+GOAL_MAX_REID_AUC = 0.6
+GOAL_FORGETTING_SHARE = 0.5
+REFERENCE_VARIANT = "finetune"  # the no-buffer strategy the forgetting of the goal is measured against
+PRIVACY_FIGURE = "privacy_utility.png"
 
 
 class RunFiles(Protocol):
@@ -219,6 +231,316 @@ def buffer_embeddings(path: Path, variants: dict[str, Seeds], files: RunFiles, l
     return True
 
 
+def stage1_forgetting(metrics: dict[str, Any]) -> float:
+    """Label-free forgetting of the first stage: reconstruction loss on its held-out slices after the last
+    stage minus right after it (R_recon[last, 0] - R_recon[0, 0]; > 0 = forgot). nan without the matrix."""
+    matrix = matrix_from_tree(metrics, "recon")
+    if matrix is None or not matrix.size:
+        return float("nan")
+    return float(matrix[-1, 0] - matrix[0, 0])
+
+
+def _stage1_val_mae(metrics: dict[str, Any], stages: list[str]) -> float:
+    """Validation MAE loss at the end of pretrain@<first stage> (its run record, merged by flows.compare)."""
+    return _get(metrics, "pretrain", stages[0], "val_mae") if stages else float("nan")
+
+
+def audit_figures(report: Any) -> dict[str, Any] | None:
+    """The Privacy table's figures of one audit report (data/privacy/<stage>.json); None when the stage
+    audited nothing (no buffer). The strongest attack is the one with the highest SSIM p95, as the gate has it."""
+    if not isinstance(report, dict) or not report.get("audited"):
+        return None
+    figures = report.get("figures") or {}
+    attacker, ssim_p95 = strongest_ssim(figures)
+    labels = report.get("labels_in_buffer")  # absent when read from `dvc exp show` (it drops lists)
+    return {
+        "kind": str(report.get("kind") or figures.get("kind") or "?"),
+        "attacker": attacker or "?",
+        "ssim_p95": float("nan") if ssim_p95 is None else ssim_p95,
+        "ssim_p50": _get(figures, f"{attacker}_ssim_p50"),
+        "psnr_p50": _get(figures, f"{attacker}_psnr_p50"),
+        "baseline_ssim_p95": _get(figures, "baseline_ssim_p95"),
+        "finding_auc_recon": _get(figures, "finding_auc_recon"),
+        "finding_auc_true": _get(figures, "finding_auc_true"),
+        "reid_auc": _get(figures, "reid_auc"),
+        "labels": list(labels) if isinstance(labels, list | tuple) else None,
+    }
+
+
+def _report_of(metrics: dict[str, Any], stage: str) -> Any:
+    privacy = metrics.get("privacy")
+    return privacy.get(stage) if isinstance(privacy, dict) else None
+
+
+def privacy_summary(variants: dict[str, Seeds], stages: list[str]) -> dict[str, dict[str, Any]]:
+    """Per variant: the last stage's audit figures of each finished run that has one, how many finished runs
+    keep no buffer or have no audit at all, and the utility side (stage-1 forgetting, stage-1 val MAE)."""
+    last = stages[-1] if stages else None
+    out = {}
+    for variant, seeds in variants.items():
+        ok = [m for _, m in seeds if m]
+        audits, no_buffer, no_audit = [], 0, 0
+        for metrics in ok:
+            report = _report_of(metrics, last) if last else None
+            figures = audit_figures(report)
+            if figures is not None:
+                audits.append(figures)
+            elif isinstance(report, dict):
+                no_buffer += 1
+            else:
+                no_audit += 1
+        out[variant] = {
+            "seeds": len(seeds),
+            "failed": [s for s, m in seeds if not m],
+            "ok": len(ok),
+            "audits": audits,
+            "no_buffer": no_buffer,
+            "no_audit": no_audit,
+            "forgetting": [stage1_forgetting(m) for m in ok],
+            "val_mae": [_stage1_val_mae(m, stages) for m in ok],
+        }
+    return out
+
+
+def _values(audits: list[dict[str, Any]], key: str) -> list[float]:
+    return [a[key] for a in audits]
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _sd(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+
+
+def _attackers(audits: list[dict[str, Any]]) -> str:
+    counts = Counter(a["attacker"] for a in audits)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{name} ({n} seeds)" for name, n in counts.most_common())
+
+
+def _labels(audits: list[dict[str, Any]]) -> str:
+    seen = {tuple(a["labels"]) if a["labels"] is not None else None for a in audits}
+    if None in seen:
+        return "?"
+    stored = sorted({name for labels in seen for name in labels})
+    if not stored:
+        return "no"
+    return "yes: " + ", ".join(stored) + ("" if len(seen) == 1 else " (some seeds)")
+
+
+def privacy_table(summary: dict[str, dict[str, Any]]) -> list[str]:
+    header = [
+        "strategy",
+        "buffer",
+        "seeds audited",
+        "strongest attack",
+        "SSIM p50",
+        "SSIM p95",
+        "PSNR p50 (dB)",
+        "mean-slice baseline SSIM p95",
+        "finding AUC on recon",
+        "finding AUC on true slices",
+        "re-id AUC",
+        "labels in buffer",
+        "stage-1 forgetting",
+        "stage-1 val MAE",
+    ]
+    rows = []
+    for variant, row in summary.items():
+        seeds = f"{len(row['audits'])}/{row['seeds']}" + (f" (failed: seeds {row['failed']})" if row["failed"] else "")
+        utility = [_fmt(row["forgetting"], 4), _fmt(row["val_mae"], 4)]
+        audits = row["audits"]
+        if audits:
+            kinds = sorted({a["kind"] for a in audits})
+            cells = [
+                "/".join(kinds),
+                seeds,
+                _attackers(audits),
+                *(_fmt(_values(audits, key)) for key in ("ssim_p50", "ssim_p95")),
+                _fmt(_values(audits, "psnr_p50"), 1),
+                *(_fmt(_values(audits, key)) for key in ("baseline_ssim_p95", "finding_auc_recon")),
+                *(_fmt(_values(audits, key)) for key in ("finding_auc_true", "reid_auc")),
+                _labels(audits),
+            ]
+        elif row["ok"] == 0:
+            cells = ["?", seeds] + ["n/a"] * 9
+        elif row["no_buffer"]:
+            cells = ["none", seeds] + ["no buffer"] * 9
+        else:
+            cells = ["?", seeds] + ["no audit"] * 9
+        rows.append([variant, *cells, *utility])
+    return _table(header, rows)
+
+
+def per_stage_privacy_table(variants: dict[str, Seeds], stages: list[str]) -> list[str]:
+    """Strongest SSIM p95 and re-id AUC of every stage's audit (each audits the rows its stage added)."""
+    header = ["strategy"] + [f"{stage} {what}" for stage in stages for what in ("SSIM p95 (attack)", "re-id AUC")]
+    rows = []
+    for variant, seeds in variants.items():
+        ok = [m for _, m in seeds if m]
+        cells = [variant]
+        for stage in stages:
+            reports = [_report_of(m, stage) for m in ok]
+            audits = [f for f in (audit_figures(r) for r in reports) if f is not None]
+            if audits:
+                cells += [
+                    f"{_fmt(_values(audits, 'ssim_p95'))} ({_attackers(audits)})",
+                    _fmt(_values(audits, "reid_auc")),
+                ]
+            elif any(isinstance(r, dict) for r in reports):
+                cells += ["no buffer", "no buffer"]
+            else:
+                cells += ["n/a", "n/a"]
+        rows.append(cells)
+    return _table(header, rows)
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+def _num(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
+def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per latent-buffer variant: the three conditions of the goal with their numbers (means over
+    seeds), each yes/no; a missing number is a no (the goal is not shown to hold)."""
+    reference = _mean(summary[REFERENCE_VARIANT]["forgetting"]) if REFERENCE_VARIANT in summary else float("nan")
+    lines = []
+    for variant, row in summary.items():
+        audits = row["audits"]
+        if not any(a["kind"] == "latent" for a in audits):
+            continue
+        ssim, baseline = _mean(_values(audits, "ssim_p95")), _mean(_values(audits, "baseline_ssim_p95"))
+        reid, forgetting = _mean(_values(audits, "reid_auc")), _mean(row["forgetting"])
+        allowed = GOAL_FORGETTING_SHARE * reference
+        checks = (
+            ssim <= baseline + GOAL_SSIM_MARGIN,  # nan compares False: not shown
+            reid <= GOAL_MAX_REID_AUC,
+            forgetting <= allowed,
+        )
+        lines.append(
+            f"- {variant}: strongest SSIM p95 {_num(ssim, 3)} <= baseline {_num(baseline, 3)} + "
+            f"{GOAL_SSIM_MARGIN}: {_yes(checks[0])}; re-id AUC {_num(reid, 3)} <= {GOAL_MAX_REID_AUC}: "
+            f"{_yes(checks[1])}; stage-1 forgetting {_num(forgetting, 4)} <= {GOAL_FORGETTING_SHARE:.0%} of "
+            f"{REFERENCE_VARIANT}'s {_num(reference, 4)} = {_num(allowed, 4)}: {_yes(checks[2])} -> goal met: "
+            f"{_yes(all(checks))}"
+        )
+    return lines or ["- no latent buffer was audited in this comparison"]
+
+
+def privacy_utility_plot(path: Path, summary: dict[str, dict[str, Any]]) -> bool:
+    """Strongest-attack SSIM p95 against stage-1 forgetting, one point per audited variant with sd error bars
+    in both axes; the mean-slice baseline SSIM p95 as a dashed line. False (nothing drawn) without a point."""
+    points = []
+    for variant, row in summary.items():
+        xs = _values(row["audits"], "ssim_p95")
+        x, y = _mean(xs), _mean(row["forgetting"])
+        if math.isfinite(x) and math.isfinite(y):
+            points.append((variant, x, _sd(xs), y, _sd(row["forgetting"])))
+    if not points:
+        return False
+    plotted = {variant for variant, *_ in points}
+    baseline = _mean([v for variant in plotted for v in _values(summary[variant]["audits"], "baseline_ssim_p95")])
+    reference = _mean(summary[REFERENCE_VARIANT]["forgetting"]) if REFERENCE_VARIANT in summary else float("nan")
+    with figure(path, size=(6.4, 4.4)) as (_, axes):
+        ax = axes[0, 0]
+        for variant, x, x_sd, y, y_sd in points:
+            ax.errorbar(x, y, xerr=x_sd, yerr=y_sd, fmt="o", capsize=3, label=variant)
+            ax.annotate(variant, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7)
+        if math.isfinite(baseline):
+            ax.axvline(baseline, linestyle="--", color="grey", label=f"mean-slice baseline ({baseline:.3f})")
+        if math.isfinite(reference):
+            ax.axhline(reference, linestyle=":", color="black", label=f"{REFERENCE_VARIANT} (no buffer)")
+        ax.set_xlabel("strongest attack SSIM p95 (last stage's buffer)")
+        ax.set_ylabel("stage-1 forgetting (recon loss)")
+        ax.set_title("privacy vs utility (mean ± sd over seeds)", fontsize=9)
+        ax.legend(fontsize=6)
+    return True
+
+
+def with_full_privacy_reports(runs, results: dict[str, dict[str, Any] | None], files: RunFiles):
+    """`dvc exp show` drops lists and nulls from metrics (labels_in_buffer, an unmeasured re-id AUC): each
+    audit report is read whole from its experiment's commit where it can be, the shown one kept otherwise."""
+    out = dict(results)
+    for name, *_ in runs:
+        metrics = results.get(name)
+        if not metrics or not isinstance(metrics.get("privacy"), dict):
+            continue
+        reports = dict(metrics["privacy"])
+        for stage in reports:
+            text = files.text(name, f"data/privacy/{stage}.json")
+            try:
+                whole = json.loads(text) if text else None
+            except json.JSONDecodeError:
+                whole = None
+            if isinstance(whole, dict):
+                reports[stage] = whole
+        out[name] = {**metrics, "privacy": reports}
+    return out
+
+
+def privacy_section(figures: Path, variants: dict[str, Seeds], stages: list[str]) -> list[str]:
+    """## Privacy: the table, the plot and the goal lines (nothing to show without any audit report)."""
+    if not any(isinstance(m.get("privacy"), dict) for seeds in variants.values() for _, m in seeds if m):
+        return ["## Privacy", "", "No privacy audit (data/privacy/<stage>.json) in these experiments' metrics.", ""]
+    summary = privacy_summary(variants, stages)
+    last = stages[-1] if stages else "?"
+    drawn = privacy_utility_plot(figures / PRIVACY_FIGURE, summary)
+    val_mae_known = any(math.isfinite(v) for row in summary.values() for v in row["val_mae"])
+    first = stages[0] if stages else "?"
+    return [
+        "## Privacy",
+        "",
+        f"The audit of the last stage's buffer (audit@{last}: the rows {last} added; earlier rows were audited "
+        "by their own stage, below), mean ± sd over the audited seeds. Strongest attack: the attacker whose "
+        "reconstructions have the highest SSIM p95 against the true slices (an image buffer stores the slices: "
+        "attacker `stored`, SSIM 1); SSIM p50 and PSNR p50 are that attacker's. Mean-slice baseline: the "
+        "attacker's mean slice, what is known without the buffer. Finding AUC: the attacker's finding "
+        "classifier on the best reconstructions vs on the true slices. Re-id AUC: whether a known patient is "
+        "in the buffer (0.5 = chance). Labels in buffer: finding labels stored beside the rows (? where only "
+        "`dvc exp show` was read: it drops lists). Utility: stage-1 forgetting = reconstruction loss on "
+        f"{first}'s held-out slices after {last} minus right after {first} (> 0 = forgot); stage-1 val MAE = "
+        + (
+            f"validation MAE loss at the end of pretrain@{first} (the quality cost of a mode that changes "
+            "training, e.g. adversarial)."
+            if val_mae_known
+            else f"n/a: pretrain@{first}'s run record (data/metrics/pretrain-{first}.json) is not in these "
+            "experiments' metrics."
+        ),
+        "",
+        *privacy_table(summary),
+        "",
+        (
+            f"Privacy-utility plot: [{PRIVACY_FIGURE}](figures/{PRIVACY_FIGURE}) (strongest attack SSIM p95 vs "
+            "stage-1 forgetting, sd error bars, dashed line: mean-slice baseline). "
+            if drawn
+            else "No privacy-utility plot: no variant has both an audited buffer and a stage-1 forgetting. "
+        )
+        + f"The attacker had the buffer's rows (data/buffers/{last}, without labels unless stored), the model "
+        f"shared with them (data/models/{last}) and windowed CT slices of other patients "
+        "(privacy.attacker_cohort); the victims' own slices only score the attacks. A low SSIM is the outcome "
+        "of these attacks at these budgets, not a proof that no other attack recovers more.",
+        "",
+        "Per stage (strongest attack SSIM p95, re-id AUC):",
+        "",
+        *per_stage_privacy_table(variants, stages),
+        "",
+        f"**Privacy goal** (latent buffers; means over seeds): strongest SSIM p95 <= mean-slice baseline p95 + "
+        f"{GOAL_SSIM_MARGIN}, re-id AUC <= {GOAL_MAX_REID_AUC}, and stage-1 forgetting <= "
+        f"{GOAL_FORGETTING_SHARE:.0%} of {REFERENCE_VARIANT}'s.",
+        "",
+        *privacy_goal(summary),
+        "",
+    ]
+
+
 def write_report(
     out_dir: Path,
     runs,
@@ -232,6 +554,8 @@ def write_report(
     figures.mkdir(parents=True, exist_ok=True)
     for old in figures.glob("*.png"):  # figures of an earlier comparison must not be listed as this one's
         old.unlink()
+    if files is not None:
+        results = with_full_privacy_reports(runs, results, files)
     variants: dict[str, Seeds] = {}
     for name, variant, seed, _ in runs:
         variants.setdefault(variant, []).append((seed, results.get(name)))
@@ -244,6 +568,7 @@ def write_report(
     if files is not None and stages:
         loss_curves(figures / "loss_curves.png", runs, files, stages)
         buffer_embeddings(figures / "buffer_tsne.png", variants, files, stages[-1], runs)
+    privacy = privacy_section(figures, variants, stages)  # draws privacy_utility.png before the figure list
 
     config_block = params["compare"]["configs"][config]
     text = [
@@ -270,6 +595,7 @@ def write_report(
         "",
         *probe_table(variants, tasks),
         "",
+        *privacy,
         "Figures: " + ", ".join(f"[{p.name}](figures/{p.name})" for p in sorted(figures.glob("*.png"))),
         "",
         "Per-run R heatmaps of every probe are written by each experiment's `report` stage (data/report/figures) "

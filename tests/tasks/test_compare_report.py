@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import statistics
+
 import numpy as np
 
 from cssl_core.replay.buffer import ReplayBuffer
@@ -11,13 +14,15 @@ from tasks.report import as_metric_tree
 STAGES, TASKS = ["s1", "s2"], ["ggo", "tumour"]
 
 
-def _tree(final_auc: tuple[float, float], token_avg: float, random_auc: float, keeps_raw: bool) -> dict:
+def _tree(
+    final_auc: tuple[float, float], token_avg: float, random_auc: float, keeps_raw: bool, s1_recon_after_s2=0.72
+) -> dict:
     linear_r = np.array([[0.5, 0.5], list(final_auc)])
     summary = {
         "stages": STAGES,
         "tasks": TASKS,
         "strategy": "x",
-        "recon": {"R": np.array([[0.7, np.nan], [0.72, 0.6]]), "average_final": 0.66, "bwt": 0.02},
+        "recon": {"R": np.array([[0.7, np.nan], [s1_recon_after_s2, 0.6]]), "average_final": 0.66, "bwt": 0.02},
         "cka": {"R": np.eye(2), "bwt": -0.1},
         "linear@1.0": {
             "R": linear_r,
@@ -36,10 +41,17 @@ def _tree(final_auc: tuple[float, float], token_avg: float, random_auc: float, k
 class InMemoryRuns:
     """The RunFiles protocol over dicts (the DVC/git-backed one is exercised by tests/e2e/test_compare.py)."""
 
-    def __init__(self, histories: dict[str, str], buffers: dict[str, ReplayBuffer]) -> None:
-        self.histories, self.buffers = histories, buffers
+    def __init__(
+        self,
+        histories: dict[str, str],
+        buffers: dict[str, ReplayBuffer],
+        texts: dict[tuple[str, str], str] | None = None,  # (name, path) -> any other file, e.g. a privacy report
+    ) -> None:
+        self.histories, self.buffers, self.texts = histories, buffers, texts or {}
 
     def text(self, name: str, path: str) -> str | None:
+        if (name, path) in self.texts:
+            return self.texts[(name, path)]
         return self.histories.get(name) if path.endswith("-history.csv") else None
 
     def buffer(self, name: str, stage: str) -> ReplayBuffer | None:
@@ -92,3 +104,310 @@ def test_table_means_sds_failures_and_figures(tmp_path):
     assert figures == {"R_recon_a.png", "R_recon_b.png", "auc_per_stage.png", "loss_curves.png", "buffer_tsne.png"}
     for name in figures:
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- privacy: the last stage's audit per variant, the privacy-utility plot and the goal ----
+
+
+def _audit(
+    stage: str,
+    attacks: dict[str, tuple[float, float, float]],
+    baseline_p95: float,
+    reid: float | None,
+    labels: tuple[str, ...] = (),
+    kind: str = "latent",
+) -> dict:
+    """A data/privacy/<stage>.json as tasks/privacy_audit.py writes it; attacks: name -> (SSIM p50, p95, PSNR p50)."""
+    figures = {
+        "kind": kind,
+        "n_rows": 8,
+        "n_buffer": 20,
+        "baseline_ssim_p50": baseline_p95 - 0.1,
+        "baseline_ssim_p95": baseline_p95,
+        "baseline_psnr_p50": 12.0,
+        "baseline_psnr_p95": 14.0,
+        "finding_auc_true": 0.8,
+        "finding_auc_recon": 0.6,
+        "reid_auc": reid,
+    }
+    for name, (p50, p95, psnr) in attacks.items():
+        figures.update(
+            {f"{name}_ssim_p50": p50, f"{name}_ssim_p95": p95, f"{name}_psnr_p50": psnr, f"{name}_psnr_p95": psnr + 2}
+        )
+    return {
+        "buffer": stage,
+        "kind": kind,
+        "audited": True,
+        "passed": True,
+        "labels_in_buffer": list(labels),
+        "gate": {"ssim_p95": max(a[1] for a in attacks.values()), "reid_auc": reid},
+        "figures": figures,
+    }
+
+
+def _no_buffer(stage: str) -> dict:
+    return {"buffer": stage, "kind": "none", "audited": False, "passed": True, "note": "no buffer"}
+
+
+def _run(s1_after_s2: float, privacy: dict | None, val_mae: float | None = None) -> dict:
+    """Metrics of one finished experiment: stage-1 forgetting = s1_after_s2 - 0.7 (R_recon[s2, s1] - R[s1, s1])."""
+    tree = _tree((0.6, 0.9), 0.7, 0.5, keeps_raw=False, s1_recon_after_s2=s1_after_s2)
+    if privacy is not None:
+        tree["privacy"] = privacy
+    if val_mae is not None:
+        tree["pretrain"] = {"s1": {"val_mae": val_mae, "loss_mae": 0.5}}
+    return tree
+
+
+def _latent(decoder_p95: float, baseline: float, reid: float, forgetting: float, val_mae: float = 0.3) -> dict:
+    """A latent replay run whose strongest attack is the decoder (ridge and gradient stay below it)."""
+    attacks = {
+        "ridge": (0.1, decoder_p95 - 0.1, 15.0),
+        "decoder": (decoder_p95 - 0.15, decoder_p95, 17.0),
+        "gradient": (0.2, decoder_p95 - 0.05, 16.0),
+    }
+    s1 = _audit("s1", {"ridge": (0.3, 0.5, 18.0)}, baseline, 0.5)
+    return _run(0.7 + forgetting, {"s1": s1, "s2": _audit("s2", attacks, baseline, reid)}, val_mae)
+
+
+def _rows(section: str) -> dict[str, list[str]]:
+    table = [line for line in section.splitlines() if line.startswith("| ")]
+    return {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table)}
+
+
+PRIVACY_RUNS = [
+    (f"{variant}-s{seed}", variant, seed, {})
+    for variant, seeds in (
+        ("finetune", (0, 1)),
+        ("latent_replay", (0, 1, 2)),
+        ("latent_replay_noise", (0, 1)),
+        ("latent_replay_pool", (0, 1)),
+        ("latent_replay_adversarial", (0, 1)),
+        ("er", (0,)),
+    )
+    for seed in seeds
+]
+
+
+def _privacy_results() -> dict:
+    return {
+        # finetune forgets 0.18 and 0.22 of stage 1: mean 0.2, so the goal allows 0.1
+        "finetune-s0": _run(0.88, {"s1": _no_buffer("s1"), "s2": _no_buffer("s2")}, 0.31),
+        "finetune-s1": _run(0.92, {"s1": _no_buffer("s1"), "s2": _no_buffer("s2")}, 0.33),
+        # SSIM fails alone: 0.44 > 0.36 + 0.05
+        "latent_replay-s0": _latent(0.42, 0.35, 0.50, 0.04),
+        "latent_replay-s1": _latent(0.46, 0.37, 0.52, 0.06),
+        "latent_replay-s2": None,  # failed
+        # every condition holds
+        "latent_replay_noise-s0": _latent(0.38, 0.35, 0.55, 0.08),
+        "latent_replay_noise-s1": _latent(0.40, 0.37, 0.57, 0.09),
+        # re-identification fails alone: 0.65 > 0.6
+        "latent_replay_pool-s0": _latent(0.36, 0.35, 0.64, 0.05),
+        "latent_replay_pool-s1": _latent(0.38, 0.37, 0.66, 0.05),
+        # forgetting fails alone: 0.15 > 0.1; its quality cost shows in the stage-1 val MAE
+        "latent_replay_adversarial-s0": _latent(0.30, 0.35, 0.50, 0.14, val_mae=0.40),
+        "latent_replay_adversarial-s1": _latent(0.32, 0.37, 0.50, 0.16, val_mae=0.44),
+        "er-s0": _run(
+            0.71,
+            {
+                "s1": _audit("s1", {"stored": (1.0, 1.0, 100.0)}, 0.35, 1.0, ("ggo",), "image"),
+                "s2": _audit("s2", {"stored": (1.0, 1.0, 100.0)}, 0.36, 1.0, ("ggo",), "image"),
+            },
+            0.32,
+        ),
+    }
+
+
+PARAMS = {"compare": {"configs": {"privacy": {"seeds": [0, 1, 2], "overrides": {}}}}}
+
+
+def _mean_sd(values: list[float], digits: int = 3) -> str:
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def test_privacy_table_plot_and_goal(tmp_path):
+    text = write_report(tmp_path, PRIVACY_RUNS, _privacy_results(), PARAMS, "privacy", None).read_text()
+
+    section = text.split("## Privacy")[1].split("Per stage")[0]
+    rows = _rows(section)
+    assert rows["strategy"][:4] == ["strategy", "buffer", "seeds audited", "strongest attack"]
+    lr = dict(zip(rows["strategy"], rows["latent_replay"], strict=True))
+    assert lr["buffer"] == "latent" and lr["seeds audited"] == "2/3 (failed: seeds [2])"
+    assert lr["strongest attack"] == "decoder"  # the max p95 over ridge, decoder, gradient
+    assert lr["SSIM p95"] == _mean_sd([0.42, 0.46]) == "0.440 ± 0.028"
+    assert lr["SSIM p50"] == _mean_sd([0.42 - 0.15, 0.46 - 0.15])
+    assert lr["PSNR p50 (dB)"] == "17.0 ± 0.0"
+    assert lr["mean-slice baseline SSIM p95"] == _mean_sd([0.35, 0.37])
+    assert lr["finding AUC on recon"] == "0.600 ± 0.000" and lr["finding AUC on true slices"] == "0.800 ± 0.000"
+    assert lr["re-id AUC"] == _mean_sd([0.50, 0.52])
+    assert lr["labels in buffer"] == "no"
+    assert lr["stage-1 forgetting"] == _mean_sd([0.04, 0.06], 4)
+    assert lr["stage-1 val MAE"] == "0.3000 ± 0.0000"
+    adversarial = dict(zip(rows["strategy"], rows["latent_replay_adversarial"], strict=True))
+    assert adversarial["stage-1 val MAE"] == _mean_sd([0.40, 0.44], 4)
+    er = dict(zip(rows["strategy"], rows["er"], strict=True))
+    assert er["buffer"] == "image" and er["strongest attack"] == "stored" and er["SSIM p95"] == "1.000"
+    assert er["labels in buffer"] == "yes: ggo"
+    finetune = dict(zip(rows["strategy"], rows["finetune"], strict=True))
+    assert finetune["buffer"] == "none" and finetune["SSIM p95"] == "no buffer" and finetune["re-id AUC"] == "no buffer"
+    assert finetune["stage-1 forgetting"] == _mean_sd([0.18, 0.22], 4)
+    assert "stage-1 val MAE = validation MAE loss at the end of pretrain@s1" in section
+    assert "[privacy_utility.png](figures/privacy_utility.png)" in section
+    assert "other patients" in section and "anonym" not in text.lower()
+
+    per_stage = _rows(text.split("Per stage")[1].split("**Privacy goal**")[0])
+    assert per_stage["latent_replay"][1:3] == ["0.500 ± 0.000 (ridge)", "0.500 ± 0.000"]  # s1's own audit
+    assert per_stage["finetune"][1:] == ["no buffer"] * 4
+
+    goal = {
+        line.split(":")[0][2:]: line for line in text.split("**Privacy goal**")[1].splitlines() if line.startswith("- ")
+    }
+    assert set(goal) == {"latent_replay", "latent_replay_noise", "latent_replay_pool", "latent_replay_adversarial"}
+    assert goal["latent_replay_noise"].endswith("-> goal met: yes")
+    assert "strongest SSIM p95 0.390 <= baseline 0.360 + 0.05: yes" in goal["latent_replay_noise"]
+    assert "re-id AUC 0.560 <= 0.6: yes" in goal["latent_replay_noise"]
+    assert "stage-1 forgetting 0.0850 <= 50% of finetune's 0.2000 = 0.1000: yes" in goal["latent_replay_noise"]
+    assert "strongest SSIM p95 0.440 <= baseline 0.360 + 0.05: no" in goal["latent_replay"]
+    assert "re-id AUC 0.650 <= 0.6: no" in goal["latent_replay_pool"]
+    assert "stage-1 forgetting 0.1500 <= 50% of finetune's 0.2000 = 0.1000: no" in goal["latent_replay_adversarial"]
+    for variant in ("latent_replay", "latent_replay_pool", "latent_replay_adversarial"):
+        assert goal[variant].endswith("-> goal met: no"), goal[variant]
+        assert goal[variant].count(": yes") == 2  # exactly one condition fails
+
+    plot = tmp_path / "figures" / "privacy_utility.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "[privacy_utility.png](figures/privacy_utility.png)" in text.split("Figures: ")[1]
+
+
+def test_privacy_plot_points_and_baseline(tmp_path, monkeypatch):
+    """The plot's points are the table's means with sample sds; the dashed line is the baseline's mean."""
+    import tasks.compare_report as compare_report
+
+    drawn = {}
+
+    def capture(path, summary):
+        drawn["path"] = path
+        drawn["result"] = real(path, summary)
+        return drawn["result"]
+
+    real = compare_report.privacy_utility_plot
+    monkeypatch.setattr(compare_report, "privacy_utility_plot", capture)
+    results = _privacy_results()
+    write_report(tmp_path, PRIVACY_RUNS, results, PARAMS, "privacy", None)
+    assert drawn["result"] is True and drawn["path"].name == "privacy_utility.png"
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    recorded = []
+    monkeypatch.setattr(plt.Axes, "errorbar", lambda self, x, y, **kw: recorded.append((x, y, kw)))
+    lines = []
+    monkeypatch.setattr(plt.Axes, "axvline", lambda self, x, **kw: lines.append(x))
+    real(
+        tmp_path / "again.png",
+        compare_report.privacy_summary(
+            {v: [(s, results[n]) for n, vv, s, _ in PRIVACY_RUNS if vv == v] for _, v, _, _ in PRIVACY_RUNS}, STAGES
+        ),
+    )
+    points = {kw["label"]: (x, y, kw["xerr"], kw["yerr"]) for x, y, kw in recorded}
+    assert set(points) == {
+        "latent_replay",
+        "latent_replay_noise",
+        "latent_replay_pool",
+        "latent_replay_adversarial",
+        "er",
+    }  # finetune has no audited buffer: no point
+    x, y, x_sd, y_sd = points["latent_replay"]
+    assert np.isclose(x, 0.44) and np.isclose(y, 0.05)
+    assert np.isclose(x_sd, statistics.stdev([0.42, 0.46])) and np.isclose(y_sd, statistics.stdev([0.04, 0.06]))
+    assert points["er"][2] == 0.0  # one seed: no spread
+    baselines = [0.35, 0.37] * 4 + [0.36]
+    assert len(lines) == 1 and np.isclose(lines[0], statistics.mean(baselines))
+
+
+def test_privacy_without_buffers_failed_seeds_and_dvc_dropped_fields(tmp_path):
+    """finetune alone (no buffer), a failed seed, a run without any audit, and a report as `dvc exp show` gives
+    it (lists and nulls dropped, no pretrain record): the report renders and says what it does not know."""
+    runs = [
+        ("finetune-s0", "finetune", 0, {}),
+        ("finetune-s1", "finetune", 1, {}),
+        ("joint-s0", "joint", 0, {}),
+        ("latent_replay-s0", "latent_replay", 0, {}),
+    ]
+    shown = _audit("s2", {"decoder": (0.2, 0.3, 16.0)}, 0.35, None)
+    del shown["labels_in_buffer"], shown["figures"]["reid_auc"]  # dropped by dvc's metrics reader
+    results = {
+        "finetune-s0": _run(0.9, {"s1": _no_buffer("s1"), "s2": _no_buffer("s2")}),
+        "finetune-s1": None,
+        "joint-s0": _run(0.75, None),  # an experiment from before the audit stage
+        "latent_replay-s0": _run(0.74, {"s2": shown}),
+    }
+    text = write_report(tmp_path, runs, results, PARAMS, "privacy", None).read_text()
+
+    rows = _rows(text.split("## Privacy")[1].split("Per stage")[0])
+    header = rows["strategy"]
+    finetune = dict(zip(header, rows["finetune"], strict=True))
+    assert finetune["seeds audited"] == "0/2 (failed: seeds [1])" and finetune["SSIM p50"] == "no buffer"
+    assert finetune["stage-1 forgetting"] == "0.2000" and finetune["stage-1 val MAE"] == "n/a"
+    assert dict(zip(header, rows["joint"], strict=True))["SSIM p95"] == "no audit"
+    lr = dict(zip(header, rows["latent_replay"], strict=True))
+    assert lr["SSIM p95"] == "0.300" and lr["re-id AUC"] == "n/a" and lr["labels in buffer"] == "?"
+    assert "n/a: pretrain@s1's run record (data/metrics/pretrain-s1.json) is not in these experiments' metrics" in text
+    # a missing re-id AUC is not a pass
+    goal = [line for line in text.split("**Privacy goal**")[1].splitlines() if line.startswith("- latent_replay")]
+    assert len(goal) == 1 and "re-id AUC n/a <= 0.6: no" in goal[0] and goal[0].endswith("goal met: no")
+    assert "stage-1 forgetting 0.0400 <= 50% of finetune's 0.2000 = 0.1000: yes" in goal[0]
+
+    # the whole report file at the experiment's commit fills in what dvc dropped
+    full = _audit("s2", {"decoder": (0.2, 0.3, 16.0)}, 0.35, 0.52, ("tumour",))
+    files = InMemoryRuns({}, {}, {("latent_replay-s0", "data/privacy/s2.json"): json.dumps(full)})
+    text = write_report(tmp_path, runs, results, PARAMS, "privacy", None, files).read_text()
+    lr = dict(zip(header, _rows(text.split("## Privacy")[1].split("Per stage")[0])["latent_replay"], strict=True))
+    assert lr["re-id AUC"] == "0.520" and lr["labels in buffer"] == "yes: tumour"
+    assert results["latent_replay-s0"]["privacy"]["s2"] is shown  # the caller's metrics are left as they were
+
+
+def test_no_buffer_only_and_no_audits(tmp_path):
+    runs = [("finetune-s0", "finetune", 0, {})]
+    only_finetune = {"finetune-s0": _run(0.9, {"s1": _no_buffer("s1"), "s2": _no_buffer("s2")})}
+    text = write_report(tmp_path, runs, only_finetune, PARAMS, "privacy", None).read_text()
+    assert "No privacy-utility plot" in text and "- no latent buffer was audited in this comparison" in text
+    assert not (tmp_path / "figures" / "privacy_utility.png").exists()
+
+    text = write_report(tmp_path, runs, {"finetune-s0": _run(0.9, None)}, PARAMS, "privacy", None).read_text()
+    assert "No privacy audit (data/privacy/<stage>.json) in these experiments' metrics." in text
+
+
+def test_audit_figures_reads_the_keys_run_audit_writes():
+    """The table reads the figure names cssl_core.privacy.run_audit really writes (an image buffer: no model)."""
+    from cssl_core.privacy import AuditConfig, run_audit
+    from tasks.compare_report import audit_figures
+
+    rng = np.random.default_rng(0)
+    victims = rng.integers(0, 256, size=(10, 16, 16)).astype(np.uint8)
+    attacker = rng.integers(0, 256, size=(20, 16, 16)).astype(np.uint8)
+    buffer = ReplayBuffer("image", victims, np.array(["s1"] * 10), np.array(["lung"] * 10))
+    queries = np.concatenate([victims[:4], attacker[:4]]).astype(np.float32) / 255.0
+    result = run_audit(
+        None,
+        buffer,
+        victims,
+        attacker,
+        config=AuditConfig(max_rows=6),
+        attacker_labels=np.arange(20) % 2,
+        truth_labels=np.arange(10) % 2,
+        queries=queries,
+        query_is_member=np.arange(8) < 4,
+    )
+    report = {"audited": True, "kind": "image", "labels_in_buffer": [], "figures": result.figures}
+
+    got = audit_figures(report)
+
+    assert got["attacker"] == "stored" and got["ssim_p95"] > 0.99 and got["psnr_p50"] == 100.0
+    assert got["baseline_ssim_p95"] == result.figures["baseline_ssim_p95"] < 0.5
+    for key in ("ssim_p50", "finding_auc_recon", "finding_auc_true", "reid_auc"):
+        assert np.isfinite(got[key]), key
+    assert got["labels"] == []
+    assert audit_figures({"audited": False, "kind": "none"}) is None

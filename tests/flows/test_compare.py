@@ -1,0 +1,118 @@
+"""flows.compare.collect: experiment metrics merged from the output of `dvc exp show --json`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import flows.compare as compare
+from flows.compare import merge_metrics
+
+SUMMARY = {"stages": {"s1": 0, "s2": 1}, "recon": {"R": {"s1": {"s1": 0.7}, "s2": {"s1": 0.75, "s2": 0.6}}}}
+# as `dvc exp show` gives a data/privacy/<stage>.json: its lists and nulls are dropped (labels_in_buffer, gate.reasons)
+AUDIT_S1 = {
+    "buffer": "s1",
+    "kind": "latent",
+    "audited": True,
+    "passed": True,
+    "figures": {"decoder_ssim_p95": 0.41, "baseline_ssim_p95": 0.35, "reid_auc": 0.55},
+}
+AUDIT_S2 = {
+    "buffer": "s2",
+    "kind": "latent",
+    "audited": True,
+    "passed": False,
+    "figures": {"decoder_ssim_p95": 0.52, "baseline_ssim_p95": 0.36},
+}
+NO_BUFFER = {"buffer": "s2", "kind": "none", "audited": False, "passed": True, "note": "nothing to audit"}
+
+
+def _metrics(**files: dict) -> dict:
+    return {path: {"data": content} for path, content in files.items()}
+
+
+def _experiment(rev: str, name: str, metrics: dict) -> dict:
+    """One queued experiment as `dvc exp show --json` (DVC 3) nests it under its baseline commit."""
+    run = {
+        "rev": rev,
+        "name": name,
+        "data": {"rev": rev, "metrics": metrics, "params": {}},
+        "error": None,
+        "experiments": None,
+    }
+    return {"revs": [run], "executor": None, "name": name}
+
+
+def _shown() -> list:
+    latent = _metrics(
+        **{
+            "data/summary/metrics.json": SUMMARY,
+            "data/privacy/s1.json": AUDIT_S1,
+            "data/privacy/s2.json": AUDIT_S2,
+            "data/metrics/pretrain-s1.json": {"val_mae": 0.31, "train_seconds": 10.0},
+            "data/metrics/pretrain-s2.json": {"val_mae": 0.29, "train_seconds": 12.0},
+            "data/metrics/audit-s1.json": {"seconds": 5.0},  # wall time only: neither privacy nor a timing total
+            "data/quality/phantom_a-mediastinal.json": {"passed": True},
+        }
+    )
+    latent["data/privacy/s3.json"] = {"error": {"type": "FileNotFoundError", "msg": "missing"}}  # an unreadable one
+    finetune = _metrics(**{"data/summary/metrics.json": SUMMARY, "data/privacy/s2.json": NO_BUFFER})
+    failed = _metrics(**{"data/privacy/s1.json": AUDIT_S1})  # audited s1, then failed before the summary
+    return [
+        {
+            "rev": "workspace",
+            "name": None,
+            "data": {"rev": "workspace", "metrics": {}},
+            "error": None,
+            "experiments": None,
+        },
+        {
+            "rev": "b" * 40,
+            "name": "main",
+            "data": {"rev": "b" * 40, "metrics": _metrics(**{"data/summary/metrics.json": {"stages": {"s1": 0}}})},
+            "error": None,
+            "experiments": [
+                _experiment("1" * 40, "latent_replay-s0", latent),
+                _experiment("2" * 40, "finetune-s0", finetune),
+                _experiment("3" * 40, "finetune-s1", failed),
+            ],
+        },
+    ]
+
+
+def test_merge_metrics_gathers_privacy_reports_and_pretrain_records_per_stage():
+    metrics = _shown()[1]["experiments"][0]["revs"][0]["data"]["metrics"]
+
+    merged = merge_metrics(metrics)
+
+    assert merged["privacy"] == {"s1": AUDIT_S1, "s2": AUDIT_S2}  # s3's read error is left out
+    assert merged["pretrain"] == {
+        "s1": {"val_mae": 0.31, "train_seconds": 10.0},
+        "s2": {"val_mae": 0.29, "train_seconds": 12.0},
+    }
+    assert merged["recon"] == SUMMARY["recon"] and merged["cost"] == {"train_seconds": 22.0}
+    assert "audit-s1" not in json.dumps(merged)
+    # paths as DVC prints them for a project in a subfolder, or on Windows
+    nested = merge_metrics(_metrics(**{"data/summary/metrics.json": SUMMARY, "sub\\data\\privacy\\s2.json": NO_BUFFER}))
+    assert nested["privacy"] == {"s2": NO_BUFFER}
+    assert "privacy" not in merge_metrics(_metrics(**{"data/summary/metrics.json": SUMMARY}))
+    assert merge_metrics(_metrics(**{"data/privacy/s1.json": AUDIT_S1})) is None  # no summary: failed
+
+
+def test_collect_merges_privacy_from_dvc_exp_show(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_dvc(project_dir, *args, check=True):
+        calls.append(args)
+        return subprocess.CompletedProcess(["dvc", *args], 0, stdout=json.dumps(_shown()), stderr="")
+
+    monkeypatch.setattr(compare, "_dvc", fake_dvc)
+
+    found, revs = compare.collect(tmp_path, ["latent_replay-s0", "finetune-s0", "finetune-s1", "never-ran"])
+
+    assert calls == [("exp", "show", "--json", "-A")]
+    assert found["latent_replay-s0"]["privacy"] == {"s1": AUDIT_S1, "s2": AUDIT_S2}
+    assert found["latent_replay-s0"]["pretrain"]["s1"]["val_mae"] == 0.31
+    assert found["finetune-s0"]["privacy"] == {"s2": NO_BUFFER} and "pretrain" not in found["finetune-s0"]
+    assert found["finetune-s1"] is None and found["never-ran"] is None  # failed runs stay in, as failed
+    assert revs == {"latent_replay-s0": "1" * 40, "finetune-s0": "2" * 40}
