@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,8 +82,30 @@ def shuffled(chosen: np.ndarray, seed: int, stage_index: int) -> np.ndarray:
     return np.asarray(chosen)[np.random.default_rng([seed, stage_index]).permutation(len(chosen))]
 
 
-def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+def release_config(replay: dict[str, Any]):
+    """`replay.privacy`, validated (cssl_core/replay/release.py)."""
+    from cssl_core.replay.release import ReleaseConfig
+
+    return ReleaseConfig.from_dict(replay.get("privacy"))
+
+
+@dataclass
+class StageRows:
+    """This stage's contribution to the buffer, and (for the audit's scoring only) where each stored row came from."""
+
+    kind: str  # latent | image | none
+    selection: str
+    n_candidates: int
+    rows: np.ndarray  # windowed-slice rows that were selected, in buffer order (before any privacy mode)
+    members: list[np.ndarray]  # per stored row: positions into `rows` (one each, or a cluster's members)
+    buffer: Any | None  # ReplayBuffer of the stored rows, or None (no buffer kept)
+
+
+def build_stage_rows(stage: str, params: dict[str, Any]) -> StageRows:
+    """Select, shuffle and release this stage's rows: deterministic for the same model, data and params, which is
+    what lets the audit rebuild the provenance of a buffer instead of the buffer storing it."""
     from cssl_core.replay.buffer import ReplayBuffer
+    from cssl_core.replay.release import release
     from cssl_core.replay.selection import budget_exceeds, resolve_budget, select
     from cssl_core.strategies import build_strategy
 
@@ -90,18 +113,69 @@ def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     strategy_name = params["ssl"]["strategy"]
     strategy = build_strategy(strategy_name, params["ssl"].get("strategies", {}).get(strategy_name) or {})
     replay = params["replay"]
+    privacy = release_config(replay)
     kind = strategy.kept_buffer_kind
     selection = strategy.buffer_selection or replay["selection"]
     budget = strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"]
     seed = int(params["ssl"]["train"]["seed"])
+    empty = np.zeros(0, dtype=np.int64)
+    if kind == "none":
+        return StageRows(kind, selection, 0, empty, [], None)
+    model, _ = load_model(paths.model)
+    split = json.loads((paths.model / SPLIT_FILE).read_text())
+    candidates = np.sort(np.asarray(split["train_rows"], dtype=np.int64))
+    slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
+    index = pd.read_parquet(paths.windowed / "index.parquet")
+    encoded = encode_rows(model, slices, candidates, seed, latents=kind == "latent", losses=selection == "selective")
+    count = resolve_budget(budget, len(candidates))
+    if budget_exceeds(budget, len(candidates)):
+        print(
+            f"warning: replay.budget {budget} is larger than the {len(candidates)} training slices of stage "
+            f"{stage}; keeping all {len(candidates)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    chosen = select(
+        selection, encoded["pooled"], count, losses=encoded["losses"], seed=seed, **(replay.get("selection_options") or {})
+    )
+    chosen = shuffled(chosen, seed, paths.index)
+    rows = candidates[chosen]
+    labels = finding_labels(index, rows) if keep_labels(replay) else {}
+    if kind == "latent":
+        patients = index["patient_key"].to_numpy()[rows]  # grouping for `aggregate`; never stored
+        released = release(encoded["latents"][chosen], patients, privacy, seed=seed * 1000 + paths.index)
+        n = len(released.latents)
+        if released.spread is not None:
+            labels = {}  # a cluster has no single finding
+        new = ReplayBuffer(
+            "latent", released.latents, np.array([stage] * n), np.array([paths.window] * n), labels=labels,
+            spread=released.spread, counts=released.counts,
+        )
+        return StageRows(kind, selection, len(candidates), rows, released.members, new)
+    features = encoded["pooled"][chosen].astype(np.float16) if strategy.buffer_features else None
+    names = {"stage": np.array([stage] * len(rows)), "window": np.array([paths.window] * len(rows))}
+    new = ReplayBuffer("image", np.asarray(slices[rows]), labels=labels, features=features, **names)
+    members = [np.array([i], dtype=np.int64) for i in range(len(rows))]
+    return StageRows(kind, selection, len(candidates), rows, members, new)
+
+
+def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+    from cssl_core.strategies import build_strategy
+
+    paths = stage_paths(params, stage)
+    strategy_name = params["ssl"]["strategy"]
+    strategy = build_strategy(strategy_name, params["ssl"].get("strategies", {}).get(strategy_name) or {})
+    replay = params["replay"]
+    privacy = release_config(replay)
     stage_name = f"export@{stage}"
     run_params = {
         "stage": stage,
         "strategy": strategy_name,
-        "kind": kind,
-        "selection": selection,
-        "budget": budget,
+        "kind": strategy.kept_buffer_kind,
+        "selection": strategy.buffer_selection or replay["selection"],
+        "budget": strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"],
         "keeps_raw_images": strategy.keeps_raw_images,
+        "privacy_mode": privacy.mode if strategy.kept_buffer_kind == "latent" else "n/a",
     }
     with tracking.stage_run(
         stage_name,
@@ -110,51 +184,18 @@ def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     ):
         started = time.perf_counter()
         earlier = read_buffer(paths.prev_buffer)
-        new = None
-        n_candidates = 0
-        if kind != "none":
-            model, _ = load_model(paths.model)
-            split = json.loads((paths.model / SPLIT_FILE).read_text())
-            candidates = np.sort(np.asarray(split["train_rows"], dtype=np.int64))
-            n_candidates = len(candidates)
-            slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
-            index = pd.read_parquet(paths.windowed / "index.parquet")
-            encoded = encode_rows(
-                model, slices, candidates, seed, latents=kind == "latent", losses=selection == "selective"
-            )
-            count = resolve_budget(budget, n_candidates)
-            if budget_exceeds(budget, n_candidates):
-                print(
-                    f"warning: replay.budget {budget} is larger than the {n_candidates} training slices of stage "
-                    f"{stage}; keeping all {n_candidates}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            chosen = select(
-                selection,
-                encoded["pooled"],
-                count,
-                losses=encoded["losses"],
-                seed=seed,
-                **(replay.get("selection_options") or {}),
-            )
-            chosen = shuffled(chosen, seed, paths.index)
-            rows = candidates[chosen]
-            names = {"stage": np.array([stage] * len(rows)), "window": np.array([paths.window] * len(rows))}
-            labels = finding_labels(index, rows) if keep_labels(replay) else {}
-            if kind == "latent":
-                new = ReplayBuffer("latent", encoded["latents"][chosen], labels=labels, **names)
-            else:
-                features = encoded["pooled"][chosen].astype(np.float16) if strategy.buffer_features else None
-                new = ReplayBuffer("image", np.asarray(slices[rows]), labels=labels, features=features, **names)
+        built = build_stage_rows(stage, params)
+        new = built.buffer
         nbytes = write_buffer(paths.buffer, earlier, new)
         total = (0 if earlier is None else len(earlier)) + (0 if new is None else len(new))
         summary = {
-            "kind": kind,
+            "kind": built.kind,
             "keeps_raw_images": strategy.keeps_raw_images,
-            "selection": selection,
-            "candidates": n_candidates,
-            "selected": 0 if new is None else len(new),
+            "selection": built.selection,
+            "privacy_mode": run_params["privacy_mode"],
+            "candidates": built.n_candidates,
+            "selected": len(built.rows),
+            "stored_rows": 0 if new is None else len(new),
             "buffer_samples": total,
             "buffer_bytes": nbytes,
             "seconds": time.perf_counter() - started,

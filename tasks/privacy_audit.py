@@ -28,7 +28,7 @@ from cssl_core.atomic_io import write_json
 from tasks import tracking
 from tasks.buffers import read_buffer
 from tasks.continual import DATA, load_model, stage_paths
-from tasks.export import finding_labels
+from tasks.export import finding_labels, release_config
 from tasks.privacy_gate import check, enforce, gate_settings
 
 PRIVACY = DATA / "privacy"
@@ -95,6 +95,13 @@ def attacker_data(params: dict[str, Any], stage: str, cohort: str) -> tuple[np.n
     return as_slices(np.asarray(slices), "attacker slices"), finding_labels(index, np.arange(len(index)))
 
 
+def attacker_view(model, mode):
+    """The shared model composed with the buffer's public privacy transform (the attacker knows the mode)."""
+    from cssl_core.privacy.common import ReleasedEncoder
+
+    return ReleasedEncoder(model, token_pool=mode.token_pool, noise_sd=mode.noise_sd if mode.mode == "noise" else 0.0)
+
+
 def _common_finding(attacker: dict[str, np.ndarray], victims: dict[str, np.ndarray]) -> str | None:
     """The first finding both sides know with both classes (an AUC needs both), or None."""
     for name in sorted(set(attacker) & set(victims)):
@@ -136,14 +143,14 @@ def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
         # attacker side: the buffer's rows (no labels), the shared model, the attacker cohort
         rows = ReplayBuffer(buffer.kind, np.asarray(buffer.data[mine]), buffer.stage[mine], buffer.window[mine])
         model = load_model(paths.model)[0].eval() if buffer.kind == "latent" else None
+        mode = release_config(params["replay"]) if buffer.kind == "latent" else None
+        shared = None if model is None else attacker_view(model, mode)
         attacker, attacker_labels = attacker_data(params, stage, chosen["attacker_cohort"])
         # scoring side: the victims' true slices, findings and membership queries
-        victims = privacy_scoring.victims(
-            paths.windowed, paths.model, rows.data, rows.kind, model, chosen["queries"], config.seed
-        )
+        victims = privacy_scoring.victims(stage, params, rows.data, model, chosen["queries"], config.seed)
         finding = _common_finding(attacker_labels, victims.labels)
         result = run_audit(
-            model,
+            shared,
             rows,
             victims.truth,
             attacker,
@@ -157,6 +164,8 @@ def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
         report = {
             "buffer": stage,
             "kind": buffer.kind,
+            "mode": "image" if mode is None else mode.mode,
+            "form": "clusters" if buffer.holds_clusters else "rows",
             "audited": True,
             "passed": verdict["passed"],
             "gate": verdict,

@@ -7,24 +7,24 @@ data (data/windowed/<cohort>-<window>, a DVC dep of the audit for this purpose o
 labels from that index, and re-identification queries: other training slices of the buffer's patients
 (members) against the stage's held-out patients (non-members). Nothing here is handed to an attack.
 
-The buffer stores no row index, so a row is found by exact match: the stage's training slices re-encoded by
-the stage's own model (latent buffer; float16 as stored) or compared as pixels (image buffer). Patient keys
-only group the queries and are never written anywhere.
+The buffer stores no row index, and no provenance: `tasks.export.build_stage_rows` rebuilds the stage's rows from
+the same model, data and params (selection, shuffle and privacy mode are all seeded), and the rebuilt rows must
+equal the stored ones bit for bit, which proves the provenance is the buffer's. A row then has its source slice;
+an `aggregate` row (a cluster mean) is scored against its medoid: the member slice whose latent is nearest to the
+mean. Patient keys only group the queries and are never written anywhere.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cssl_core.privacy.common import as_slices, encode
-from tasks.export import finding_labels
-
-MATCH_TOLERANCE = 1e-2  # relative error above which a stored row matches no training slice (float16 ~1e-3)
+from tasks.continual import stage_paths
+from tasks.export import build_stage_rows, finding_labels
 
 
 @dataclass
@@ -37,49 +37,46 @@ class Victims:
     query_is_member: np.ndarray | None
 
 
-def _match_rows(stored: np.ndarray, candidates: np.ndarray, what: str) -> np.ndarray:
-    """Position in `candidates` of each stored row (nearest, which must be an exact copy up to float16)."""
-    flat = candidates.reshape(len(candidates), -1).astype(np.float32)
-    positions, worst = [], 0.0
-    for row in stored.reshape(len(stored), -1).astype(np.float32):
-        errors = np.abs(flat - row).max(axis=1)
-        best = int(np.argmin(errors))
-        worst = max(worst, float(errors[best] / (np.abs(row).max() + 1e-12)))
-        positions.append(best)
-    if worst > MATCH_TOLERANCE:
-        raise ValueError(
-            f"{what}: a buffer row matches no training slice of the stage (relative error {worst:.3g}); "
-            "were the buffer, model and windowed slices written by the same run? Rerun export and audit"
-        )
-    return np.asarray(positions, dtype=np.int64)
-
-
-def victims(
-    windowed: Path, model_dir: Path, stored: np.ndarray, kind: str, model, n_queries: int, seed: int
-) -> Victims:
-    """Truth, labels and queries for the stored rows of one stage (`stored`: their latents or slices).
+def victims(stage: str, params: dict[str, Any], stored: np.ndarray, model, n_queries: int, seed: int) -> Victims:
+    """Truth, labels and queries for the stored rows of one stage.
 
     Args:
-        windowed: the stage's windowed data (slices.npy, index.parquet): the victims' slices.
-        model_dir: the stage's model directory; its split.json names the training and held-out rows.
-        stored: (n, ...) the audited buffer rows, as stored.
-        kind: "latent" or "image".
-        model: the stage's MAE (the one that wrote the latents); unused for an image buffer.
+        stage: the audited stage; its windowed data are the victims' slices.
+        params: the run's params (the export's selection and privacy mode are rebuilt from them).
+        stored: (n, ...) this stage's buffer rows, as stored (latents, cluster means or slices).
+        model: the stage's MAE (the one that wrote the latents).
         n_queries: re-identification queries per group (members, non-members); 0 for none.
         seed: draws the queries.
     """
-    slices = np.load(windowed / "slices.npy", mmap_mode="r")
-    index = pd.read_parquet(windowed / "index.parquet")
-    split = json.loads((model_dir / "split.json").read_text())
+    import json
+
+    paths = stage_paths(params, stage)
+    built = build_stage_rows(stage, params)
+    rebuilt = None if built.buffer is None else np.asarray(built.buffer.data)
+    if rebuilt is None or rebuilt.shape != stored.shape or not np.array_equal(rebuilt, np.asarray(stored)):
+        raise ValueError(
+            f"the buffer rows of stage {stage} are not what its export writes from the current model, data and params; "
+            "were the buffer and model written by the same run? Rerun export and audit"
+        )
+    slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
+    index = pd.read_parquet(paths.windowed / "index.parquet")
+    split = json.loads((paths.model / "split.json").read_text())
     train = np.sort(np.asarray(split["train_rows"], dtype=np.int64))
-    if kind == "latent":
-        candidates = encode(model, as_slices(np.asarray(slices[train]), "training slices")).astype(np.float16)
-    else:
-        candidates = np.asarray(slices[train])
-    rows = train[_match_rows(np.asarray(stored), candidates, str(windowed))]
-    truth = as_slices(np.asarray(slices[rows]), "training slices")
-    queries, is_member = _queries(slices, index, rows, train, split, n_queries, seed)
-    return Victims(truth=truth, labels=finding_labels(index, rows), queries=queries, query_is_member=is_member)
+    sources = [built.rows[m] for m in built.members]
+    truth_rows = np.array([_medoid(model, slices, rows, stored[i]) for i, rows in enumerate(sources)], dtype=np.int64)
+    truth = as_slices(np.asarray(slices[truth_rows]), "training slices")
+    contributors = np.unique(np.concatenate(sources))
+    queries, is_member = _queries(slices, index, contributors, train, split, n_queries, seed)
+    return Victims(truth=truth, labels=finding_labels(index, truth_rows), queries=queries, query_is_member=is_member)
+
+
+def _medoid(model, slices: np.ndarray, rows: np.ndarray, stored_row: np.ndarray) -> int:
+    """The source row of a stored row: itself, or for a cluster the member whose latent is nearest the stored mean."""
+    if rows.size == 1:
+        return int(rows[0])
+    latents = encode(model, as_slices(np.asarray(slices[np.sort(rows)]), "cluster members"))
+    distance = np.square(latents - np.asarray(stored_row, dtype=np.float32)).reshape(len(rows), -1).sum(axis=1)
+    return int(np.sort(rows)[int(np.argmin(distance))])
 
 
 def _queries(slices, index, rows, train, split, n_queries: int, seed: int):

@@ -9,6 +9,7 @@ unrounded latents would give the attacker a (tiny) distribution shift the real a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,9 +17,11 @@ import torch
 from torch import nn
 
 from cssl_core.models.mae import MaskedAutoencoder
+from cssl_core.replay.release import pool_tokens
 
 ENCODE_BATCH = 64
 STORED_LATENT_DTYPE = torch.float16  # cssl_core.replay.buffer.LATENT_DTYPE
+NOISE_SEED = 20_251  # the attacker's own noise draws (independent of the buffer's)
 
 
 def as_slices(values: np.ndarray, name: str) -> np.ndarray:
@@ -43,9 +46,41 @@ def as_slices(values: np.ndarray, name: str) -> np.ndarray:
     return out
 
 
-def check_model(model: nn.Module) -> MaskedAutoencoder:
+class ReleasedEncoder(nn.Module):
+    """The shared encoder as an attacker of a buffer in a known privacy mode uses it (Kerckhoffs: the mode and its
+    knobs are in params.yaml): `lower` followed by the mode's public transform, so every attack works unchanged.
+
+    - pool: tokens averaged over token_pool x token_pool blocks; a token then covers a (patch x token_pool) square,
+      which `config` (the inner config with that patch size) tells the attacks.
+    - noise: the attacker fits on its own latents with noise of the same relative sd added (`encode` adds it with a
+      fixed seed); `lower` itself stays deterministic, as gradient inversion needs.
+
+    Args:
+        model: the shared MAE.
+        token_pool: the buffer's token pooling (1: none).
+        noise_sd: the buffer's noise, a multiple of each channel's sd (0: none).
+    """
+
+    def __init__(self, model: MaskedAutoencoder, token_pool: int = 1, noise_sd: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(model, MaskedAutoencoder):
+            raise ValueError(f"the shared model must be a MaskedAutoencoder, got {type(model).__name__}")
+        if token_pool < 1 or model.config.grid_size % token_pool:
+            raise ValueError(f"token_pool {token_pool} does not divide the {model.config.grid_size}-token grid")
+        if noise_sd < 0:
+            raise ValueError(f"noise_sd must be >= 0, got {noise_sd}")
+        self.inner = model
+        self.token_pool = int(token_pool)
+        self.noise_sd = float(noise_sd)
+        self.config = dataclasses.replace(model.config, patch_size=model.config.patch_size * self.token_pool)
+
+    def lower(self, x: torch.Tensor) -> torch.Tensor:
+        return pool_tokens(self.inner.lower(x), self.token_pool)
+
+
+def check_model(model: nn.Module) -> MaskedAutoencoder | ReleasedEncoder:
     """The attacks use `lower`, the patch size and the token grid of the MAE that produced the buffer, on the CPU."""
-    if not isinstance(model, MaskedAutoencoder):
+    if not isinstance(model, MaskedAutoencoder | ReleasedEncoder):
         raise ValueError(f"the shared model must be a MaskedAutoencoder, got {type(model).__name__}")
     device = next(model.parameters()).device
     if device.type != "cpu":  # the attacks feed numpy arrays and promise CPU-deterministic figures
@@ -53,13 +88,13 @@ def check_model(model: nn.Module) -> MaskedAutoencoder:
     return model
 
 
-def check_slice_size(model: MaskedAutoencoder, slices: np.ndarray, name: str) -> None:
+def check_slice_size(model: MaskedAutoencoder | ReleasedEncoder, slices: np.ndarray, name: str) -> None:
     size = model.config.img_size
     if slices.shape[1:] != (size, size):
         raise ValueError(f"{name} are {slices.shape[1:]} but the shared model takes ({size}, {size}) slices")
 
 
-def check_latents(model: MaskedAutoencoder, latents: np.ndarray, name: str = "latents") -> np.ndarray:
+def check_latents(model: MaskedAutoencoder | ReleasedEncoder, latents: np.ndarray, name: str = "latents") -> np.ndarray:
     """Buffer latents as float32 (n, tokens, dim), checked against the model's token grid and width.
 
     Args:
@@ -100,8 +135,9 @@ def with_flips(slices: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode(model: MaskedAutoencoder, slices: np.ndarray, batch: int = ENCODE_BATCH) -> np.ndarray:
-    """z = lower(x) for the attacker's own slices, rounded through float16 as a buffer stores it.
+def encode(model: MaskedAutoencoder | ReleasedEncoder, slices: np.ndarray, batch: int = ENCODE_BATCH) -> np.ndarray:
+    """z = lower(x) for the attacker's own slices, rounded through float16 as a buffer stores it (and, for a
+    ReleasedEncoder of a noise buffer, with noise of the buffer's relative sd, as the buffer's rows carry).
 
     Args:
         slices: (n, S, S) float32 in [0, 1].
@@ -112,8 +148,13 @@ def encode(model: MaskedAutoencoder, slices: np.ndarray, batch: int = ENCODE_BAT
     with eval_mode(model):
         for start in range(0, slices.shape[0], batch):
             x = torch.from_numpy(np.ascontiguousarray(slices[start : start + batch]))[:, None]
-            parts.append(model.lower(x).to(STORED_LATENT_DTYPE).float().numpy())
-    return np.concatenate(parts)
+            parts.append(model.lower(x).float().numpy())
+    latents = np.concatenate(parts)
+    if isinstance(model, ReleasedEncoder) and model.noise_sd > 0:
+        channel_sd = latents.std(axis=(0, 1), keepdims=True)
+        noise = np.random.default_rng(NOISE_SEED).standard_normal(latents.shape).astype(np.float32)
+        latents = latents + model.noise_sd * channel_sd * noise
+    return torch.from_numpy(latents).to(STORED_LATENT_DTYPE).float().numpy()
 
 
 @contextlib.contextmanager

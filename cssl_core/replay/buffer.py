@@ -12,6 +12,10 @@ an array with an image's dtype or values, stored features, a label whose name lo
 (patient, series, key, uid, ...), string labels, or an unexpected file in the directory. Describe it as
 "no pixels stored", never as "anonymous" or "private".
 
+A latent buffer written in the `aggregate` privacy mode (cssl_core/replay/release.py) holds no individual
+latent: its rows are cluster means, with `spread` (the per-token, per-channel sd of the cluster, float16, same
+shape) and `counts` (slices per cluster, int32); replay samples synthetic latents from them.
+
 An image buffer (kind "image", for er / der / medcoss) keeps raw slices (n, H, W) as uint8 or float16 and,
 for DER, the teacher's features (float16); its meta.json declares `keeps_raw_images: true` so that a
 privacy check can find every run that kept images by reading metadata alone.
@@ -62,6 +66,8 @@ class ReplayBuffer:
     window: np.ndarray
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     features: np.ndarray | None = None
+    spread: np.ndarray | None = None  # aggregate mode: per-cluster token sd, (n, tokens, dim) float16
+    counts: np.ndarray | None = None  # aggregate mode: slices per cluster, (n,) int32
 
     def __post_init__(self) -> None:
         self.stage = _names_array(self.stage, "stage")
@@ -75,6 +81,11 @@ class ReplayBuffer:
     @property
     def keeps_raw_images(self) -> bool:
         return self.kind == "image"
+
+    @property
+    def holds_clusters(self) -> bool:
+        """True for an `aggregate` buffer: rows are cluster statistics, not any one slice's latent."""
+        return self.spread is not None
 
 
 def _names_array(values: object, what: str) -> np.ndarray:
@@ -112,7 +123,10 @@ def check_structure(buffer: ReplayBuffer) -> None:
             raise TypeError(f"latent data must be float16, got {data.dtype} ({kind}); cast explicitly")
         if buffer.features is not None:
             raise ValueError("a latent buffer stores latents only; features belong to an image (DER) buffer")
+        _check_clusters(buffer, n)
     else:
+        if buffer.spread is not None or buffer.counts is not None:
+            raise ValueError("cluster statistics (spread, counts) belong to a latent buffer, not an image one")
         if data.ndim != 3:
             raise ValueError(f"an image buffer needs slices of shape (n, H, W), got {data.shape}")
         if data.dtype not in IMAGE_DTYPES:
@@ -137,6 +151,23 @@ def check_structure(buffer: ReplayBuffer) -> None:
             raise ValueError(f"label {name!r} must have shape ({n},), got {values.shape}")
         if values.dtype.kind not in "biu":
             raise TypeError(f"label {name!r} must be bool or integer (analysis labels only), got {values.dtype}")
+
+
+def _check_clusters(buffer: ReplayBuffer, n: int) -> None:
+    """spread and counts come together: one (tokens, dim) sd and one slice count per cluster row."""
+    if (buffer.spread is None) != (buffer.counts is None):
+        raise ValueError("an aggregate buffer needs both spread and counts (or neither, for a buffer of rows)")
+    if buffer.spread is None:
+        return
+    if not isinstance(buffer.spread, np.ndarray) or buffer.spread.shape != buffer.data.shape:
+        raise ValueError(f"spread must have the shape of data {buffer.data.shape}, got {getattr(buffer.spread, 'shape', None)}")
+    if buffer.spread.dtype != LATENT_DTYPE:
+        raise TypeError(f"spread must be float16 like the latents, got {buffer.spread.dtype}")
+    counts = buffer.counts
+    if not isinstance(counts, np.ndarray) or counts.shape != (n,) or counts.dtype.kind not in "iu":
+        raise ValueError(f"counts must be an integer array of shape ({n},), got {getattr(counts, 'shape', counts)}")
+    if n and counts.min() < 1:
+        raise ValueError("every cluster must count at least one slice")
 
 
 def check_latents_are_not_images(data: np.ndarray) -> None:
@@ -165,6 +196,9 @@ def _array_files(buffer: ReplayBuffer) -> dict[str, np.ndarray]:
     files = {"data.npy": buffer.data, "stage.npy": buffer.stage, "window.npy": buffer.window}
     if buffer.features is not None:
         files["features.npy"] = buffer.features
+    if buffer.spread is not None:
+        files["spread.npy"] = buffer.spread
+        files["counts.npy"] = buffer.counts
     for name, values in sorted(buffer.labels.items()):
         files[f"label.{name}.npy"] = values
     return files
@@ -182,9 +216,12 @@ def _meta(buffer: ReplayBuffer, files: dict[str, np.ndarray]) -> dict[str, objec
         "n": len(buffer),
         "keeps_raw_images": buffer.keeps_raw_images,
         "phi_equivalent": True,
+        "form": "clusters" if buffer.holds_clusters else "rows",
         "privacy": (
             "raw slices"
             if buffer.keeps_raw_images
+            else "cluster means and sds of latents, no single slice's latent; see the buffer's audit (docs/privacy.md)"
+            if buffer.holds_clusters
             else "no pixels stored; latents can be inverted into slices (docs/privacy.md), so not anonymous"
         ),
         "stages": list(dict.fromkeys(buffer.stage.tolist())),
@@ -259,7 +296,7 @@ def load_buffer(path: str | os.PathLike[str], mmap: bool = True) -> ReplayBuffer
             f" missing: {sorted(expected - present)}); refusing a buffer with extra or missing fields"
         )
     label_files = {f for f in described if f.startswith("label.")}
-    known = {"data.npy", "stage.npy", "window.npy", "features.npy"} | label_files
+    known = {"data.npy", "stage.npy", "window.npy", "features.npy", "spread.npy", "counts.npy"} | label_files
     if set(described) - known or {"data.npy", "stage.npy", "window.npy"} - set(described):
         raise ValueError(f"{root}: meta.json names unknown arrays {sorted(set(described) - known)}")
 
@@ -276,6 +313,8 @@ def load_buffer(path: str | os.PathLike[str], mmap: bool = True) -> ReplayBuffer
         window=read("window.npy", False),
         labels={f[len("label.") : -len(".npy")]: read(f, False) for f in sorted(label_files)},
         features=read("features.npy", True) if "features.npy" in described else None,
+        spread=read("spread.npy", True) if "spread.npy" in described else None,
+        counts=read("counts.npy", False) if "counts.npy" in described else None,
     )
 
 
@@ -302,6 +341,8 @@ def concat_buffers(buffers: Sequence[ReplayBuffer]) -> ReplayBuffer:
             first.features is not None and other.features.shape[1:] != first.features.shape[1:]
         ):
             raise ValueError("stored features must be present, with the same shape, in every buffer or in none")
+        if other.holds_clusters != first.holds_clusters:
+            raise ValueError("cannot concatenate an aggregate (cluster) buffer with a buffer of rows")
     labels: dict[str, np.ndarray] = {}
     for name in sorted({name for b in buffers for name in b.labels}):
         parts = [b.labels.get(name) for b in buffers]
@@ -322,6 +363,8 @@ def concat_buffers(buffers: Sequence[ReplayBuffer]) -> ReplayBuffer:
         window=np.concatenate([b.window for b in buffers]),
         labels=labels,
         features=None if first.features is None else np.concatenate([b.features for b in buffers]),
+        spread=None if first.spread is None else np.concatenate([b.spread for b in buffers]),
+        counts=None if first.counts is None else np.concatenate([b.counts for b in buffers]),
     )
 
 

@@ -22,11 +22,13 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cssl_core.distill import WKD_MODES, bke, wkd_loss, wkd_options
 from cssl_core.replay.buffer import ReplayBuffer
+from cssl_core.replay.release import sample_clusters
 from cssl_core.strategies.base import StageContext
 from cssl_core.strategies.replay_sampling import (
     ReplayStrategy,
@@ -104,7 +106,7 @@ class LatentReplayStrategy(ReplayStrategy):
                 " unfreeze_lower: true to accept this)",
                 stacklevel=2,
             )
-        self.latents, self.targets = teacher_cache(context.teacher, self.buffer, context.device)
+        self.latents, self.targets = teacher_cache(context.teacher, replay_rows(self.buffer, context), context.device)
 
     def end_stage(self, context: StageContext) -> None:
         super().end_stage(context)
@@ -130,6 +132,20 @@ class LatentReplayStrategy(ReplayStrategy):
         if mode == "none":
             return F.mse_loss(student.float(), teacher.detach().float())
         return wkd_loss(student, teacher, mode, **dict(self.options["wkd_options"]))
+
+
+def replay_rows(buffer: ReplayBuffer, context: StageContext) -> ReplayBuffer:
+    """The rows to replay: the buffer itself, or for an `aggregate` buffer (cluster statistics only) synthetic
+    latents drawn from each cluster, as many as it counted slices. Seeded by the stage, not by the runner's
+    per-epoch generator, so a resumed stage replays the same synthetic rows as an uninterrupted one."""
+    if not buffer.holds_clusters:
+        return buffer
+    generator = torch.Generator().manual_seed(1_000_003 * (context.stage_index + 1) + len(buffer))
+    latents = sample_clusters(np.asarray(buffer.data), np.asarray(buffer.spread), np.asarray(buffer.counts), generator)
+    repeat = np.asarray(buffer.counts, dtype=np.int64)
+    return ReplayBuffer(
+        "latent", latents.numpy(), np.repeat(buffer.stage, repeat), np.repeat(buffer.window, repeat)
+    )
 
 
 @torch.no_grad()

@@ -124,3 +124,52 @@ def test_an_attacker_cohort_a_stage_trained_on_is_refused(stage, monkeypatch):
     wrong["privacy"]["attacker_cohort"] = "phantom_a"
     with pytest.raises(ValueError, match="attacker_cohort 'phantom_a' is trained on by stage s1"):
         run_privacy_audit("s1", wrong)
+
+
+@pytest.mark.parametrize("mode", ["noise", "pool", "aggregate"])
+def test_every_buffer_mode_is_exported_and_audited_by_an_attacker_who_knows_it(stage, monkeypatch, mode):
+    root, params = stage
+    monkeypatch.chdir(root)
+    run_export("s1", params)
+    plain = np.asarray(load_buffer(root / "data/buffers/s1").data, dtype=np.float32)
+    chosen = copy.deepcopy(params)
+    chosen["replay"]["privacy"] = {"mode": mode, "min_cluster_size": 3, "min_patients": 2}
+    summary = run_export("s1", chosen)
+    buffer = load_buffer(root / "data/buffers/s1")
+    stored = np.asarray(buffer.data, dtype=np.float32)
+    assert summary["privacy_mode"] == mode and summary["selected"] == 6
+    if mode == "noise":
+        assert stored.shape == plain.shape and not np.allclose(stored, plain, atol=1e-2)
+    elif mode == "pool":
+        assert stored.shape == (6, plain.shape[1] // 4, plain.shape[2])
+    else:
+        assert buffer.holds_clusters and int(buffer.counts.sum()) == 6 and (buffer.counts >= 3).all()
+        assert json.loads((root / "data/buffers/s1/meta.json").read_text())["form"] == "clusters"
+        # no stored row is within epsilon of any lower(x) of the slices it summarises (here: of all 6)
+        epsilon = 0.05 * np.linalg.norm(plain.reshape(6, -1), axis=1).mean()
+        distance = np.linalg.norm(stored.reshape(len(buffer), 1, -1) - plain.reshape(1, 6, -1), axis=-1)
+        assert distance.min() > epsilon
+    report = run_privacy_audit("s1", chosen)
+    assert report["mode"] == mode and report["audited"]
+    assert report["figures"]["n_rows"] == len(buffer)
+    assert 0.0 <= report["gate"]["ssim_p95"] <= 1.0
+    assert run_privacy_audit("s1", chosen)["figures"] == report["figures"]  # seeded, mode or not
+
+
+def test_aggregate_mode_refuses_a_stage_that_cannot_form_one_cluster(stage, monkeypatch):
+    root, params = stage
+    monkeypatch.chdir(root)
+    chosen = copy.deepcopy(params)
+    chosen["replay"]["privacy"] = {"mode": "aggregate", "min_cluster_size": 3, "min_patients": 3}
+    with pytest.raises(ValueError, match="min_patients=3 patients, but the stage selected 6 slices from 2 patients"):
+        run_export("s1", chosen)
+
+
+def test_a_buffer_that_its_export_would_not_write_is_refused_by_scoring(stage, monkeypatch):
+    root, params = stage
+    monkeypatch.chdir(root)
+    run_export("s1", params)
+    other = copy.deepcopy(params)
+    other["replay"]["privacy"] = {"mode": "noise"}  # the audit is told another mode than the buffer was written with
+    with pytest.raises(ValueError, match="not what its export writes"):
+        run_privacy_audit("s1", other)
