@@ -136,7 +136,12 @@ def build_stage_rows(stage: str, params: dict[str, Any]) -> StageRows:
             flush=True,
         )
     chosen = select(
-        selection, encoded["pooled"], count, losses=encoded["losses"], seed=seed, **(replay.get("selection_options") or {})
+        selection,
+        encoded["pooled"],
+        count,
+        losses=encoded["losses"],
+        seed=seed,
+        **(replay.get("selection_options") or {}),
     )
     chosen = shuffled(chosen, seed, paths.index)
     rows = candidates[chosen]
@@ -148,8 +153,13 @@ def build_stage_rows(stage: str, params: dict[str, Any]) -> StageRows:
         if released.spread is not None:
             labels = {}  # a cluster has no single finding
         new = ReplayBuffer(
-            "latent", released.latents, np.array([stage] * n), np.array([paths.window] * n), labels=labels,
-            spread=released.spread, counts=released.counts,
+            "latent",
+            released.latents,
+            np.array([stage] * n),
+            np.array([paths.window] * n),
+            labels=labels,
+            spread=released.spread,
+            counts=released.counts,
         )
         return StageRows(kind, selection, len(candidates), rows, released.members, new)
     features = encoded["pooled"][chosen].astype(np.float16) if strategy.buffer_features else None

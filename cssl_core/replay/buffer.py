@@ -160,7 +160,9 @@ def _check_clusters(buffer: ReplayBuffer, n: int) -> None:
     if buffer.spread is None:
         return
     if not isinstance(buffer.spread, np.ndarray) or buffer.spread.shape != buffer.data.shape:
-        raise ValueError(f"spread must have the shape of data {buffer.data.shape}, got {getattr(buffer.spread, 'shape', None)}")
+        raise ValueError(
+            f"spread must have the shape of data {buffer.data.shape}, got {getattr(buffer.spread, 'shape', None)}"
+        )
     if buffer.spread.dtype != LATENT_DTYPE:
         raise TypeError(f"spread must be float16 like the latents, got {buffer.spread.dtype}")
     counts = buffer.counts

@@ -47,7 +47,9 @@ class ReleaseConfig:
         if self.mode not in MODES:
             raise ValueError(f"{KEY}.mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if isinstance(self.noise_sd, bool) or not isinstance(self.noise_sd, numbers.Real) or not self.noise_sd > 0:
-            raise ValueError(f"{KEY}.noise_sd must be a number > 0 (a multiple of each channel's sd); got {self.noise_sd!r}")
+            raise ValueError(
+                f"{KEY}.noise_sd must be a number > 0 (a multiple of each channel's sd); got {self.noise_sd!r}"
+            )
         for name, low in (("pool", 2), ("min_cluster_size", 2), ("min_patients", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
@@ -95,9 +97,7 @@ def pool_tokens(latents: torch.Tensor, pool: int) -> torch.Tensor:
     batch, tokens, dim = latents.shape
     grid = int(round(tokens**0.5))
     if grid * grid != tokens or grid % pool:
-        raise ValueError(
-            f"{KEY}.pool {pool} does not divide the {grid}x{grid} token grid; pick a divisor of {grid}"
-        )
+        raise ValueError(f"{KEY}.pool {pool} does not divide the {grid}x{grid} token grid; pick a divisor of {grid}")
     x = latents.reshape(batch, grid, grid, dim).permute(0, 3, 1, 2)
     x = torch.nn.functional.avg_pool2d(x, pool)
     return x.permute(0, 2, 3, 1).reshape(batch, (grid // pool) ** 2, dim)
