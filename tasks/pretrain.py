@@ -169,6 +169,7 @@ def _summary(history: list[dict[str, float]], result, seconds: float, steps_per_
 
 def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     from cssl_core.strategies import STRATEGIES, build_strategy
+    from cssl_core.strategies.nopeek import NoPeekPenalty, with_privacy_penalty
     from cssl_core.train import TrainConfig, train_stage
     from cssl_core.train.loop import training_fingerprint
     from cssl_core.train.store import checkpoint_dir
@@ -183,7 +184,9 @@ def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     options = dict(ssl.get("strategies", {}).get(strategy_name) or {})
     if "new_stage_size" in getattr(STRATEGIES.get(strategy_name), "default_options", {}):
         options.setdefault("new_stage_size", len(split["train_rows"]))  # joint sizes its replay batch by it
-    strategy = build_strategy(strategy_name, options)
+    # replay.privacy.mode adversarial: a NoPeek penalty on the lower encoder while it trains (the other modes
+    # act at export; the block is validated there)
+    strategy = with_privacy_penalty(build_strategy(strategy_name, options), params["replay"].get("privacy") or {})
     teacher = None
     if paths.index > 0 and getattr(strategy, "needs_teacher", False):
         teacher = copy.deepcopy(model).eval()
@@ -221,6 +224,7 @@ def run_pretrain(stage: str, params: dict[str, Any]) -> dict[str, Any]:
         "model": model.config.to_dict(),
         "batch_size": ssl["batch_size"],
         "replay_samples": 0 if replay is None else len(replay),
+        "nopeek_weight": strategy.weight if isinstance(strategy, NoPeekPenalty) else 0.0,
         "checkpoint_key": checkpoints.name,
     }
     tags = {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": strategy_name}
