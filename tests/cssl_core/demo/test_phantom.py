@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -207,12 +206,10 @@ def test_default_config_has_positive_and_negative_slices_for_every_finding():
         assert 0 < patients[column] <= config.n_patients
 
 
-def test_a_volume_is_fast():
+def test_a_demo_sized_volume_has_the_configured_shape_and_dtypes():
+    # its speed is measured by bench/phantom.py, not asserted here (a loaded CI machine is no stopwatch)
     config = PhantomConfig(n_slices=40, matrix=128)
-    phantom_volume(patient_rng(config, 0), config)  # warm-up
-    start = time.perf_counter()
     hu, mask, _ = phantom_volume(patient_rng(config, 1), config)
-    assert time.perf_counter() - start < 1.0
     assert hu.shape == mask.shape == (40, 128, 128) and hu.dtype == np.int16 and mask.dtype == np.uint8
 
 
