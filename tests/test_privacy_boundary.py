@@ -96,6 +96,8 @@ def test_the_audit_attacks_with_buffer_model_and_attacker_cohort_and_scores_with
                 assert f"data/privacy/{name}.json" in deps[f"pretrain@{later}"]
     audit_code = (REPO_ROOT / "tasks/privacy_audit.py").read_text()
     scoring_code = (REPO_ROOT / "tasks/privacy_scoring.py").read_text()
-    assert 'np.load(windowed / "slices.npy"' in scoring_code
-    # the attack side names the victims' directory once: to hand it to scoring
-    assert audit_code.count("paths.windowed") == 1 and "privacy_scoring.victims(" in audit_code
+    assert 'np.load(paths.windowed / "slices.npy"' in scoring_code
+    # the attack side never names the victims' directory, nor the export code that reads it (to rebuild each row's
+    # source): both are reached through scoring only
+    assert "paths.windowed" not in audit_code and "build_stage_rows" not in audit_code
+    assert "privacy_scoring.victims(" in audit_code and "build_stage_rows(stage, params)" in scoring_code
