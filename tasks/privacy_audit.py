@@ -118,6 +118,7 @@ def _no_buffer_report(stage: str) -> dict[str, Any]:
 def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     """Audit this stage's rows of data/buffers/<stage>, write the report and figure, log them, apply the gate."""
     from cssl_core.privacy import draw_reconstructions, run_audit
+    from cssl_core.privacy.figure import draw_note
     from cssl_core.replay.buffer import ReplayBuffer
     from tasks import privacy_scoring
 
@@ -136,7 +137,7 @@ def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
         mine = np.flatnonzero(buffer.stage == stage) if buffer is not None else np.zeros(0, np.int64)
         if buffer is None or not mine.size:
             report = _no_buffer_report(stage)
-            figure.unlink(missing_ok=True)
+            draw_note(figure, f"buffer {stage}: {report['note']}")
             write_json(output, report)
             _write_seconds(stage, time.perf_counter() - started)
             return report

@@ -71,7 +71,19 @@ def draw_reconstructions(
             if j == 0:
                 ax.set_ylabel(f"sample {i + 1}", fontsize=7)
     fig.tight_layout()
+    return _save(fig, path)
 
+
+def draw_note(path: str | os.PathLike[str], text: str) -> Path:
+    """A text-only panel where there is nothing to draw (a strategy without a buffer): the stage's figure is a
+    declared output, and a reader opening it should learn why it is empty rather than find it missing."""
+    fig = Figure(figsize=(4.0, 1.0))
+    FigureCanvasAgg(fig)
+    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp.png", dir=target.parent)

@@ -173,3 +173,16 @@ def test_a_buffer_that_its_export_would_not_write_is_refused_by_scoring(stage, m
     other["replay"]["privacy"] = {"mode": "noise"}  # the audit is told another mode than the buffer was written with
     with pytest.raises(ValueError, match="not what its export writes"):
         run_privacy_audit("s1", other)
+
+
+def test_a_strategy_without_a_buffer_is_reported_with_its_declared_figure(stage, monkeypatch):
+    root, params = stage
+    monkeypatch.chdir(root)
+    plain = copy.deepcopy(params)
+    plain["ssl"]["strategy"] = "finetune"
+    run_export("s1", plain)
+    report = run_privacy_audit("s1", plain)
+    assert report == json.loads((root / "data/privacy/s1.json").read_text())
+    assert report["audited"] is False and report["passed"] is True and "no replay buffer" in report["note"]
+    # dvc.yaml declares the PNG as an output of every audit stage: it must exist, saying why it is empty
+    assert (root / "data/privacy/s1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
