@@ -435,6 +435,33 @@ def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
     return lines or ["- no latent buffer was audited in this comparison"]
 
 
+def default_mode_choice(summary: dict[str, dict[str, Any]], plain: str = "latent_replay") -> str:
+    """The rule the project's default buffer mode is picked by: the most private latent variant (lowest mean
+    strongest-attack SSIM p95, then lowest re-id AUC) whose stage-1 forgetting stays within 2 sd of plain latent
+    replay's (mean + 2 sd over its seeds). One line, with the numbers it was decided on."""
+    if plain not in summary or not summary[plain]["forgetting"]:
+        return f"No default mode chosen: the comparison has no finished `{plain}` run to measure against"
+    base = summary[plain]["forgetting"]
+    limit = _mean(base) + 2 * (_sd(base) if len(base) > 1 else 0.0)
+    candidates = []
+    for variant, row in summary.items():
+        audits = [a for a in row["audits"] if a["kind"] == "latent"]
+        if not audits or not (variant == plain or variant.startswith(plain + "_")):
+            continue
+        ssim, reid = _mean(_values(audits, "ssim_p95")), _mean(_values(audits, "reid_auc"))
+        forgetting = _mean(row["forgetting"])
+        if math.isfinite(ssim) and math.isfinite(forgetting) and forgetting <= limit:
+            candidates.append((ssim, reid if math.isfinite(reid) else 1.0, variant, forgetting))
+    if not candidates:
+        return f"No default mode chosen: no latent variant keeps stage-1 forgetting within 2 sd of `{plain}` ({_num(limit, 4)})"
+    ssim, reid, variant, forgetting = min(candidates)
+    return (
+        f"Default mode by the rule (most private latent variant whose stage-1 forgetting <= `{plain}`'s mean + 2 sd "
+        f"= {_num(limit, 4)}): **{variant}** (strongest SSIM p95 {_num(ssim, 3)}, re-id AUC {_num(reid, 3)}, "
+        f"stage-1 forgetting {_num(forgetting, 4)}; {len(candidates)} variant(s) within the limit)"
+    )
+
+
 def privacy_utility_plot(path: Path, summary: dict[str, dict[str, Any]]) -> bool:
     """Strongest-attack SSIM p95 against stage-1 forgetting, one point per audited variant with sd error bars
     in both axes; the mean-slice baseline SSIM p95 as a dashed line. False (nothing drawn) without a point."""
@@ -537,6 +564,8 @@ def privacy_section(figures: Path, variants: dict[str, Seeds], stages: list[str]
         f"{GOAL_FORGETTING_SHARE:.0%} of {REFERENCE_VARIANT}'s.",
         "",
         *privacy_goal(summary),
+        "",
+        default_mode_choice(summary),
         "",
     ]
 

@@ -411,3 +411,21 @@ def test_audit_figures_reads_the_keys_run_audit_writes():
         assert np.isfinite(got[key]), key
     assert got["labels"] == []
     assert audit_figures({"audited": False, "kind": "none"}) is None
+
+
+def test_the_default_mode_rule_picks_the_most_private_mode_within_two_sd_of_plain_latent_replay():
+    from tasks.compare_report import default_mode_choice, privacy_summary
+
+    plain = [_latent(0.95, 0.6, 0.9, f) for f in (0.010, 0.020, 0.030)]  # mean 0.02, sd 0.01 -> limit 0.04
+    runs = {
+        "finetune": [(s, _run(0.8, {"s1": _no_buffer("s1"), "s2": _no_buffer("s2")})) for s in (0, 1, 2)],
+        "latent_replay": list(enumerate(plain)),
+        "latent_replay_pool": [(s, _latent(0.80, 0.6, 0.7, 0.035)) for s in (0, 1, 2)],  # within: chosen
+        "latent_replay_aggregate": [(s, _latent(0.62, 0.6, 0.5, 0.055)) for s in (0, 1, 2)],  # more private, forgets
+    }
+    line = default_mode_choice(privacy_summary(runs, ["s1", "s2"]))
+    assert "**latent_replay_pool**" in line and "0.0400" in line and "2 variant(s)" in line
+    runs["latent_replay_aggregate"] = [(s, _latent(0.62, 0.6, 0.5, 0.039)) for s in (0, 1, 2)]
+    assert "**latent_replay_aggregate**" in default_mode_choice(privacy_summary(runs, ["s1", "s2"]))
+    only_finetune = privacy_summary({"finetune": runs["finetune"]}, ["s1", "s2"])
+    assert "No default mode chosen" in default_mode_choice(only_finetune)
