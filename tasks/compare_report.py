@@ -453,7 +453,10 @@ def default_mode_choice(summary: dict[str, dict[str, Any]], plain: str = "latent
         if math.isfinite(ssim) and math.isfinite(forgetting) and forgetting <= limit:
             candidates.append((ssim, reid if math.isfinite(reid) else 1.0, variant, forgetting))
     if not candidates:
-        return f"No default mode chosen: no latent variant keeps stage-1 forgetting within 2 sd of `{plain}` ({_num(limit, 4)})"
+        return (
+            f"No default mode chosen: no latent variant keeps stage-1 forgetting within 2 sd of `{plain}` "
+            f"({_num(limit, 4)})"
+        )
     ssim, reid, variant, forgetting = min(candidates)
     return (
         f"Default mode by the rule (most private latent variant whose stage-1 forgetting <= `{plain}`'s mean + 2 sd "
