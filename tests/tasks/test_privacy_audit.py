@@ -20,6 +20,9 @@ from tests.cssl_core.train.fixtures import write_windowed
 from tests.helpers import ATTACKER
 from tests.tasks.stage_project import N_PATIENTS, N_SLICES, make_stage_project, stage_params
 
+# a real pretrain, then an export and a full audit (three attacks) per test: minutes, so with the slow tests
+pytestmark = pytest.mark.slow
+
 
 def _with_finding(windowed) -> None:
     """A finding column the export could store (only with replay.keep_labels)."""
