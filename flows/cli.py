@@ -29,7 +29,12 @@ app.add_typer(
     flow_app, name="flow", help="Run or schedule the pipeline as a Prefect flow (reads the DAG from dvc.yaml)."
 )
 
+DEFAULT_PARAMS = Path("params.yaml")
 ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
+OptionalParams = Annotated[
+    Path | None,
+    typer.Option("--params", help="params.yaml to check first (default: ./params.yaml when there is one)."),
+]
 
 
 @app.callback()
@@ -52,19 +57,58 @@ def _read_json(path: Path, remedy: str) -> Any:
         raise CliError(f"{path}: corrupt JSON ({error.msg}, line {error.lineno}); {remedy}") from error
 
 
+def _checked_params(path: Path) -> dict[str, Any]:
+    """params.yaml, loaded and validated as a whole (cssl_core.config) before the command does any work.
+
+    Every stage command calls this first: a typo or an inconsistent schedule is then one `error:` line at
+    the start of the first stage DVC runs, not a traceback (or a missing path) stages later. The stage
+    functions still receive the raw dict.
+    """
+    from cssl_core.config import ProjectConfig
+    from tasks.params import load_params
+
+    loaded = load_params(path)
+    ProjectConfig.from_params(loaded, source=str(path))
+    return loaded
+
+
+def _check_params_if_present(path: Path | None) -> None:
+    """For commands that read no params themselves (ingest, dag, repro, flow run): check the named file, or
+    ./params.yaml when there is one (ingest also runs outside a project, where there is none)."""
+    if path is not None or DEFAULT_PARAMS.exists():
+        _checked_params(path or DEFAULT_PARAMS)
+
+
+@app.command()
+def check(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Validate params.yaml as a whole (keys, types, ranges, the schedule, cohorts, windows) without running anything.
+
+    A `cssl compare` config whose runs this params.yaml would refuse is a warning, not an error: the pipeline
+    itself runs (a gpu config may simply not fit a CPU model), but `cssl compare` would refuse that config.
+    """
+    from cssl_core.config import ProjectConfig
+    from cssl_core.config.project import compare_problems
+    from tasks.params import load_params
+
+    loaded = load_params(params)
+    config = ProjectConfig.from_params(loaded, source=str(params))
+    typer.echo(f"{params}: ok ({config.summary()})")
+    for problem in compare_problems(loaded, source=str(params)):
+        typer.echo(f"warning: {problem} (`cssl compare` refuses it)", err=True)
+
+
 @app.command("demo-data")
 def demo_data(
     out_dir: Annotated[Path, typer.Argument(help="Where to write the cohort(s).")],
     cohort: Annotated[
         str | None, typer.Option(help="One cohort of params data.demo; all of them (one subfolder each) when omitted.")
     ] = None,
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Write the built-in demo data (synthetic phantom DICOM and the real NSCLC series) as DICOM."""
+    loaded = _checked_params(params)
     from tasks.demo_data import run_demo_data
-    from tasks.params import load_params
 
-    loaded = load_params(params)
     names = [cohort] if cohort else sorted(loaded.get("data", {}).get("demo", {}))
     for name in names:
         target = out_dir if cohort else out_dir / name
@@ -82,8 +126,10 @@ def ingest(
         Path | None,
         typer.Option(help="The site's key secret file (else CSSL_SECRET_FILE, else the project's .cssl/secret.key)."),
     ] = None,
+    params: OptionalParams = None,
 ) -> None:
     """Ingest DICOM: HU volumes (NIfTI), manifest, per-file accounting with quarantine reasons."""
+    _check_params_if_present(params)
     from flows.secret import choose_secret, created_secret_line
     from tasks.ingest import run_ingest
 
@@ -108,13 +154,13 @@ def screen(
         "data/raw"
     ),
     output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Series-level quality gate before windowing: failing series are excluded (or stop the cohort)."""
-    from tasks.params import load_params
+    loaded = _checked_params(params)
     from tasks.screen import report_path, run_screen
 
-    report = run_screen(interim / cohort, output, load_params(params), cohort, raw_dir=(raw / cohort).as_posix())
+    report = run_screen(interim / cohort, output, loaded, cohort, raw_dir=(raw / cohort).as_posix())
     typer.echo(
         f"screen {cohort}: {report['n_passed']} of {report['n_series']} series passed, "
         f"{report['n_excluded']} excluded -> {report_path(output, cohort)}"
@@ -130,10 +176,10 @@ def window(
     quality: Annotated[
         Path, typer.Option(help="Quality reports root, holding the screen's <cohort>.passed.json.")
     ] = Path("data/quality"),
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Apply a CT window to the series that passed the screen: memory-mappable 2-D slices plus an index table."""
-    from tasks.params import load_params
+    loaded = _checked_params(params)
     from tasks.screen import passed_path
     from tasks.window import run_window
 
@@ -142,7 +188,7 @@ def window(
         output / f"{cohort}-{window_name}",
         cohort,
         window_name,
-        load_params(params),
+        loaded,
         passed_path=passed_path(quality, cohort),
     )
     typer.echo(
@@ -160,16 +206,16 @@ def quality(
     ),
     windowed: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
     output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Great Expectations gate on the windowed slices (after `screen`); hard failures exit non-zero."""
-    from tasks.params import load_params
+    loaded = _checked_params(params)
     from tasks.quality import run_quality
 
     report = run_quality(
         windowed / f"{cohort}-{window_name}",
         output / f"{cohort}-{window_name}.json",
-        load_params(params)["quality"],
+        loaded["quality"],
         stage_name=f"quality@{cohort}-{window_name}",
         files_path=interim / cohort / "files.parquet",
     )
@@ -179,25 +225,25 @@ def quality(
 
 
 @app.command("init-model")
-def init_model(params: ParamsOption = Path("params.yaml")) -> None:
+def init_model(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Write the seeded random encoder (data/models/init) every continual schedule starts from."""
+    loaded = _checked_params(params)
     from tasks.init_model import run_init
-    from tasks.params import load_params
 
-    summary = run_init(load_params(params))
+    summary = run_init(loaded)
     typer.echo(f"init: {summary['preset']} MAE with {summary['parameters']:,} parameters -> data/models/init")
 
 
 @app.command()
 def pretrain(
     stage: Annotated[str, typer.Option(help="Continual stage name from params continual.stages.")],
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Train one continual SSL stage (resumes from its last checkpoint after a crash)."""
-    from tasks.params import load_params
+    loaded = _checked_params(params)
     from tasks.pretrain import run_pretrain
 
-    summary = run_pretrain(stage, load_params(params))
+    summary = run_pretrain(stage, loaded)
     typer.echo(
         f"pretrain {stage}: {summary['epochs']} epochs, final loss {summary.get('loss_total', float('nan')):.4f}"
     )
@@ -206,13 +252,13 @@ def pretrain(
 @app.command()
 def export(
     stage: Annotated[str, typer.Option(help="Continual stage name from params continual.stages.")],
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Select and store the replay buffer of a finished stage (latents only for latent replay)."""
+    loaded = _checked_params(params)
     from tasks.export import run_export
-    from tasks.params import load_params
 
-    summary = run_export(stage, load_params(params))
+    summary = run_export(stage, loaded)
     typer.echo(
         f"export {stage}: {summary['kind']} buffer, {summary['selected']} new / {summary['buffer_samples']} total "
         f"samples, {summary['buffer_bytes']:,} bytes"
@@ -222,35 +268,35 @@ def export(
 @app.command()
 def audit(
     stage: Annotated[str, typer.Option(help="Continual stage name: audits the rows it added to data/buffers/<stage>.")],
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Attack a stage's replay buffer with the shared model; write data/privacy/<stage>.json and apply the gate."""
-    from tasks.params import load_params
+    loaded = _checked_params(params)
     from tasks.privacy_audit import run_privacy_audit, summary_line
 
-    typer.echo(summary_line(run_privacy_audit(stage, load_params(params))))
+    typer.echo(summary_line(run_privacy_audit(stage, loaded)))
 
 
 @app.command()
 def evaluate(
     stage: Annotated[str, typer.Option(help="Continual stage name, or 'init' for the random encoder.")],
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Evaluate one stage's frozen encoder: label-free forgetting and downstream probes (one R row)."""
+    loaded = _checked_params(params)
     from tasks.evaluate import run_evaluate
-    from tasks.params import load_params
 
-    row = run_evaluate(stage, load_params(params))
+    row = run_evaluate(stage, loaded)
     typer.echo(f"evaluate {stage}: {len(row['recon'])} label-free columns, probes {sorted(row['probes'])}")
 
 
 @app.command()
-def report(params: ParamsOption = Path("params.yaml")) -> None:
+def report(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """R matrices, BWT/FWT, plots and the MLflow model registration from every stage's evaluation."""
-    from tasks.params import load_params
+    loaded = _checked_params(params)
     from tasks.report import run_report
 
-    summary = run_report(load_params(params))
+    summary = run_report(loaded)
     typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> data/summary")
 
 
@@ -260,13 +306,17 @@ def compare(
         str, typer.Option(help="Block of params compare.configs to run (default, gpu, tiny...).")
     ] = "default",
     collect_only: Annotated[bool, typer.Option(help="Only collect finished experiments into reports/.")] = False,
-    params: ParamsOption = Path("params.yaml"),
+    params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Every strategy and ablation x seeds as queued DVC experiments -> reports/compare.md and plots."""
+    loaded = _checked_params(params)
+    from cssl_core.config.project import compare_problems
     from flows.compare import run_compare
-    from tasks.params import load_params
 
-    path = run_compare(Path.cwd(), load_params(params), config, collect_only=collect_only)
+    problems = [] if collect_only else compare_problems(loaded, only=config, source=str(params))
+    if problems:  # before anything is queued: each experiment would fail at its first stage
+        raise problems[0]
+    path = run_compare(Path.cwd(), loaded, config, collect_only=collect_only)
     typer.echo(f"compare: wrote {path}")
 
 
@@ -306,8 +356,9 @@ def summary() -> None:
 
 
 @app.command()
-def dag() -> None:
+def dag(params: OptionalParams = None) -> None:
     """Print the pipeline's stages in the order dvc.yaml defines (as the Prefect flow runs them)."""
+    _check_params_if_present(params)
     from flows.dag import stage_order
 
     for stage in stage_order(Path.cwd()):
@@ -318,8 +369,10 @@ def dag() -> None:
 def repro(
     targets: Annotated[list[str] | None, typer.Argument(help="Stages to reproduce (default: all).")] = None,
     force: Annotated[bool, typer.Option(help="Re-run stages even if unchanged.")] = False,
+    params: OptionalParams = None,
 ) -> None:
     """`dvc repro` under one MLflow parent run, so the stage runs of one execution group together."""
+    _check_params_if_present(params)
     from flows.driver import repro_with_parent_run
 
     raise typer.Exit(code=repro_with_parent_run(Path.cwd(), targets or [], force=force))
@@ -329,8 +382,10 @@ def repro(
 def flow_run(
     retries: Annotated[int, typer.Option(help="Retries per stage task.")] = 1,
     force: Annotated[bool, typer.Option(help="Re-run stages even if unchanged.")] = False,
+    params: OptionalParams = None,
 ) -> None:
     """Run the pipeline once as a Prefect flow (ephemeral API unless PREFECT_API_URL is set)."""
+    _check_params_if_present(params)
     from flows.pipeline import run_pipeline
 
     result = run_pipeline(project_dir=str(Path.cwd()), retries=retries, force=force)

@@ -28,6 +28,7 @@ class CliError(Exception):
 # Expected failures of the layers below, by (module, class). A class is matched only once its module is
 # loaded: an exception whose module was never imported cannot have been raised, and the CLI imports nothing.
 TYPED_ERRORS = (
+    ("cssl_core.config.errors", "ConfigError"),  # params.yaml refused as a whole (`cssl check`, every stage command)
     ("cssl_core.ingest.errors", "IngestInputError"),  # missing input, no DICOM, unsafe output folder
     ("tasks.quality", "QualityGateError"),  # a hard data-quality expectation failed
     ("tasks.privacy_gate", "PrivacyGateError"),  # a replay buffer leaks more than privacy.gate allows

@@ -83,6 +83,7 @@ def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, t
 
     params = one_cohort_params("mediastinal")
     params["ingest"]["cohorts"] = ["phantom_a", params["privacy"]["attacker_cohort"], "empty_site"]
+    params["quality"]["cohorts"]["empty_site"] = {}  # every ingested cohort needs one (cssl check, DVC)
     root = in_project(make_tiny_project(tmp_path / "project", params))
     (root / "data/raw/empty_site").mkdir(parents=True)
     (root / "data/raw/empty_site/notes.txt").write_text("no DICOM here\n")

@@ -29,6 +29,7 @@ def _repro(root: Path, *targets: str) -> subprocess.CompletedProcess:
 def test_the_gate_stops_the_next_stage_below_the_measured_figure_and_lets_it_through_above(tmp_path):
     params = tiny_params()
     params["window"]["apply"] = ["lung"]
+    params["eval"]["tasks"] = {k: t for k, t in params["eval"]["tasks"].items() if t["window"] == "lung"}
     params["continual"]["stages"] = {"s1": {"prev": "init", "cohort": "phantom_a", "window": "lung"},
                                      "s2": {"prev": "s1", "cohort": "phantom_b", "window": "lung"}}
     params["ssl"]["train"]["epochs"] = 1

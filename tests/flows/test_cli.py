@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -103,11 +104,23 @@ def cyclic_project(root: Path) -> Path:
 def test_cycle_under_dag_is_one_line_naming_the_stages(tmp_path):
     root = cyclic_project(tmp_path)
     stages = list(yaml.safe_load((root / "params.yaml").read_text())["continual"]["stages"])
-    line = one_error_line(cssl("dag", cwd=root))
+    line = one_error_line(cssl("dag", cwd=root))  # refused by the params check (cssl_core.config) before DVC
     assert "cycle" in line and all(f"pretrain@{s}" in line for s in stages) and "prev" in line
     debug = cssl("dag", cwd=root, CSSL_DEBUG="1")
-    assert debug.returncode == 2 and "Traceback" in debug.stderr and "CyclicGraphError" in debug.stderr
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and "ConfigError" in debug.stderr
     assert one_error_line(cssl("flow", "run", cwd=root)) == line  # before Prefect starts a flow that would crash
+
+
+def test_cycle_found_by_dvc_itself_is_one_line_naming_the_stages(tmp_path):
+    """A cycle that reaches DVC (dvc.yaml edited, or a driver that skips the params check) still reads as one line."""
+    from flows.dag import stage_order
+
+    root = cyclic_project(tmp_path)
+    stages = list(yaml.safe_load((root / "params.yaml").read_text())["continual"]["stages"])
+    with pytest.raises(ValueError, match="cycle") as caught:
+        stage_order(root)
+    assert all(f"pretrain@{s}" in str(caught.value) for s in stages) and type(caught.value.__cause__).__name__ == \
+        "CyclicGraphError"
 
 
 def test_corrupt_params_yaml_is_one_line_naming_file_and_line(tmp_path):

@@ -1,0 +1,133 @@
+"""`compare`: the variants x seeds that `cssl compare` queues as DVC experiments.
+
+Each run is params.yaml with a config's overrides and a variant's `-S key=value` settings on top (the order of
+flows/compare.py `experiment_names`). A variant that would make a bad params.yaml fails every experiment it
+queues, one after another; so `run_problems` validates each combination as the whole config it would run
+with (`cssl compare` refuses, `cssl check` warns).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from cssl_core.config import checks
+from cssl_core.config.errors import ConfigError, Shown
+
+CONFIG_KEYS = ("seeds", "variants", "overrides")
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    seeds: tuple[int, ...]
+    variants: tuple[str, ...]
+    overrides: Mapping[str, Any]  # dotted params key -> value
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    variants: Mapping[str, Mapping[str, Any]]  # name -> dotted params key -> value
+    configs: Mapping[str, CompareRun]
+
+
+def with_settings(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """params with `-S a.b.c=value` settings applied (DVC sets the nested key, creating blocks on the way)."""
+    out = copy.deepcopy(dict(params))
+    for dotted, value in settings.items():
+        node = out
+        *parents, last = dotted.split(".")
+        for key in parents:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict):
+                raise ConfigError(dotted, value, f"{dotted} sets a key inside a value that is not a block")
+        node[last] = copy.deepcopy(value)
+    return out
+
+
+def _settings(path: str, value: Any) -> Mapping[str, Any]:
+    block = checks.mapping(path, value, optional=True)
+    for key in block:
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{path}.{key}", block[key], "keys are dotted params.yaml keys such as ssl.strategy")
+    return block
+
+
+def parse_compare(block: Any) -> CompareConfig:
+    """The block's shape: settings keyed by dotted params keys, integer seeds, variants that exist."""
+    compare = checks.mapping("compare", block, optional=True)
+    checks.keys("compare", compare, ("variants", "configs"))
+    variants = {
+        name: _settings(f"compare.variants.{name}", value)
+        for name, value in checks.mapping("compare.variants", compare.get("variants"), optional=True).items()
+    }
+    configs = {}
+    for name, value in checks.mapping("compare.configs", compare.get("configs"), optional=True).items():
+        path = f"compare.configs.{name}"
+        entry = checks.mapping(path, value)
+        checks.keys(path, entry, CONFIG_KEYS, required=("seeds",))
+        seeds = entry["seeds"]
+        if not isinstance(seeds, list | tuple) or not seeds:
+            raise ConfigError(f"{path}.seeds", seeds, "a non-empty list of integer seeds, e.g. [0, 1, 2]")
+        for position, seed in enumerate(seeds):
+            checks.integer(f"{path}.seeds[{position}]", seed)
+        chosen = checks.names(f"{path}.variants", entry.get("variants", list(variants)), choices=variants)
+        overrides = _settings(f"{path}.overrides", entry.get("overrides"))
+        configs[name] = CompareRun(tuple(seeds), chosen, MappingProxyType(dict(overrides)))
+    return CompareConfig(
+        MappingProxyType({k: MappingProxyType(dict(v)) for k, v in variants.items()}), MappingProxyType(configs)
+    )
+
+
+def run_problems(
+    params: Mapping[str, Any],
+    compare: CompareConfig,
+    validate: Callable[[Mapping[str, Any]], Any],
+    only: str | None = None,
+) -> list[ConfigError]:
+    """What would refuse the runs of every config (or of config `only`): each variant alone, each config's overrides
+    alone, then each config's combinations (the first failing one per config), so an error blames the smallest
+    block that causes it. Not part of ProjectConfig: a config for other hardware (gpu) may not fit this
+    params.yaml's model, which must not stop the pipeline itself."""
+    configs = {only: compare.configs[only]} if only in compare.configs else ({} if only else dict(compare.configs))
+    results: dict[str, ConfigError | None] = {}
+
+    def attempt(path: str, shown: Any, settings: Mapping[str, Any], context: str) -> ConfigError | None:
+        key = json.dumps(settings, sort_keys=True, default=str)
+        if key not in results:
+            try:
+                validate(with_settings(params, settings))
+                results[key] = None
+            except ConfigError as error:
+                results[key] = ConfigError(path, shown, f"{context} {error.bare()}")
+        return results[key]
+
+    problems: list[ConfigError] = []
+    used = list(dict.fromkeys(v for run in configs.values() for v in run.variants))
+    broken = set()
+    for name in used:
+        settings = compare.variants[name]
+        problem = attempt(f"compare.variants.{name}", dict(settings), settings, "applied to params.yaml it gives")
+        if problem:
+            problems.append(problem)
+            broken.add(name)
+    for name, run in configs.items():
+        overrides = dict(run.overrides)
+        problem = attempt(f"compare.configs.{name}.overrides", overrides, overrides, "applied to params.yaml they give")
+        for variant in [] if problem else [v for v in run.variants if v not in broken]:
+            problem = attempt(
+                f"compare.configs.{name}",
+                Shown(f"variant {variant!r}"),
+                {**overrides, **compare.variants[variant]},
+                "with this config's overrides the variant gives",
+            )
+            if problem:
+                break
+        if problem:
+            problems.append(problem)
+    return problems

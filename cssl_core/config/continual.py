@@ -1,0 +1,111 @@
+"""`continual.stages`: the schedule as a checked chain of stages.
+
+Why checked here: dvc.yaml turns each stage into pretrain@/export@/audit@/evaluate@<stage> whose inputs are
+`data/models/<prev>` and `data/windowed/<cohort>-<window>`. A `prev` that names no stage, a cycle, or a
+cohort/window no stage produces is otherwise found only when DVC reaches the stage (a missing path, or DVC's
+own cycle error), after everything upstream has run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from cssl_core.config import checks
+from cssl_core.config.errors import ConfigError
+
+INIT = "init"  # the random encoder of stage `init` (tasks/continual.py), where every schedule starts
+STAGE_KEYS = ("prev", "cohort", "window", "train")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One continual stage: trains on data/windowed/<cohort>-<window>, starting from data/models/<prev>.
+
+    `train_overrides` are the stage's own `train: {...}` knobs over ssl.train (validated with them, see
+    ProjectConfig.stage_train).
+    """
+
+    name: str
+    prev: str
+    cohort: str
+    window: str
+    train_overrides: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    stages: Mapping[str, StageConfig]
+    order: tuple[str, ...]  # training order: every stage after its prev (ties in params.yaml order)
+
+    def chain(self, name: str) -> tuple[str, ...]:
+        """The stages from the first one up to `name`, in training order (init excluded)."""
+        out = []
+        while name != INIT:
+            out.append(name)
+            name = self.stages[name].prev
+        return tuple(reversed(out))
+
+
+def _cycle_from(name: str, stages: Mapping[str, Mapping[str, Any]]) -> list[str] | None:
+    seen: list[str] = []
+    while name != INIT:
+        if name in seen:
+            return seen[seen.index(name) :] + [name]
+        seen.append(name)
+        name = stages[name]["prev"]
+    return None
+
+
+def parse_continual(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -> ContinualConfig:
+    """The schedule; `cohorts` (ingest.cohorts) and `windows` (window.apply) are what the data stages produce."""
+    continual = checks.mapping("continual", block)
+    checks.keys("continual", continual, ("stages",), required=("stages",))
+    raw = checks.mapping("continual.stages", continual["stages"])
+    if not raw:
+        raise ConfigError("continual.stages", dict(raw), "at least one stage is needed, e.g. s1: {prev: init, ...}")
+    for stage, entry in raw.items():
+        path = f"continual.stages.{stage}"
+        checks.name(path, stage)
+        if stage == INIT:
+            raise ConfigError(
+                path, stage, f"{INIT!r} is the random encoder every schedule starts from; rename the stage"
+            )
+        values = checks.mapping(path, entry)
+        checks.keys(path, values, STAGE_KEYS, required=("prev", "cohort", "window"))
+        others = [INIT, *(s for s in raw if s != stage)]
+        checks.choice(f"{path}.prev", values["prev"], others, what="prev must be init or another stage:")
+        checks.choice(
+            f"{path}.cohort", values["cohort"], cohorts, what="a stage trains on an ingested cohort (ingest.cohorts):"
+        )
+        checks.choice(
+            f"{path}.window", values["window"], windows, what="a stage trains on an applied window (window.apply):"
+        )
+        checks.mapping(f"{path}.train", values.get("train"), optional=True)
+    for stage in raw:
+        cycle = _cycle_from(stage, raw)
+        if cycle:
+            loop = " <- ".join(cycle)
+            waits = " and ".join(f"pretrain@{s}" for s in cycle[:-1])
+            raise ConfigError(
+                f"continual.stages.{cycle[0]}.prev",
+                raw[cycle[0]]["prev"],
+                f"{loop} is a cycle ({waits} would each wait for the other); give every stage a prev that is "
+                f"{INIT} or an earlier stage",
+            )
+    stages = {
+        stage: StageConfig(
+            name=stage,
+            prev=entry["prev"],
+            cohort=entry["cohort"],
+            window=entry["window"],
+            train_overrides=MappingProxyType(dict(entry.get("train") or {})),
+        )
+        for stage, entry in raw.items()
+    }
+    order: list[str] = []
+    while len(order) < len(stages):  # no cycle, so every pass places at least one stage
+        order += [s for s, c in stages.items() if s not in order and (c.prev == INIT or c.prev in order)]
+    return ContinualConfig(MappingProxyType(stages), tuple(order))

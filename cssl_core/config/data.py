@@ -1,0 +1,140 @@
+"""The data side of params.yaml: `data` (demo cohorts), `ingest`, `window` and `quality`.
+
+Each block is checked with the validator its stage uses (PhantomConfig for a demo cohort, Window for a
+preset, tasks/quality_params.py for the quality gate), so `cssl check` refuses exactly what the stage would,
+minutes earlier. The quality settings are resolved per ingested cohort, because DVC refuses a stage whose
+`quality.cohorts.<cohort>` entry is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any
+
+from cssl_core.config import checks
+from cssl_core.config.errors import MISSING, ConfigError, reused
+
+VOLUME_FORMATS = ("nii.gz", "nii")  # `cssl ingest --volume-format`
+
+
+@dataclass(frozen=True)
+class DemoCohort:
+    """One built-in demo cohort: `source` phantom (with its PhantomConfig) or nsclc (no settings)."""
+
+    name: str
+    source: str
+    phantom: Any | None  # cssl_core.demo.phantom.PhantomConfig for source phantom
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    demo: Mapping[str, DemoCohort]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    cohorts: tuple[str, ...]
+    workers: int
+    volume_format: str
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    apply: tuple[str, ...]
+    presets: Mapping[str, Any]  # name -> cssl_core.windowing.Window
+    size: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The gate's effective settings per ingested cohort (defaults, the block, then the cohort's entry)."""
+
+    cohorts: Mapping[str, Mapping[str, Any]]
+
+
+def parse_data(block: Any) -> DataConfig:
+    from tasks.demo_data import SOURCES
+
+    data = checks.mapping("data", block)
+    checks.keys("data", data, ("demo",), required=("demo",))
+    demo = checks.mapping("data.demo", data["demo"])
+    cohorts = {}
+    for cohort, entry in demo.items():
+        path = f"data.demo.{cohort}"
+        checks.name(path, cohort)
+        settings = dict(checks.mapping(path, entry))
+        source = checks.choice(f"{path}.source", settings.pop("source", MISSING), SOURCES)
+        phantom = None
+        if source == "phantom":
+            from cssl_core.demo.phantom import PhantomConfig
+
+            checks.keys(path, settings, ["source", *(f.name for f in fields(PhantomConfig))])
+            with reused(path, settings):
+                phantom = PhantomConfig.from_mapping(settings)
+        elif settings:
+            key = next(iter(settings))
+            raise ConfigError(f"{path}.{key}", settings[key], f"source {source} takes no settings; remove {key}")
+        cohorts[cohort] = DemoCohort(cohort, source, phantom)
+    return DataConfig(MappingProxyType(cohorts))
+
+
+def parse_ingest(block: Any) -> IngestConfig:
+    ingest = checks.mapping("ingest", block)
+    known = ("cohorts", "workers", "volume_format")  # all read by dvc.yaml's ingest stage
+    checks.keys("ingest", ingest, known, required=known)
+    return IngestConfig(
+        cohorts=checks.names("ingest.cohorts", ingest["cohorts"]),
+        workers=checks.integer("ingest.workers", ingest["workers"], minimum=1),
+        volume_format=checks.choice("ingest.volume_format", ingest["volume_format"], VOLUME_FORMATS),
+    )
+
+
+def parse_window(block: Any) -> WindowConfig:
+    from cssl_core.windowing import STORED_DTYPES, Window
+
+    window = checks.mapping("window", block)
+    known = ("apply", "presets", "size", "dtype")  # all read by dvc.yaml's window stage
+    checks.keys("window", window, known, required=known)
+    raw_presets = checks.mapping("window.presets", window["presets"])
+    presets = {}
+    for preset, entry in raw_presets.items():
+        path = f"window.presets.{preset}"
+        checks.name(path, preset)
+        values = checks.mapping(path, entry)
+        checks.keys(path, values, ("width", "level"), required=("width", "level"))
+        for key in ("width", "level"):
+            if not checks.is_number(values[key]):
+                raise ConfigError(f"{path}.{key}", values[key], f"{path}.{key} must be a number (HU)")
+        with reused(path, values):
+            presets[preset] = Window.from_preset(preset, raw_presets)
+    apply = window["apply"]
+    return WindowConfig(
+        apply=checks.names("window.apply", apply, choices=list(presets), what="a preset of window.presets:"),
+        presets=MappingProxyType(presets),
+        size=checks.integer("window.size", window["size"], minimum=1),
+        dtype=checks.choice("window.dtype", window["dtype"], STORED_DTYPES),
+    )
+
+
+def parse_quality(params: Mapping[str, Any], ingest: IngestConfig) -> QualityConfig:
+    """tasks/quality_params.py's rules, applied to every cohort that will be screened, and to every entry."""
+    from tasks.quality_params import cohort_override, effective_params
+
+    block = checks.mapping("quality", params.get("quality", MISSING))
+    entries = checks.mapping("quality.cohorts", block.get("cohorts", MISSING))
+    for cohort in ingest.cohorts:
+        if cohort not in entries:
+            raise ConfigError(
+                f"quality.cohorts.{cohort}",
+                MISSING,
+                f"every cohort of ingest.cohorts needs an entry (DVC refuses the stage without one): add "
+                f"`{cohort}: {{}}` under quality.cohorts ({{}} keeps the defaults)",
+            )
+    with reused("quality", block):
+        for cohort in entries:
+            cohort_override(block, cohort)
+        effective = {cohort: MappingProxyType(effective_params(params, cohort)) for cohort in ingest.cohorts}
+    return QualityConfig(MappingProxyType(effective))

@@ -1,0 +1,88 @@
+"""`eval`: label-free forgetting and the downstream probes of evaluate@<stage>.
+
+A task whose cohort is not ingested or whose window is not applied has no data/windowed/<cohort>-<window>;
+evaluate@<stage> would find that out only after every stage has trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from cssl_core.config import checks
+from cssl_core.config.errors import ConfigError
+
+PROBES = ("linear", "attentive", "token")  # the probes tasks/evaluate.py probe_row runs
+LOO = "loo"  # leave one patient out (cssl_core.evaluation.splits.patient_folds)
+EVAL_KEYS = ("recon_slices", "seed", "probes", "fractions", "folds", "tasks", "register")
+TASK_KEYS = ("cohort", "window", "label", "mask_class", "folds")
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    name: str
+    cohort: str
+    window: str
+    label: str  # a column of the windowed index.parquet, e.g. has_ggo
+    mask_class: int  # its class in masks.npy, for the token probe
+    folds: int | str | None  # None: eval.folds
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    recon_slices: int
+    seed: int
+    probes: tuple[str, ...]
+    fractions: tuple[float, ...]
+    folds: int | str
+    tasks: Mapping[str, EvalTask]
+    register: bool  # report registers the final encoder in MLflow
+
+
+def _folds(path: str, value: Any) -> int | str:
+    """patient_folds' rule: an int >= 2 or "loo" (it checks only once it has the patients)."""
+    if value == LOO:
+        return LOO
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ConfigError(path, value, f"{path} must be an integer >= 2 or {LOO} (leave one patient out)")
+    return value
+
+
+def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -> EvalConfig:
+    evaluation = checks.mapping("eval", block)
+    checks.keys("eval", evaluation, EVAL_KEYS, required=EVAL_KEYS[:-1])
+    fractions = evaluation["fractions"]
+    if not isinstance(fractions, list | tuple) or not fractions:
+        raise ConfigError("eval.fractions", fractions, "eval.fractions must be a non-empty list of fractions in (0, 1]")
+    for position, fraction in enumerate(fractions):  # the range is few_shot's (cssl_core.evaluation.splits)
+        checks.number(f"eval.fractions[{position}]", fraction, 0.0, 1.0, low_open=True)
+    tasks = {}
+    for task, entry in checks.mapping("eval.tasks", evaluation["tasks"]).items():
+        path = f"eval.tasks.{task}"
+        checks.name(path, task)
+        values = checks.mapping(path, entry)
+        checks.keys(path, values, TASK_KEYS, required=TASK_KEYS[:-1])
+        cohort = checks.choice(f"{path}.cohort", values["cohort"], cohorts, what="an ingested cohort (ingest.cohorts):")
+        window = checks.choice(f"{path}.window", values["window"], windows, what="an applied window (window.apply):")
+        label = values["label"]
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{path}.label", label, "a label column of the windowed index, e.g. has_ggo")
+        tasks[task] = EvalTask(
+            name=task,
+            cohort=cohort,
+            window=window,
+            label=label,
+            mask_class=checks.integer(f"{path}.mask_class", values["mask_class"], minimum=0),
+            folds=_folds(f"{path}.folds", values["folds"]) if "folds" in values else None,
+        )
+    return EvalConfig(
+        recon_slices=checks.integer("eval.recon_slices", evaluation["recon_slices"], minimum=1),
+        seed=checks.integer("eval.seed", evaluation["seed"]),
+        probes=checks.names("eval.probes", evaluation["probes"], choices=PROBES, what="one of the probes"),
+        fractions=tuple(float(f) for f in fractions),
+        folds=_folds("eval.folds", evaluation["folds"]),
+        tasks=MappingProxyType(tasks),
+        register=checks.boolean("eval.register", evaluation.get("register", True)),
+    )

@@ -1,0 +1,136 @@
+"""`ssl`: the strategy, the model, the loaders and the training knobs of every stage.
+
+Each part is built with the class the stage builds (MAEConfig.from_preset, TrainConfig.from_dict,
+cssl_core.strategies.build_strategy), so a value `cssl check` accepts is one pretrain accepts. Types are checked
+first against those classes' own annotations: TrainConfig compares `lr <= 0`, which for `lr: "fast"` is a
+TypeError far from the key that caused it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from cssl_core.config import checks
+from cssl_core.config.continual import ContinualConfig
+from cssl_core.config.errors import MISSING, ConfigError, reused
+
+SSL_KEYS = ("strategy", "preset", "model", "val_fraction", "batch_size", "workers", "train", "strategies")
+
+
+@dataclass(frozen=True)
+class SSLConfig:
+    strategy: str
+    strategy_options: Mapping[str, Any]  # ssl.strategies.<strategy>, validated by the strategy class
+    strategies: Mapping[str, Mapping[str, Any]]  # every block of ssl.strategies (each validated)
+    preset: str
+    model_overrides: Mapping[str, Any]
+    model: Any  # cssl_core.models.config.MAEConfig: the preset with ssl.model on top
+    val_fraction: float
+    batch_size: int
+    workers: int
+    train: Any  # cssl_core.train.config.TrainConfig of ssl.train
+    stage_train: Mapping[str, Any]  # stage name -> TrainConfig with the stage's own train overrides
+
+
+def train_config(base: Mapping[str, Any], overrides: Mapping[str, Any], stage: str | None = None) -> Any:
+    """TrainConfig of ssl.train with a stage's overrides on top (tasks/pretrain.py merges them the same way)."""
+    from cssl_core.train.config import TrainConfig
+
+    values = {**base, **overrides}
+    key_paths = {key: f"ssl.train.{key}" for key in base}
+    if stage is not None:
+        key_paths.update({key: f"continual.stages.{stage}.train.{key}" for key in overrides})
+    what = "a train block (ssl.train, continual.stages.<stage>.train)"
+    checks.check_fields("ssl.train", values, checks.annotations(TrainConfig), key_paths, what=what)
+    if "epochs" not in values:
+        raise ConfigError("ssl.train.epochs", MISSING, "ssl.train needs epochs (an integer >= 1)")
+    with reused("ssl.train", values, key_paths):
+        return TrainConfig.from_dict(dict(values))
+
+
+def _option_kinds(path: str, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """An option must have the kind of its default (a number for a number, true/false for a flag, ...): the
+    strategies check ranges, but `alpha: "high"` would reach them as a string."""
+    for key, value in options.items():
+        default = defaults.get(key)
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            ok, kind = checks.is_number(value), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        elif isinstance(default, Mapping):
+            ok, kind = isinstance(value, Mapping), "a mapping"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{path}.{key}", value, f"{path}.{key} must be {kind} (its default is {default!r})")
+
+
+def strategy_block(name: str, block: Any) -> Mapping[str, Any]:
+    """One ssl.strategies block, validated by constructing the strategy (its options are checked there)."""
+    from cssl_core.strategies import STRATEGIES, build_strategy
+
+    path = f"ssl.strategies.{name}"
+    options = checks.mapping(path, block, optional=True)
+    cls = STRATEGIES[name]
+    allowed = [*cls.required_options, *cls.default_options]
+    checks.keys(path, options, allowed, required=cls.required_options)
+    _option_kinds(path, options, cls.default_options)
+    with reused(path, options):
+        build_strategy(name, options)
+    return MappingProxyType(dict(options))
+
+
+def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
+    from cssl_core.models.config import PRESETS, MAEConfig
+    from cssl_core.strategies import STRATEGIES
+
+    ssl = checks.mapping("ssl", block)
+    required = ("strategy", "preset", "val_fraction", "batch_size", "train", "strategies")
+    checks.keys("ssl", ssl, SSL_KEYS, required=required)
+    strategy = checks.choice("ssl.strategy", ssl["strategy"], STRATEGIES)
+    raw_strategies = checks.mapping("ssl.strategies", ssl["strategies"])
+    checks.keys("ssl.strategies", raw_strategies, STRATEGIES)
+    if strategy not in raw_strategies:
+        raise ConfigError(
+            f"ssl.strategies.{strategy}",
+            MISSING,
+            f"the chosen strategy needs its block (DVC reads ssl.strategies.{strategy}): add `{strategy}: {{}}`",
+        )
+    strategies = {name: strategy_block(name, options) for name, options in raw_strategies.items()}
+
+    preset = checks.choice("ssl.preset", ssl["preset"], PRESETS)
+    overrides = checks.mapping("ssl.model", ssl.get("model"), optional=True)
+    checks.check_fields("ssl.model", overrides, checks.annotations(MAEConfig), what="ssl.model (an MAEConfig)")
+    with reused("ssl.model", overrides):
+        model = MAEConfig.from_preset(preset, **overrides)
+
+    # the range is cssl_core.data.split.train_val_split's, which needs the data to run
+    val_fraction = checks.number("ssl.val_fraction", ssl["val_fraction"], 0.0, 1.0, high_open=True)
+    batch_size = checks.integer("ssl.batch_size", ssl["batch_size"], minimum=1)
+    workers = checks.integer("ssl.workers", ssl.get("workers", 0), minimum=0)
+
+    base = checks.mapping("ssl.train", ssl["train"])
+    train = train_config(base, {})
+    stage_train = {
+        name: train_config(base, stage.train_overrides, stage=name) for name, stage in continual.stages.items()
+    }
+    return SSLConfig(
+        strategy=strategy,
+        strategy_options=strategies[strategy],
+        strategies=MappingProxyType(strategies),
+        preset=preset,
+        model_overrides=MappingProxyType(dict(overrides)),
+        model=model,
+        val_fraction=val_fraction,
+        batch_size=batch_size,
+        workers=workers,
+        train=train,
+        stage_train=MappingProxyType(stage_train),
+    )
