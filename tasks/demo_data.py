@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cssl_core.demo import SOURCES
 from tasks import tracking
-
-SOURCES = ("phantom", "nsclc")
 
 
 def write_demo_cohort(out_dir: Path, cohort: str, block: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cssl_core.replay.release import keep_labels
 from tasks import tracking
 from tasks.buffers import read_buffer, write_buffer
 from tasks.continual import load_model, stage_paths
@@ -66,14 +67,6 @@ def finding_labels(index: pd.DataFrame, rows: np.ndarray) -> dict[str, np.ndarra
             values = index[column].iloc[rows]
             labels[column.removeprefix("has_")] = values.map({True: 1, False: 0}).fillna(-1).astype(np.int8).to_numpy()
     return labels
-
-
-def keep_labels(replay: dict[str, Any]) -> bool:
-    """`replay.keep_labels` (default false): replay never reads labels, so a buffer keeps them only when asked."""
-    value = replay.get("keep_labels", False)
-    if not isinstance(value, bool):
-        raise ValueError(f"params.yaml replay.keep_labels must be true or false, got {value!r}")
-    return value
 
 
 def shuffled(chosen: np.ndarray, seed: int, stage_index: int) -> np.ndarray:

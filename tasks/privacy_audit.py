@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from cssl_core.atomic_io import write_json
+from cssl_core.privacy.config import audit_settings
 from tasks import tracking
 from tasks.buffers import read_buffer
 from tasks.continual import DATA, load_model, stage_paths
 from tasks.export import finding_labels, release_config
-from tasks.privacy_gate import check, enforce, gate_settings
+from tasks.privacy_gate import check, enforce
 
 PRIVACY = DATA / "privacy"
 FIGURE_ROWS = 4
@@ -44,26 +45,12 @@ def figure_path(stage: str) -> Path:
 
 
 def settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The privacy block, checked before any work (a typo must not fall back to a default)."""
-    from cssl_core.privacy import AuditConfig
+    """The privacy block, checked before any work (a typo must not fall back to a default).
 
-    block = dict(params.get("privacy") or {})
-    known = {"attacker_cohort", "seed", "max_rows", "queries", "attack", "gate"}
-    unknown = sorted(set(block) - known)
-    if unknown:
-        raise ValueError(f"params.yaml privacy: unknown key(s) {unknown}; known: {sorted(known)}")
-    if not block.get("attacker_cohort"):
-        raise KeyError("params.yaml privacy.attacker_cohort is not set: name a cohort whose patients are in no buffer")
-    attack = dict(block.get("attack") or {})
-    if {"seed", "max_rows"} & set(attack):
-        raise ValueError("params.yaml privacy.attack: seed and max_rows belong to privacy itself")
-    config = AuditConfig.from_dict({**attack, "seed": int(block.get("seed", 0)), "max_rows": block.get("max_rows", 32)})
-    return {
-        "attacker_cohort": str(block["attacker_cohort"]),
-        "queries": int(block.get("queries", 16)),
-        "config": config,
-        "gate": gate_settings(block.get("gate") or {}),
-    }
+    The rules are cssl_core/privacy/config.py's `audit_settings`, which the whole-params check (cssl_core.config)
+    runs too.
+    """
+    return audit_settings(params.get("privacy"))
 
 
 def attacker_data(params: dict[str, Any], stage: str, cohort: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -14,30 +14,14 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-MODES = ("fail", "warn")
+from cssl_core.privacy.config import GATE_MODES, gate_settings
+
+MODES = GATE_MODES  # privacy.gate.mode; the block's rules live in cssl_core/privacy/config.py (gate_settings)
 ATTACK_NAMES = ("ridge", "decoder", "gradient", "stored")
 
 
 class PrivacyGateError(Exception):
     """A replay buffer leaks more than privacy.gate allows (mode: fail); the message is one line."""
-
-
-def gate_settings(gate: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated privacy.gate block; an unknown key or a bad value is an error, not a silent default."""
-    known = {"max_ssim_p95", "max_reid_auc", "mode"}
-    unknown = sorted(set(gate) - known)
-    if unknown:
-        raise ValueError(f"params.yaml privacy.gate: unknown key(s) {unknown}; known: {sorted(known)}")
-    mode = gate.get("mode", "warn")
-    if mode not in MODES:
-        raise ValueError(f"params.yaml privacy.gate.mode must be one of {MODES}, got {mode!r}")
-    out: dict[str, Any] = {"mode": mode}
-    for key in ("max_ssim_p95", "max_reid_auc"):
-        value = gate.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ValueError(f"params.yaml privacy.gate.{key} must be a number (or null to skip), got {value!r}")
-        out[key] = None if value is None else float(value)
-    return out
 
 
 def strongest_ssim(figures: Mapping[str, Any]) -> tuple[str | None, float | None]:

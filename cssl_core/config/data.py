@@ -1,9 +1,9 @@
 """The data side of params.yaml: `data` (demo cohorts), `ingest`, `window` and `quality`.
 
 Each block is checked with the validator its stage uses (PhantomConfig for a demo cohort, Window for a
-preset, tasks/quality_params.py for the quality gate), so `cssl check` refuses exactly what the stage would,
-minutes earlier. The quality settings are resolved per ingested cohort, because DVC refuses a stage whose
-`quality.cohorts.<cohort>` entry is missing.
+preset, cssl_core/config/quality.py for the quality gate, which tasks/quality_params.py re-exports), so
+`cssl check` refuses exactly what the stage would, minutes earlier. The quality settings are resolved per
+ingested cohort, because DVC refuses a stage whose `quality.cohorts.<cohort>` entry is missing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Any
 
 from cssl_core.config import checks
 from cssl_core.config.errors import MISSING, ConfigError, reused
+from cssl_core.config.quality import cohort_override, effective_params
+from cssl_core.demo import SOURCES
 
 VOLUME_FORMATS = ("nii.gz", "nii")  # `cssl ingest --volume-format`
 
@@ -56,8 +58,6 @@ class QualityConfig:
 
 
 def parse_data(block: Any) -> DataConfig:
-    from tasks.demo_data import SOURCES
-
     data = checks.mapping("data", block)
     checks.keys("data", data, ("demo",), required=("demo",))
     demo = checks.mapping("data.demo", data["demo"])
@@ -120,9 +120,8 @@ def parse_window(block: Any) -> WindowConfig:
 
 
 def parse_quality(params: Mapping[str, Any], ingest: IngestConfig) -> QualityConfig:
-    """tasks/quality_params.py's rules, applied to every cohort that will be screened, and to every entry."""
-    from tasks.quality_params import cohort_override, effective_params
-
+    """The quality gate's rules (cssl_core.config.quality), applied to every cohort that will be screened, and to
+    every entry."""
     block = checks.mapping("quality", params.get("quality", MISSING))
     entries = checks.mapping("quality.cohorts", block.get("cohorts", MISSING))
     for cohort in ingest.cohorts:

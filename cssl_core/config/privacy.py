@@ -2,8 +2,8 @@
 
 The attacker cohort is checked against the schedule here, not when audit@<stage> first runs: its patients
 must be in no buffer, so no stage may train on it, and its slices must exist in the audited stage's window.
-The block itself goes through tasks/privacy_audit.py `settings` (AuditConfig, tasks/privacy_gate.py
-`gate_settings`), the function the audit stage calls.
+The block itself goes through cssl_core/privacy/config.py `audit_settings` (AuditConfig, `gate_settings`),
+the functions the audit stage calls (tasks/privacy_audit.py `settings`, tasks/privacy_gate.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 from cssl_core.config import checks
 from cssl_core.config.continual import ContinualConfig
 from cssl_core.config.errors import MISSING, ConfigError, reused
-
-PRIVACY_KEYS = ("attacker_cohort", "seed", "max_rows", "queries", "attack", "gate")
+from cssl_core.privacy.config import PRIVACY_KEYS, AuditConfig, audit_settings, gate_settings
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ class PrivacyConfig:
     max_rows: int | None  # buffer rows attacked per stage (None: all)
     queries: int
     attack: Any  # cssl_core.privacy.AuditConfig, with privacy.seed and privacy.max_rows in it
-    gate: Mapping[str, Any]  # tasks/privacy_gate.py gate_settings: mode, max_ssim_p95, max_reid_auc
+    gate: Mapping[str, Any]  # cssl_core.privacy.config.gate_settings: mode, max_ssim_p95, max_reid_auc
 
 
 def check_attacker(block: Any, continual: ContinualConfig, cohorts: tuple[str, ...]) -> None:
@@ -48,10 +47,6 @@ def check_attacker(block: Any, continual: ContinualConfig, cohorts: tuple[str, .
 
 
 def parse_privacy(block: Any, continual: ContinualConfig, cohorts: tuple[str, ...]) -> PrivacyConfig:
-    from cssl_core.privacy import AuditConfig
-    from tasks.privacy_audit import settings
-    from tasks.privacy_gate import gate_settings
-
     check_attacker(block, continual, cohorts)
     privacy = checks.mapping("privacy", block)
     checks.integer("privacy.seed", privacy.get("seed", 0))
@@ -69,10 +64,10 @@ def parse_privacy(block: Any, continual: ContinualConfig, cohorts: tuple[str, ..
     with reused("privacy.gate", gate):
         gate_settings(gate)
     key_paths = {key: f"privacy.attack.{key}" for key in attack}
-    key_paths.update(seed="privacy.seed", max_rows="privacy.max_rows")  # settings() passes them into AuditConfig
+    key_paths.update(seed="privacy.seed", max_rows="privacy.max_rows")  # audit_settings passes them into AuditConfig
     values = {**attack, "seed": privacy.get("seed", 0), "max_rows": privacy.get("max_rows", MISSING)}
     with reused("privacy.attack", values, key_paths):
-        resolved = settings({"privacy": dict(privacy)})  # it reads params["privacy"]
+        resolved = audit_settings(privacy)
     return PrivacyConfig(
         attacker_cohort=resolved["attacker_cohort"],
         seed=resolved["config"].seed,

@@ -53,10 +53,9 @@ def _check_options(selection: str, options: Mapping[str, Any], forced_by: str | 
 
 
 def parse_replay(block: Any, strategy: str, strategy_options: Mapping[str, Any]) -> ReplayConfig:
-    from cssl_core.replay.release import ReleaseConfig
+    from cssl_core.replay.release import ReleaseConfig, keep_labels
     from cssl_core.replay.selection import SELECTORS, resolve_budget
-    from cssl_core.strategies import build_strategy
-    from tasks.export import keep_labels
+    from cssl_core.strategies.options import strategy_options as option_spec
 
     replay = checks.mapping("replay", block)
     checks.keys("replay", replay, REPLAY_KEYS, required=("selection", "budget"))
@@ -66,9 +65,9 @@ def parse_replay(block: Any, strategy: str, strategy_options: Mapping[str, Any])
         resolve_budget(budget, 1)  # its type and range rules; the count itself depends on the stage
     options = checks.mapping("replay.selection_options", replay.get("selection_options"), optional=True)
     _check_options(selection, options)
-    chosen = build_strategy(strategy, strategy_options)
-    forced = chosen.buffer_selection
-    if chosen.replays and forced is not None and forced != selection:
+    spec = option_spec(strategy)
+    forced = spec.buffer_selection
+    if spec.replays(spec.validate(strategy_options)) and forced is not None and forced != selection:
         _check_options(forced, options, forced_by=strategy)
     with reused("replay", replay):
         labels = keep_labels(replay)

@@ -1,9 +1,10 @@
 """`ssl`: the strategy, the model, the loaders and the training knobs of every stage.
 
-Each part is built with the class the stage builds (MAEConfig.from_preset, TrainConfig.from_dict,
-cssl_core.strategies.build_strategy), so a value `cssl check` accepts is one pretrain accepts. Types are checked
-first against those classes' own annotations: TrainConfig compares `lr <= 0`, which for `lr: "fast"` is a
-TypeError far from the key that caused it.
+Each part is built with what the stage builds it with (MAEConfig.from_preset, TrainConfig.from_dict, and the
+strategy's option spec in cssl_core.strategies.options, whose rules the strategy classes run), so a value
+`cssl check` accepts is one pretrain accepts. None of these import torch: this runs before every stage command.
+Types are checked first against those classes' own annotations: TrainConfig compares `lr <= 0`, which for
+`lr: "fast"` is a TypeError far from the key that caused it.
 """
 
 from __future__ import annotations
@@ -73,30 +74,30 @@ def _option_kinds(path: str, options: Mapping[str, Any], defaults: Mapping[str, 
 
 
 def strategy_block(name: str, block: Any) -> Mapping[str, Any]:
-    """One ssl.strategies block, validated by constructing the strategy (its options are checked there)."""
-    from cssl_core.strategies import STRATEGIES, build_strategy
+    """One ssl.strategies block, validated with the rules the strategy's constructor runs (its option spec)."""
+    from cssl_core.strategies.options import STRATEGY_OPTIONS
 
     path = f"ssl.strategies.{name}"
     options = checks.mapping(path, block, optional=True)
-    cls = STRATEGIES[name]
-    allowed = [*cls.required_options, *cls.default_options]
-    checks.keys(path, options, allowed, required=cls.required_options)
-    _option_kinds(path, options, cls.default_options)
+    spec = STRATEGY_OPTIONS[name]
+    allowed = [*spec.required, *spec.defaults]
+    checks.keys(path, options, allowed, required=spec.required)
+    _option_kinds(path, options, spec.defaults)
     with reused(path, options):
-        build_strategy(name, options)
+        spec.validate(options)
     return MappingProxyType(dict(options))
 
 
 def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
     from cssl_core.models.config import PRESETS, MAEConfig
-    from cssl_core.strategies import STRATEGIES
+    from cssl_core.strategies.options import STRATEGY_NAMES
 
     ssl = checks.mapping("ssl", block)
     required = ("strategy", "preset", "val_fraction", "batch_size", "train", "strategies")
     checks.keys("ssl", ssl, SSL_KEYS, required=required)
-    strategy = checks.choice("ssl.strategy", ssl["strategy"], STRATEGIES)
+    strategy = checks.choice("ssl.strategy", ssl["strategy"], STRATEGY_NAMES)
     raw_strategies = checks.mapping("ssl.strategies", ssl["strategies"])
-    checks.keys("ssl.strategies", raw_strategies, STRATEGIES)
+    checks.keys("ssl.strategies", raw_strategies, STRATEGY_NAMES)
     if strategy not in raw_strategies:
         raise ConfigError(
             f"ssl.strategies.{strategy}",

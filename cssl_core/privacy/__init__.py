@@ -4,39 +4,30 @@ Threat model (docs/privacy.md): the attacker holds the buffer, the shared stage 
 of the same kind from other patients, never the victims' slices. One module per attack (ridge, decoder,
 gradient, findings, linkage), the mean-slice baseline, scoring (the only code that sees the true slices), a
 figure helper, and `audit` that runs them all with bounded budgets and a seed.
+
+The names are imported on first use (cssl_core._lazy): AuditConfig (cssl_core.privacy.config) needs no torch
+and validates params.yaml before every stage command, auditing or not.
 """
 
-from cssl_core.privacy.audit import AuditConfig, AuditResult, audit_buffer, run_audit
-from cssl_core.privacy.baseline import mean_slice, predict_mean
-from cssl_core.privacy.decoder import InversionDecoder, TrainedDecoder, train_decoder
-from cssl_core.privacy.figure import draw_reconstructions
-from cssl_core.privacy.findings import FindingClassifier, finding_auc
-from cssl_core.privacy.gradient import GradientResult, gradient_invert
-from cssl_core.privacy.linkage import latent_linkage_scores, nearest_similarity, pixel_linkage_scores, reid_auc
-from cssl_core.privacy.ridge import TokenRidge, fit_ridge
-from cssl_core.privacy.scoring import score, summarise
+from cssl_core._lazy import lazy_exports
 
-__all__ = [
-    "AuditConfig",
-    "AuditResult",
-    "FindingClassifier",
-    "GradientResult",
-    "InversionDecoder",
-    "TokenRidge",
-    "TrainedDecoder",
-    "audit_buffer",
-    "draw_reconstructions",
-    "finding_auc",
-    "fit_ridge",
-    "gradient_invert",
-    "latent_linkage_scores",
-    "mean_slice",
-    "nearest_similarity",
-    "pixel_linkage_scores",
-    "predict_mean",
-    "reid_auc",
-    "run_audit",
-    "score",
-    "summarise",
-    "train_decoder",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "cssl_core.privacy.config": ("AuditConfig",),
+        "cssl_core.privacy.audit": ("AuditResult", "audit_buffer", "run_audit"),
+        "cssl_core.privacy.baseline": ("mean_slice", "predict_mean"),
+        "cssl_core.privacy.decoder": ("InversionDecoder", "TrainedDecoder", "train_decoder"),
+        "cssl_core.privacy.figure": ("draw_reconstructions",),
+        "cssl_core.privacy.findings": ("FindingClassifier", "finding_auc"),
+        "cssl_core.privacy.gradient": ("GradientResult", "gradient_invert"),
+        "cssl_core.privacy.linkage": (
+            "latent_linkage_scores",
+            "nearest_similarity",
+            "pixel_linkage_scores",
+            "reid_auc",
+        ),
+        "cssl_core.privacy.ridge": ("TokenRidge", "fit_ridge"),
+        "cssl_core.privacy.scoring": ("score", "summarise"),
+    },
+)

@@ -16,7 +16,7 @@ An image buffer (er / der / medcoss) stores the slices themselves: its "reconstr
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,8 @@ import numpy as np
 from cssl_core.models.mae import MaskedAutoencoder
 from cssl_core.privacy.baseline import predict_mean
 from cssl_core.privacy.common import as_slices, check_latents, check_model, check_slice_size, deterministic, sample_rows
+from cssl_core.privacy.config import LATENT_ATTACKERS as LATENT_ATTACKERS  # re-exported: it was defined here
+from cssl_core.privacy.config import AuditConfig
 from cssl_core.privacy.decoder import train_decoder
 from cssl_core.privacy.findings import FindingClassifier, finding_auc
 from cssl_core.privacy.gradient import gradient_invert
@@ -32,66 +34,8 @@ from cssl_core.privacy.ridge import fit_ridge
 from cssl_core.privacy.scoring import score, summarise
 from cssl_core.replay.buffer import ReplayBuffer
 
-LATENT_ATTACKERS = ("ridge", "decoder", "gradient")
 STORED = "stored"  # the image buffer's "attacker": the stored pixels themselves
 BASELINE = "baseline"
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """Budgets and knobs of an audit; every field has a bounded default so an audit never runs away."""
-
-    seed: int = 0
-    max_rows: int | None = 64  # seeded sample of buffer rows to attack and score (None: all rows)
-    attackers: tuple[str, ...] = LATENT_ATTACKERS  # latent buffers only; an image buffer is never attacked
-    flips: bool = True  # attacker data augmented with mirrored slices
-    ridge_alpha: float = 1.0
-    decoder_steps: int = 200
-    decoder_batch_size: int = 32
-    decoder_lr: float = 1e-3
-    decoder_width: int = 128
-    decoder_depth: int = 2
-    decoder_heads: int = 4
-    gradient_steps: int = 200
-    gradient_lr: float = 0.02
-    gradient_tv_weight: float = 1e-3
-    gradient_init: str = "ridge"  # ridge | decoder | mean: the attacks compose
-    finding_pooled_size: int = 16
-    finding_c: float = 0.1
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "attackers", tuple(self.attackers))
-        unknown = sorted(set(self.attackers) - set(LATENT_ATTACKERS))
-        if unknown or not self.attackers:
-            raise ValueError(f"attackers must be a non-empty subset of {LATENT_ATTACKERS}, got {self.attackers}")
-        if self.max_rows is not None and self.max_rows < 1:
-            raise ValueError(f"max_rows must be at least 1 (or None for all rows), got {self.max_rows}")
-        for name in ("decoder_steps", "decoder_batch_size", "decoder_width", "decoder_depth", "decoder_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.gradient_steps < 0:
-            raise ValueError(f"gradient_steps must be >= 0, got {self.gradient_steps}")
-        if "gradient" in self.attackers and self.gradient_init != "mean" and self.gradient_init not in self.attackers:
-            raise ValueError(
-                f"gradient_init {self.gradient_init!r} must be 'mean' or another attacker of this audit"
-                f" ({[a for a in self.attackers if a != 'gradient']})"
-            )
-        if self.gradient_init == "gradient":
-            raise ValueError("gradient_init cannot be the gradient attack itself; use ridge, decoder or mean")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AuditConfig:
-        """From a params block; an unknown key is an error (a typo must not silently fall back to a default)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown privacy audit key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["attackers"] = list(self.attackers)
-        return out
 
 
 @dataclass

@@ -13,8 +13,6 @@ import math
 import warnings
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 
 from cssl_core.replay.coverage import l2_normalise
 
@@ -34,7 +32,14 @@ def default_n_clusters(n: int, budget: int) -> int:
 def kmeans_clusters(
     features: np.ndarray, n_clusters: int, *, seed: int = 0, n_init: int = 4, max_iter: int = 300
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit seeded k-means on L2-normalised features; return (normalised features, labels, centroids)."""
+    """Fit seeded k-means on L2-normalised features; return (normalised features, labels, centroids).
+
+    scikit-learn is imported here, not with the module: the selectors' signatures (cssl_core.replay.selection)
+    validate replay.selection_options before every stage command, and importing it takes about a second.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
     x = l2_normalise(features)
     if not 1 <= n_clusters <= x.shape[0]:
         raise ValueError(f"n_clusters must be in [1, {x.shape[0]}], got {n_clusters}")

@@ -22,11 +22,17 @@ written to a buffer.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it: ReleaseConfig validates replay.privacy before every stage
+# command (cssl_core.config), and most stages never touch a tensor.
 
 MODES = ("none", "noise", "pool", "aggregate", "adversarial")
 KEY = "replay.privacy"
@@ -76,6 +82,18 @@ class ReleaseConfig:
         return self.pool if self.mode == "pool" else 1
 
 
+def keep_labels(replay: Mapping[str, Any]) -> bool:
+    """`replay.keep_labels` (default false): replay never reads labels, so a buffer keeps them only when asked.
+
+    Beside ReleaseConfig because it too decides what a buffer gives away (export@<stage> and the whole-params
+    check both read it from here).
+    """
+    value = replay.get("keep_labels", False)
+    if not isinstance(value, bool):
+        raise ValueError(f"params.yaml replay.keep_labels must be true or false, got {value!r}")
+    return value
+
+
 @dataclass
 class Released:
     """What a stage stores, row for row, and (for scoring only) the input rows behind each stored row."""
@@ -92,6 +110,8 @@ def pool_tokens(latents: torch.Tensor, pool: int) -> torch.Tensor:
     Args:
         latents: (B, N, C) with N a square whose side is divisible by `pool`.
     """
+    import torch
+
     if pool == 1:
         return latents
     batch, tokens, dim = latents.shape
@@ -123,6 +143,8 @@ def release(latents: np.ndarray, patients: np.ndarray, config: ReleaseConfig, se
         noise = np.random.default_rng([seed, 1]).standard_normal(z.shape).astype(np.float32)
         return Released((z + config.noise_sd * channel_sd * noise).astype(np.float16), None, None, singles)
     if config.mode == "pool":
+        import torch
+
         pooled = pool_tokens(torch.from_numpy(z), config.pool).numpy()
         return Released(pooled.astype(np.float16), None, None, singles)
     return aggregate(z, np.asarray(patients), config.min_cluster_size, config.min_patients, seed)
@@ -175,6 +197,8 @@ def sample_clusters(
     Why sample instead of replaying the means: the spread is part of what the old stage looked like, and a
     cluster of 8 slices replayed as one point would shrink the old distribution the distillation protects.
     """
+    import torch
+
     mean = torch.from_numpy(np.asarray(means, dtype=np.float32))
     sd = torch.from_numpy(np.asarray(spread, dtype=np.float32))
     index = torch.repeat_interleave(torch.arange(len(mean)), torch.from_numpy(np.asarray(counts, dtype=np.int64)))

@@ -1,44 +1,22 @@
-"""Continual strategies, one file each. Adding one = its file + one line in STRATEGIES + a params block."""
+"""Continual strategies, one file each. Adding one = its file + its options in options.py + one line in
+registry.py's STRATEGIES + a params block.
 
-from __future__ import annotations
+The names are imported on first use (cssl_core._lazy): `cssl_core.strategies.options` (each strategy's options
+and rules) needs no torch and validates params.yaml before every stage command, training or not.
+"""
 
-from collections.abc import Mapping
-from typing import Any
+from cssl_core._lazy import lazy_exports
 
-from cssl_core.strategies.base import StageContext, Strategy
-from cssl_core.strategies.der import DarkExperienceReplayStrategy
-from cssl_core.strategies.er import ExperienceReplayStrategy
-from cssl_core.strategies.finetune import FinetuneStrategy
-from cssl_core.strategies.joint import JointStrategy
-from cssl_core.strategies.latent_replay import LatentReplayStrategy
-from cssl_core.strategies.medcoss import MedCoSSStrategy
-
-STRATEGIES: dict[str, type[Strategy]] = {
-    "finetune": FinetuneStrategy,
-    "joint": JointStrategy,
-    "er": ExperienceReplayStrategy,
-    "der": DarkExperienceReplayStrategy,
-    "medcoss": MedCoSSStrategy,
-    "latent_replay": LatentReplayStrategy,
-}
-
-
-def build_strategy(name: str, options: Mapping[str, Any] | None = None) -> Strategy:
-    """The strategy registered as `name`, with its options validated."""
-    if name not in STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; registered: {sorted(STRATEGIES)}")
-    return STRATEGIES[name](options)
-
-
-__all__ = [
-    "STRATEGIES",
-    "DarkExperienceReplayStrategy",
-    "ExperienceReplayStrategy",
-    "FinetuneStrategy",
-    "JointStrategy",
-    "LatentReplayStrategy",
-    "MedCoSSStrategy",
-    "StageContext",
-    "Strategy",
-    "build_strategy",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "cssl_core.strategies.base": ("StageContext", "Strategy"),
+        "cssl_core.strategies.der": ("DarkExperienceReplayStrategy",),
+        "cssl_core.strategies.er": ("ExperienceReplayStrategy",),
+        "cssl_core.strategies.finetune": ("FinetuneStrategy",),
+        "cssl_core.strategies.joint": ("JointStrategy",),
+        "cssl_core.strategies.latent_replay": ("LatentReplayStrategy",),
+        "cssl_core.strategies.medcoss": ("MedCoSSStrategy",),
+        "cssl_core.strategies.registry": ("STRATEGIES", "build_strategy"),
+    },
+)

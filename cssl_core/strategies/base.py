@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from cssl_core.strategies.options import resolve_options
+
 
 @dataclass
 class StageContext:
@@ -54,18 +56,7 @@ class Strategy:
     needs_teacher: ClassVar[bool] = False  # runner passes a frozen copy of the previous model as context.teacher
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        given = dict(options or {})
-        missing = [key for key in self.required_options if key not in given]
-        allowed = set(self.required_options) | set(self.default_options)
-        unknown = sorted(set(given) - allowed)
-        if missing or unknown:
-            problems = []
-            if missing:
-                problems.append(f"missing required option(s) {missing}")
-            if unknown:
-                problems.append(f"unknown option(s) {unknown}")
-            raise ValueError(f"strategy {self.name!r}: " + "; ".join(problems) + f"; allowed: {sorted(allowed)}")
-        self.options: dict[str, Any] = {**self.default_options, **given}
+        self.options: dict[str, Any] = resolve_options(self.name, self.required_options, self.default_options, options)
         self._context: StageContext | None = None
 
     @property

@@ -15,31 +15,23 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from cssl_core.strategies.replay_sampling import (
-    ReplayStrategy,
-    check_nonnegative,
-    fetch_features,
-    sample_images,
-)
+from cssl_core.strategies.options import STRATEGY_OPTIONS, check_der_options
+from cssl_core.strategies.replay_sampling import ReplayStrategy, fetch_features, sample_images
+
+OPTIONS = STRATEGY_OPTIONS["der"]
 
 
 class DarkExperienceReplayStrategy(ReplayStrategy):
     name: ClassVar[str] = "der"
     keeps_raw_images: ClassVar[bool] = True
-    buffer_kind: ClassVar[str] = "image"
+    buffer_kind: ClassVar[str] = OPTIONS.buffer_kind
     buffer_features: ClassVar[bool] = True
-    default_options: ClassVar[Mapping[str, Any]] = {
-        "mask_ratio": None,
-        "alpha": 0.5,
-        "beta": 1.0,
-        "replay_batch_size": 32,
-    }
+    default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
     replay_terms: ClassVar[tuple[str, ...]] = ("mae_replay", "feature_match")
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        check_nonnegative(self.options["alpha"], "alpha")
-        check_nonnegative(self.options["beta"], "beta")
+        check_der_options(self.options)
 
     def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         mae = self.mae(batch["image"])

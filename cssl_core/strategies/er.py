@@ -11,14 +11,17 @@ from typing import Any, ClassVar
 
 import torch
 
+from cssl_core.strategies.options import STRATEGY_OPTIONS
 from cssl_core.strategies.replay_sampling import ReplayStrategy, sample_images
+
+OPTIONS = STRATEGY_OPTIONS["er"]
 
 
 class ExperienceReplayStrategy(ReplayStrategy):
     name: ClassVar[str] = "er"
     keeps_raw_images: ClassVar[bool] = True
-    buffer_kind: ClassVar[str] = "image"
-    default_options: ClassVar[Mapping[str, Any]] = {"mask_ratio": None, "replay_batch_size": 32}
+    buffer_kind: ClassVar[str] = OPTIONS.buffer_kind
+    default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
     replay_terms: ClassVar[tuple[str, ...]] = ("mae_replay",)
 
     def replay_batch_size(self, batch_size: int) -> int:

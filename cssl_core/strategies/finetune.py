@@ -11,13 +11,16 @@ from typing import Any, ClassVar
 import torch
 
 from cssl_core.strategies.base import Strategy
+from cssl_core.strategies.options import STRATEGY_OPTIONS
+
+OPTIONS = STRATEGY_OPTIONS["finetune"]  # mask_ratio None: the model's configured ratio
 
 
 class FinetuneStrategy(Strategy):
     name: ClassVar[str] = "finetune"
     keeps_raw_images: ClassVar[bool] = False
-    required_options: ClassVar[tuple[str, ...]] = ()
-    default_options: ClassVar[Mapping[str, Any]] = {"mask_ratio": None}  # None: the model's configured ratio
+    required_options: ClassVar[tuple[str, ...]] = OPTIONS.required
+    default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
 
     def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         ctx = self.context

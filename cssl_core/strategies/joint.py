@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from cssl_core.strategies.er import ExperienceReplayStrategy
-from cssl_core.strategies.replay_sampling import check_count
+from cssl_core.strategies.options import STRATEGY_OPTIONS, check_joint_options
+
+OPTIONS = STRATEGY_OPTIONS["joint"]
 
 
 class JointStrategy(ExperienceReplayStrategy):
@@ -23,19 +25,13 @@ class JointStrategy(ExperienceReplayStrategy):
 
     name: ClassVar[str] = "joint"
     keeps_raw_images: ClassVar[bool] = True
-    buffer_kind: ClassVar[str] = "image"
+    buffer_kind: ClassVar[str] = OPTIONS.buffer_kind
     buffer_budget: ClassVar[float | int | None] = 1.0
-    default_options: ClassVar[Mapping[str, Any]] = {
-        "mask_ratio": None,
-        "replay_batch_size": None,
-        "max_replay_batch": 256,
-        "new_stage_size": None,
-    }
+    default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        check_count(self.options["max_replay_batch"], "max_replay_batch")
-        check_count(self.options["new_stage_size"], "new_stage_size", allow_none=True)
+        check_joint_options(self.options)
 
     def replay_batch_size(self, batch_size: int) -> int:
         if self.options["replay_batch_size"] is not None:

@@ -26,39 +26,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cssl_core.distill import WKD_MODES, bke, wkd_loss, wkd_options
+from cssl_core.distill import bke, wkd_loss
 from cssl_core.replay.buffer import ReplayBuffer
 from cssl_core.replay.release import sample_clusters
 from cssl_core.strategies.base import StageContext
-from cssl_core.strategies.replay_sampling import (
-    ReplayStrategy,
-    check_nonnegative,
-    draw_indices,
-    fetch_latents,
-)
+from cssl_core.strategies.options import STRATEGY_OPTIONS, check_latent_replay_options
+from cssl_core.strategies.options import WKD_CHOICES as WKD_CHOICES  # re-exported: it was defined here
+from cssl_core.strategies.replay_sampling import ReplayStrategy, draw_indices, fetch_latents
 
 TEACHER_CHUNK = 256  # buffer rows per teacher forward when filling the cache: bounds activation memory
-WKD_CHOICES = (*WKD_MODES, "none")
+OPTIONS = STRATEGY_OPTIONS["latent_replay"]
 
 
 class LatentReplayStrategy(ReplayStrategy):
     name: ClassVar[str] = "latent_replay"
     keeps_raw_images: ClassVar[bool] = False
-    buffer_kind: ClassVar[str] = "latent"
+    buffer_kind: ClassVar[str] = OPTIONS.buffer_kind
     freezes_lower: ClassVar[bool] = True
     needs_teacher: ClassVar[bool] = True
-    default_options: ClassVar[Mapping[str, Any]] = {
-        "mask_ratio": None,
-        "wkd": "gaussian",
-        "wkd_options": {},
-        "lambda_wkd": 1.0,
-        "bke": True,
-        "bke_omega": 0.5,
-        "bke_tau": 0.1,
-        "replay": True,
-        "replay_batch_size": 32,
-        "unfreeze_lower": False,
-    }
+    default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
     replay_terms: ClassVar[tuple[str, ...]] = ("wkd",)
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -68,26 +54,8 @@ class LatentReplayStrategy(ReplayStrategy):
         self.targets: torch.Tensor | None = None  # (n, N, C) float32 teacher.upper(latents), on the device
 
     def _check_options(self) -> None:
-        o = self.options
-        if o["wkd"] not in WKD_CHOICES:
-            raise ValueError(f"wkd must be one of {WKD_CHOICES}, got {o['wkd']!r}")
-        if not isinstance(o["wkd_options"], Mapping):
-            raise ValueError(f"wkd_options must be a mapping, got {o['wkd_options']!r}")
-        if o["wkd"] == "none" and o["wkd_options"]:
-            raise ValueError("wkd_options are given but wkd is 'none' (plain MSE takes no options)")
-        if o["wkd"] != "none":
-            allowed = wkd_options(o["wkd"])
-            unknown = sorted(set(o["wkd_options"]) - set(allowed))
-            if unknown:
-                raise ValueError(f"unknown wkd_options {unknown} for mode {o['wkd']!r}; it accepts {sorted(allowed)}")
-        for flag in ("bke", "replay", "unfreeze_lower"):
-            if not isinstance(o[flag], bool):
-                raise ValueError(f"{flag} must be true or false, got {o[flag]!r}")
-        check_nonnegative(o["lambda_wkd"], "lambda_wkd")
-        if not 0.0 <= float(o["bke_omega"]) < 1.0:
-            raise ValueError(f"bke_omega must be in [0, 1), got {o['bke_omega']!r}")
-        if not float(o["bke_tau"]) > 0.0:
-            raise ValueError(f"bke_tau must be > 0, got {o['bke_tau']!r}")
+        """wkd, its options, the flags and the weights (cssl_core.strategies.options, shared with `cssl check`)."""
+        check_latent_replay_options(self.options)
 
     @property
     def replays(self) -> bool:

@@ -17,11 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cssl_core.strategies.replay_sampling import (
-    ReplayStrategy,
-    check_nonnegative,
-    sample_images,
-)
+from cssl_core.strategies.options import STRATEGY_OPTIONS, check_medcoss_options
+from cssl_core.strategies.replay_sampling import ReplayStrategy, sample_images
+
+OPTIONS = STRATEGY_OPTIONS["medcoss"]
 
 
 def intra_window_partners(windows: np.ndarray, generator: torch.Generator | None) -> torch.Tensor:
@@ -55,15 +54,15 @@ def intra_window_mixup(
 class MedCoSSStrategy(ReplayStrategy):
     name: ClassVar[str] = "medcoss"
     keeps_raw_images: ClassVar[bool] = True
-    buffer_kind: ClassVar[str] = "image"
-    buffer_selection: ClassVar[str | None] = "kmeans"
+    buffer_kind: ClassVar[str] = OPTIONS.buffer_kind
+    buffer_selection: ClassVar[str | None] = OPTIONS.buffer_selection
     needs_teacher: ClassVar[bool] = True
-    default_options: ClassVar[Mapping[str, Any]] = {"mask_ratio": None, "lambda_distill": 1.0, "replay_batch_size": 32}
+    default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
     replay_terms: ClassVar[tuple[str, ...]] = ("distill",)
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        check_nonnegative(self.options["lambda_distill"], "lambda_distill")
+        check_medcoss_options(self.options)
 
     def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         mae = self.mae(batch["image"])

@@ -12,7 +12,6 @@ then independent of the buffer size, and order within a replay batch carries no 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -21,19 +20,9 @@ import torch
 
 from cssl_core.replay.buffer import ReplayBuffer, concat_buffers
 from cssl_core.strategies.base import StageContext, Strategy
-
-
-def check_count(value: object, name: str, *, allow_none: bool = False) -> None:
-    """Options come from params.yaml: a float or bool batch size is a config error, not something to round."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1{' or None' if allow_none else ''}, got {value!r}")
-
-
-def check_nonnegative(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= 0.0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+from cssl_core.strategies.options import check_count as check_count  # re-exported: it was defined here
+from cssl_core.strategies.options import check_nonnegative as check_nonnegative
+from cssl_core.strategies.options import check_replay_options
 
 
 def resolve_buffer(replay: Any, kind: str, strategy: str) -> ReplayBuffer | None:
@@ -111,8 +100,7 @@ class ReplayStrategy(Strategy):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self.buffer: ReplayBuffer | None = None
-        if "replay_batch_size" in self.options:
-            check_count(self.options["replay_batch_size"], "replay_batch_size", allow_none=True)
+        check_replay_options(self.options)
 
     @property
     def active(self) -> bool:

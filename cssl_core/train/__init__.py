@@ -1,22 +1,19 @@
-"""Stage training: schedule, optimiser, atomic checkpoints and the resumable loop."""
+"""Stage training: schedule, optimiser, atomic checkpoints and the resumable loop.
 
-from cssl_core.train.checkpoint import load_latest, save_checkpoint
-from cssl_core.train.config import TrainConfig
-from cssl_core.train.evaluate import mae_eval_loss
-from cssl_core.train.loop import CheckpointMismatch, TrainResult, train_stage, training_fingerprint
-from cssl_core.train.optim import build_optimizer
-from cssl_core.train.schedule import WarmupCosine, warmup_cosine
+The names are imported on first use (cssl_core._lazy): `cssl_core.train.config` (TrainConfig) needs no torch
+and validates params.yaml before every stage command, training or not.
+"""
 
-__all__ = [
-    "CheckpointMismatch",
-    "TrainConfig",
-    "TrainResult",
-    "WarmupCosine",
-    "build_optimizer",
-    "load_latest",
-    "mae_eval_loss",
-    "save_checkpoint",
-    "train_stage",
-    "training_fingerprint",
-    "warmup_cosine",
-]
+from cssl_core._lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "cssl_core.train.checkpoint": ("load_latest", "save_checkpoint"),
+        "cssl_core.train.config": ("TrainConfig",),
+        "cssl_core.train.evaluate": ("mae_eval_loss",),
+        "cssl_core.train.loop": ("CheckpointMismatch", "TrainResult", "train_stage", "training_fingerprint"),
+        "cssl_core.train.optim": ("build_optimizer",),
+        "cssl_core.train.schedule": ("WarmupCosine", "warmup_cosine"),
+    },
+)

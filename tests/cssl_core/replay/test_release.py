@@ -115,3 +115,11 @@ def test_sample_clusters_draws_counts_rows_with_the_stored_mean_and_sd():
     assert abs(draws[3000:].mean().item() - 5.0) < 0.05 and abs(draws[3000:].std().item() - 0.5) < 0.05
     again = sample_clusters(means, spread, counts, torch.Generator().manual_seed(0)).float()
     assert torch.equal(draws, again)
+
+
+def test_keep_labels_defaults_to_false_and_must_be_a_flag():
+    from cssl_core.replay.release import keep_labels
+
+    assert keep_labels({}) is False and keep_labels({"keep_labels": True}) is True
+    with pytest.raises(ValueError, match="replay.keep_labels must be true or false, got 'yes'"):
+        keep_labels({"keep_labels": "yes"})

@@ -1,0 +1,36 @@
+"""The quality gate's rules (cssl_core/config/quality.py): the screen and quality stages read them through
+tasks/quality_params.py, the whole-params check directly; both must get the same objects."""
+
+from __future__ import annotations
+
+import pytest
+
+import tasks.quality_params as stage_rules
+from cssl_core.config import quality
+
+
+def test_the_stages_use_the_library_rules_themselves():
+    for name in ("CHECKS", "DEFAULTS", "ON_FAIL", "cohort_override", "effective_params", "quality_block"):
+        assert getattr(stage_rules, name) is getattr(quality, name), name
+
+
+def test_defaults_then_block_then_the_cohorts_own_entry():
+    params = {"quality": {"air_hu_min": [-1100, -900], "cohorts": {"a": {"air_hu_min": [-2000, 0]}, "b": None}}}
+    assert quality.effective_params(params, "a") == {**quality.DEFAULTS, "air_hu_min": [-2000, 0]}
+    assert quality.effective_params(params, "b") == {**quality.DEFAULTS, "air_hu_min": [-1100, -900]}
+
+
+@pytest.mark.parametrize(
+    ("block", "cohort", "error", "message"),
+    [
+        ({"cohorts": {}}, "a", KeyError, r"params.yaml has no quality.cohorts.a: add `a: \{\}`"),
+        ({"cohorts": {"a": []}}, "a", ValueError, r"quality.cohorts.a must be a mapping of settings"),
+        ({"cohorts": {"a": {"air_hu": [0, 1]}}}, "a", ValueError, r"quality.cohorts.a.air_hu is not a quality setting"),
+        ({"n_slices": [5, 1], "cohorts": {"a": {}}}, "a", ValueError, r"quality.n_slices must be \[low, high\] with"),
+        ({"min_series": 0, "cohorts": {"a": {}}}, "a", ValueError, r"quality.min_series must be a count of series"),
+        ({"on_fail": "skip", "cohorts": {"a": {}}}, "a", ValueError, r"quality.on_fail must be one of stop, exclude"),
+    ],
+)
+def test_a_bad_setting_names_its_own_key(block, cohort, error, message):
+    with pytest.raises(error, match=message):
+        quality.effective_params({"quality": block}, cohort)

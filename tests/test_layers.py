@@ -1,0 +1,150 @@
+"""The layers: cssl_core is the library; tasks/ (the DVC stages) and flows/ (the CLI and drivers) build on it.
+
+cssl_core importing tasks/ or flows/, even inside a function, makes the library depend on the stages that use
+it (and on what they import: mlflow, torch, DVC). Read from the source with `ast`, so an import that only runs
+on one code path is found without running it.
+
+And the validation that every stage command runs first (cssl_core.config) must stay light: it once imported
+torch and MONAI through package __init__ files, which cost each stage ~5 s.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+LIBRARY = "cssl_core"
+UPPER_LAYERS = ("tasks", "flows")
+HEAVY = ("torch", "monai", "sklearn", "ot", "mlflow", "pandas")  # what `cssl check` must not import
+DYNAMIC_IMPORTS = ("import_module", "__import__")
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The module a (possibly relative) `from ... import` names; a relative one above the top level gives ''."""
+    if node.level == 0:
+        return node.module or ""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    if node.level - 1 > len(package) - 1:
+        return ""
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def imported_modules(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
+    """(line, module) of every import in `source`, at any depth (functions, classes, `if TYPE_CHECKING:`), with
+    `from x import y` giving both x and x.y, and importlib.import_module / __import__ of a literal name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(node, module, is_package)
+            if base:
+                found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{a.name}" if base else a.name) for a in node.names if a.name != "*"]
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            first = node.args[0]
+            if name in DYNAMIC_IMPORTS and isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.append((node.lineno, first.value))
+    return found
+
+
+def layer_violations(source: str, module: str, is_package: bool = False) -> list[str]:
+    return [
+        f"{module}:{line} imports {name}"
+        for line, name in imported_modules(source, module, is_package)
+        if name.split(".")[0] in UPPER_LAYERS
+    ]
+
+
+def test_the_checker_finds_imports_anywhere_in_a_module():
+    source = (
+        "import os\n"
+        "def f():\n"
+        "    from tasks.export import keep_labels\n"
+        "class C:\n"
+        "    def g(self):\n"
+        "        import flows.cli as cli\n"
+        "        importlib.import_module('tasks.quality_params')\n"
+        "from . import sibling\n"
+        "from .. import tasks\n"
+    )
+    found = layer_violations(source, "cssl_core.config.data")
+    assert found == [
+        "cssl_core.config.data:3 imports tasks.export",
+        "cssl_core.config.data:3 imports tasks.export.keep_labels",
+        "cssl_core.config.data:6 imports flows.cli",
+        "cssl_core.config.data:7 imports tasks.quality_params",
+    ]
+    assert layer_violations("from cssl_core.replay.release import keep_labels\n", "cssl_core.config.replay") == []
+
+
+def test_cssl_core_imports_nothing_from_tasks_or_flows():
+    root = REPO_ROOT
+    files = sorted((root / LIBRARY).rglob("*.py"))
+    assert len(files) > 50  # the whole library was read, not an empty glob
+    violations = []
+    for path in files:
+        module = _module_name(path, root)
+        violations += layer_violations(path.read_text(encoding="utf-8"), module, path.name == "__init__.py")
+    assert not violations, "cssl_core must not import tasks/ or flows/:\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # what every stage command runs first (flows/cli.py _checked_params), and `cssl check`
+        "from cssl_core.config import ProjectConfig\n"
+        "from cssl_core.config.project import compare_problems\n"
+        "from tasks.params import load_params\n"
+        "params = load_params(Path('params.yaml'))\n"
+        "ProjectConfig.from_params(params)\n"
+        "compare_problems(params)\n",
+        # the light halves of the packages whose __init__ files are lazy
+        "import cssl_core.models, cssl_core.train, cssl_core.strategies, cssl_core.replay, cssl_core.privacy\n"
+        "from cssl_core.models.config import MAEConfig\n"
+        "from cssl_core.train.config import TrainConfig\n"
+        "from cssl_core.strategies.options import STRATEGY_OPTIONS\n"
+        "from cssl_core.replay.release import ReleaseConfig, keep_labels\n"
+        "from cssl_core.replay.selection import SELECTORS\n"
+        "from cssl_core.privacy.config import AuditConfig, audit_settings, gate_settings\n"
+        "import tasks.quality_params, tasks.privacy_gate\n",
+    ],
+    ids=["check", "light-modules"],
+)
+def test_validating_params_imports_no_torch_monai_or_sklearn(code):
+    probe = f"import json, sys\nfrom pathlib import Path\n{code}print(json.dumps(sorted(sys.modules)))\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    loaded = {name.split(".")[0] for name in json.loads(out.splitlines()[-1])}
+    assert not loaded & set(HEAVY), f"imported {sorted(loaded & set(HEAVY))}"
+
+
+def test_lazy_packages_still_export_their_names():
+    import cssl_core.models as models
+    import cssl_core.privacy as privacy
+    import cssl_core.strategies as strategies
+    from cssl_core.models.config import MAEConfig
+    from cssl_core.privacy.config import AuditConfig
+
+    assert models.MAEConfig is MAEConfig and privacy.AuditConfig is AuditConfig
+    assert "MaskedAutoencoder" in dir(models) and "build_strategy" in strategies.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = strategies.nope
