@@ -72,6 +72,14 @@ def _checked_params(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def _checked_config(path: Path) -> Any:
+    """The typed ProjectConfig of params.yaml, for stage functions that read it rather than the raw dict."""
+    from cssl_core.config import ProjectConfig
+    from tasks.params import load_params
+
+    return ProjectConfig.from_params(load_params(path), source=str(path))
+
+
 def _check_params_if_present(path: Path | None) -> None:
     """For commands that read no params themselves (ingest, dag, repro, flow run): check the named file, or
     ./params.yaml when there is one (ingest also runs outside a project, where there is none)."""
@@ -240,10 +248,10 @@ def pretrain(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Train one continual SSL stage (resumes from its last checkpoint after a crash)."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.pretrain import run_pretrain
 
-    summary = run_pretrain(stage, loaded)
+    summary = run_pretrain(stage, config)
     typer.echo(
         f"pretrain {stage}: {summary['epochs']} epochs, final loss {summary.get('loss_total', float('nan')):.4f}"
     )

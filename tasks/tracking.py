@@ -211,6 +211,24 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
+def log_params(params: Mapping[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten(params).items()})
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_artifacts(directory: Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
+
+
 def pipeline_tags(project_root: Path) -> dict[str, str]:
     """Tags of a pipeline's parent run: strategy and seed, so `mlflow ui` can compare executions."""
     import yaml

@@ -34,6 +34,13 @@ class StageConfig:
     window: str
     train_overrides: Mapping[str, Any]
 
+    def as_params(self) -> dict[str, Any]:
+        """The stage's block as params.yaml spells it (what DVC and the checkpoint fingerprint hash)."""
+        block: dict[str, Any] = {"prev": self.prev, "cohort": self.cohort, "window": self.window}
+        if self.train_overrides:
+            block["train"] = dict(self.train_overrides)
+        return block
+
 
 @dataclass(frozen=True)
 class ContinualConfig:

@@ -24,7 +24,8 @@ from cssl_core.strategies.options import resolve_options
 
 @dataclass
 class StageContext:
-    """What a strategy may use during one stage. `generator` drives masking; the runner reseeds it per epoch."""
+    """What a strategy may use during one stage. `generator` drives masking; the runner reseeds it per epoch.
+    `new_stage_size`: slices in the new stage's train set (joint sizes its replay batch by it)."""
 
     stage_index: int
     stage_name: str
@@ -32,9 +33,9 @@ class StageContext:
     teacher: nn.Module | None = None
     replay: Any | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    options: Mapping[str, Any] = field(default_factory=dict)
     generator: torch.Generator | None = None
     epoch: int = 0
+    new_stage_size: int | None = None
 
 
 class Strategy:

@@ -20,8 +20,8 @@ OPTIONS = STRATEGY_OPTIONS["joint"]
 
 class JointStrategy(ExperienceReplayStrategy):
     """Options: `replay_batch_size` (None = proportional), `max_replay_batch` (cap on the proportional
-    size, bounds step memory), `new_stage_size` (slices in the new stage's train set; None = assume the
-    new stage is as large as an average earlier stage, i.e. each earlier stage gets one new-batch's worth)."""
+    size, bounds step memory), `new_stage_size` (slices in the new stage's train set; None = the size the
+    runner gives in the stage context, or, without one, an average earlier stage's)."""
 
     name: ClassVar[str] = "joint"
     keeps_raw_images: ClassVar[bool] = True
@@ -38,6 +38,8 @@ class JointStrategy(ExperienceReplayStrategy):
             return int(self.options["replay_batch_size"])
         n_buffer = len(self.buffer)
         n_new = self.options["new_stage_size"]
+        if n_new is None and self._context is not None:
+            n_new = self._context.new_stage_size
         if n_new is None:
             n_new = n_buffer / max(1, len(set(self.buffer.stage.tolist())))
         size = math.ceil(batch_size * n_buffer / n_new)

@@ -7,10 +7,13 @@ Resume is exact, not approximate: a stage killed at any point and restarted ends
 - the checkpoint written after each epoch holds model, optimiser, scheduler, strategy state and step count,
   and the stage restarts at the first unfinished epoch;
 - on CPU, deterministic algorithms are enforced for the duration of the stage.
-A checkpoint made under a different configuration is refused rather than silently continued; callers that
-try several configurations give each its own directory (`cssl_core.train.store`, keyed by
-`training_fingerprint` and the caller's inputs). A damaged last checkpoint costs one epoch, not the stage:
-see `cssl_core.train.checkpoint.load_latest`.
+Checkpoint compatibility is decided here and only here: the stage's fingerprint is the caller's input
+digests (which upstream files and params it trained on) plus `training_fingerprint` (model shape,
+strategy, optimisation, steps per epoch), and its key names the directory under the checkpoint root
+(`cssl_core.train.store`). Another configuration therefore opens another directory, going back resumes or
+reuses the first, and a directory whose checkpoint disagrees with its key is refused rather than
+silently continued. A damaged last checkpoint costs one epoch, not the stage: see
+`cssl_core.train.checkpoint.load_latest`.
 
 Progress goes to `callback(epoch, metrics)` after the epoch's checkpoint is on disk: tracking (MLflow, a
 progress bar) lives in the caller, and a failing callback cannot cost a finished epoch. Epochs finished
@@ -20,6 +23,7 @@ before a crash are not reported again; their metrics are in `TrainResult.history
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import random
@@ -42,6 +46,7 @@ from cssl_core.train.config import TrainConfig
 from cssl_core.train.evaluate import mae_eval_loss
 from cssl_core.train.optim import build_optimizer
 from cssl_core.train.schedule import warmup_cosine
+from cssl_core.train.store import adopt_loose_checkpoints, checkpoint_dir
 
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -57,6 +62,9 @@ class TrainResult:
     global_step: int
     history: list[dict[str, float]] = field(default_factory=list)  # every epoch of the stage, resumed ones too
     checkpoint: Path | None = None
+    checkpoint_dir: Path | None = None  # this configuration's directory under the checkpoint root
+    evicted: list[tuple[Path, int]] = field(default_factory=list)  # (directory, bytes) of older configurations
+    adopted: Path | None = None  # where loose checkpoint files of the flat layout went, None when there were none
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,12 +118,14 @@ def training_fingerprint(
 
 
 def _check_fingerprint(saved: dict[str, Any], current: dict[str, Any], directory: Path) -> None:
+    """Refuse a directory whose checkpoint was made under another configuration than its key says (files
+    copied or moved by hand): resuming it would mix two runs."""
     if saved == current:
         return
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     raise CheckpointMismatch(
         f"checkpoint in {directory} was made with a different configuration ({', '.join(differing)} differ): "
-        "restore the parameters or remove the directory to start this stage afresh"
+        "remove the directory to start this configuration afresh"
     )
 
 
@@ -124,16 +134,24 @@ def train_stage(
     strategy: Strategy,
     loaders: Mapping[str, DataLoader],
     config: TrainConfig,
-    checkpoint_dir: str | Path,
+    checkpoint_root: str | Path,
     callback: Callback | None = None,
     *,
+    inputs: Mapping[str, Any] | None = None,
     stage_index: int = 0,
     stage_name: str = "stage",
     teacher: nn.Module | None = None,
     replay: Any | None = None,
 ) -> TrainResult:
-    """Train `model` with `strategy` on `loaders["train"]` for `config.epochs`, resuming from `checkpoint_dir`.
+    """Train `model` with `strategy` on `loaders["train"]` for `config.epochs`, resuming from the directory of
+    this configuration under `checkpoint_root`.
 
+    `inputs`: digests of what the stage trains on (upstream files, params outside `config`); they become part
+    of the fingerprint, so the same settings on other data never resume each other's checkpoints.
+    At most `config.keep_checkpoints` configuration directories stay under the root (least recently used go).
+    On stages after the first (`stage_index > 0`) the runner gives the strategy what it declares: a frozen
+    copy of the incoming model as teacher (`needs_teacher`, unless `teacher` is passed) and frozen lower
+    blocks (`freeze_lower_after_first`).
     `loaders["val"]` (optional) adds the held-out masked-reconstruction loss to each epoch's metrics.
     Metrics per epoch: "loss/<term>" for every term `observe` returns, "lr", "images_per_s",
     "data_wait_fraction" (time blocked on the loader / epoch time), "epoch_time_s", "val/mae" if a val loader.
@@ -144,9 +162,16 @@ def train_stage(
     steps_per_epoch = len(train_loader)
     if steps_per_epoch < 1:
         raise ValueError("the train loader yields no batch")
-    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_root = Path(checkpoint_root)
     device = resolve_device(config.device)
     use_amp = config.amp and device.type == "cuda"
+
+    if stage_index > 0:  # what the strategy declares it needs on a later stage; the runner never names one
+        if teacher is None and strategy.needs_teacher:
+            teacher = copy.deepcopy(model).eval()
+            teacher.requires_grad_(False)
+        if strategy.freeze_lower_after_first:
+            model.freeze_lower()
 
     with deterministic_algorithms(config.deterministic and device.type == "cpu", device):
         model.to(device)
@@ -159,11 +184,16 @@ def train_stage(
         warmup = min(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
         scheduler = warmup_cosine(optimizer, warmup, total_steps, config.final_lr_ratio)
         fingerprint = training_fingerprint(model, strategy, config, steps_per_epoch)
+        adopted = adopt_loose_checkpoints(checkpoint_root)
+        # eviction happens before training, so the bound holds while this run writes its checkpoints
+        directory, evicted = checkpoint_dir(
+            checkpoint_root, {"inputs": dict(inputs or {}), "training": fingerprint}, config.keep_checkpoints
+        )
 
         start_epoch, global_step, history, resumed_from = 0, 0, [], None
-        state = load_latest(checkpoint_dir, map_location=device)
+        state = load_latest(directory, map_location=device)
         if state is not None:
-            _check_fingerprint(state["fingerprint"], fingerprint, checkpoint_dir)
+            _check_fingerprint(state["fingerprint"], fingerprint, directory)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -183,11 +213,11 @@ def train_stage(
             teacher=teacher,
             replay=replay,
             device=device,
-            options=strategy.options,
             generator=generator,
+            new_stage_size=len(train_loader.dataset) if hasattr(train_loader.dataset, "__len__") else None,
         )
         strategy.begin_stage(context)
-        last_path = checkpoint_dir / LAST if state is not None and (checkpoint_dir / LAST).is_file() else None
+        last_path = directory / LAST if state is not None and (directory / LAST).is_file() else None
         for epoch in range(start_epoch, config.epochs):
             seed_everything(derive_seed(config.seed, "epoch", epoch))
             generator.manual_seed(derive_seed(config.seed, "mask", epoch))
@@ -199,7 +229,7 @@ def train_stage(
                 metrics["val/mae"] = mae_eval_loss(model, val_loader, device, seed=config.seed, amp=use_amp)
             history.append(metrics)
             last_path = save_checkpoint(
-                checkpoint_dir,
+                directory,
                 {
                     "epoch": epoch + 1,
                     "global_step": global_step,
@@ -224,6 +254,9 @@ def train_stage(
         global_step=global_step,
         history=history,
         checkpoint=last_path,
+        checkpoint_dir=directory,
+        evicted=evicted,
+        adopted=adopted,
     )
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 FINGERPRINT_FILE = "fingerprint.json"  # the full fingerprint behind a directory's key, for people reading it
+INPUTS_FILE = "inputs.json"  # the input digests of the flat layout (before one directory per configuration)
+LEGACY = "legacy"
 KEY_LENGTH = 16
 
 
@@ -61,3 +63,34 @@ def checkpoint_dir(root: str | Path, fingerprint: Mapping[str, Any], keep: int) 
         record.write_text(json.dumps(fingerprint, indent=2, sort_keys=True, default=str) + "\n")
     os.utime(directory)  # a reused directory counts as recently used even when nothing is written to it
     return directory, evict(root, keep, directory)
+
+
+def adopt_loose_checkpoints(root: str | Path) -> Path | None:
+    """Move checkpoint files lying directly in `root` (the flat layout before one directory per
+    configuration) into the directory their own fingerprint names, so an upgrade resumes them rather than
+    retraining; files whose fingerprint cannot be read go to `legacy` (eviction removes it in time).
+
+    Returns where they went, None when there were none.
+    """
+    from cssl_core.train.checkpoint import load_latest  # torch: only when a checkpoint is actually read
+
+    root = Path(root)
+    files = [p for p in root.iterdir() if p.is_file()] if root.is_dir() else []
+    if not files:
+        return None
+    key = LEGACY
+    record = root / INPUTS_FILE
+    state = load_latest(root)
+    if state is not None and record.is_file() and "fingerprint" in state:
+        try:
+            key = fingerprint_key({"inputs": json.loads(record.read_text()), "training": state["fingerprint"]})
+        except ValueError:
+            key = LEGACY
+    target, n = root / key, 1
+    while target.exists():
+        target, n = root / f"{key}-{LEGACY}-{n}", n + 1
+    target.mkdir()
+    for path in root.iterdir():
+        if path.is_file():
+            os.replace(path, target / path.name)
+    return target

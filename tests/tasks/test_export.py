@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from cssl_core.config import ProjectConfig
 from tasks.export import run_export
 from tasks.init_model import run_init
 from tasks.pretrain import run_pretrain
@@ -14,7 +15,7 @@ def test_a_budget_larger_than_the_stage_keeps_everything_and_says_so_once(tmp_pa
     monkeypatch.chdir(make_stage_project(tmp_path))
     params = stage_params("er")  # a raw-image buffer selected by replay.selection and replay.budget
     run_init(params)
-    run_pretrain("s1", params)
+    run_pretrain("s1", ProjectConfig.from_params(params))
     large = copy.deepcopy(params)
     large["replay"]["budget"] = 5000
     capsys.readouterr()

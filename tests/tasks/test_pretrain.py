@@ -11,9 +11,11 @@ from pathlib import Path
 
 import torch
 
+from cssl_core.config import ProjectConfig
+from cssl_core.train.store import INPUTS_FILE
 from tasks.continual import stage_paths
 from tasks.init_model import run_init
-from tasks.pretrain import INPUTS_FILE, input_fingerprint, run_pretrain
+from tasks.pretrain import input_digests, run_pretrain
 from tests.tasks.stage_project import make_stage_project, stage_params
 
 CHECKPOINTS = Path("data/checkpoints/s1")
@@ -33,7 +35,7 @@ def _run(params: dict) -> dict:
     its output removed first."""
     run_init(params)
     shutil.rmtree(MODEL.parent, ignore_errors=True)
-    return run_pretrain("s1", params)
+    return run_pretrain("s1", ProjectConfig.from_params(params))
 
 
 def _dirs() -> set[str]:
@@ -79,7 +81,7 @@ def test_checkpoints_of_the_earlier_layout_are_adopted_not_deleted(tmp_path, mon
     # the layout before per-configuration directories: last.pt and the input record right in data/checkpoints/s1
     os.replace(CHECKPOINTS / key / "last.pt", CHECKPOINTS / "last.pt")
     shutil.rmtree(CHECKPOINTS / key)
-    fingerprint = input_fingerprint(stage_paths(params, "s1"), params)
+    fingerprint = input_digests(stage_paths(params, "s1"), ProjectConfig.from_params(params))
     (CHECKPOINTS / INPUTS_FILE).write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
 
     again = _run(params)

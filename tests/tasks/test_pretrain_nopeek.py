@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 
+from cssl_core.config import ProjectConfig
 from tasks.init_model import run_init
 from tasks.pretrain import run_pretrain
 from tests.tasks.stage_project import make_stage_project, stage_params
@@ -20,7 +21,7 @@ CHECKPOINTS = Path("data/checkpoints/s1")
 def _run(params: dict) -> dict:
     run_init(params)
     shutil.rmtree("data/models/s1", ignore_errors=True)
-    return run_pretrain("s1", params)
+    return run_pretrain("s1", ProjectConfig.from_params(params))
 
 
 def test_adversarial_mode_trains_and_logs_the_penalty(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cssl_core.config import ProjectConfig
 from cssl_core.replay.buffer import load_buffer
 from flows.errors import is_expected, message
 from tasks.export import run_export
@@ -45,7 +46,7 @@ def stage(tmp_path_factory):
     os.chdir(root)
     try:
         run_init(params)
-        run_pretrain("s1", params)
+        run_pretrain("s1", ProjectConfig.from_params(params))
     finally:
         os.chdir(cwd)
     return root, params

@@ -43,8 +43,14 @@ def run_stage(data: Path, checkpoints: Path, workers: int, strategy: FinetuneStr
     return train_stage(model, strategy or FinetuneStrategy(), {"train": loader}, config, checkpoints)
 
 
+def configuration_dir(checkpoints: Path) -> Path:
+    """The one configuration directory train_stage keyed under the checkpoint root."""
+    (directory,) = [p for p in checkpoints.iterdir() if p.is_dir()]
+    return directory
+
+
 def final_weights(checkpoints: Path) -> dict[str, torch.Tensor]:
-    return torch.load(checkpoints / "last.pt", weights_only=True)["model"]
+    return torch.load(configuration_dir(checkpoints) / "last.pt", weights_only=True)["model"]
 
 
 def main() -> None:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -39,11 +42,40 @@ def test_reports_metrics_per_epoch_and_skips_finished_epochs(data, tmp_path):
     assert again.epochs_run == 0 and again.resumed_from == 2 and len(reports) == 2  # nothing re-run or re-reported
     assert again.history == result.history
 
+    # another configuration opens its own directory and trains afresh; the first one's stays, to go back to
+    other = train_stage(
+        micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=1, lr=5e-3, seed=1), tmp_path
+    )
+    assert other.resumed_from is None and other.checkpoint_dir != result.checkpoint_dir
+    assert result.checkpoint_dir.is_dir() and again.checkpoint_dir == result.checkpoint_dir
+    # other inputs (the caller's digests of its data) are another configuration too
+    moved = train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path, inputs={"data": "v2"})
+    assert moved.resumed_from is None and moved.checkpoint_dir not in (result.checkpoint_dir, other.checkpoint_dir)
+
+
+def test_a_directory_holding_another_configurations_checkpoint_is_refused(data, tmp_path):
+    first = train_stage(micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=1, lr=1e-3), tmp_path)
+    config = TrainConfig(epochs=1, lr=5e-3)
+    second = train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path)
+    for name in ("last.pt", "prev.pt"):
+        (second.checkpoint_dir / name).unlink(missing_ok=True)
+    shutil.copy(first.checkpoint_dir / "last.pt", second.checkpoint_dir / "last.pt")  # copied by hand
     with pytest.raises(CheckpointMismatch, match="train"):
-        train_stage(micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=2, lr=5e-3, seed=1), tmp_path)
-    # a larger epoch budget changes the cosine schedule, so it is a different run too
-    with pytest.raises(CheckpointMismatch):
-        train_stage(micro_model(), FinetuneStrategy(), _loaders(data), TrainConfig(epochs=3, lr=1e-3, seed=1), tmp_path)
+        train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path)
+
+
+def test_checkpoints_of_the_flat_layout_are_adopted(data, tmp_path):
+    config = TrainConfig(epochs=1, lr=1e-3)
+    first = train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path, inputs={"x": 1})
+    key = first.checkpoint_dir.name
+    for path in first.checkpoint_dir.iterdir():  # the layout before one directory per configuration
+        path.replace(tmp_path / path.name)
+    first.checkpoint_dir.rmdir()
+    (tmp_path / "inputs.json").write_text(json.dumps({"x": 1}))
+    again = train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path, inputs={"x": 1})
+    assert again.adopted == tmp_path / key and again.checkpoint_dir == tmp_path / key
+    assert again.epochs_run == 0 and again.resumed_from == 1
+    assert not [p for p in tmp_path.iterdir() if p.is_file()]
 
 
 def test_frozen_lower_stays_fixed_through_a_stage(data, tmp_path):
@@ -84,13 +116,12 @@ def test_a_truncated_checkpoint_costs_one_epoch_and_the_same_weights(data, tmp_p
     config = TrainConfig(epochs=3, lr=1e-3, seed=1)
     reference = micro_model()
     train_stage(reference, FinetuneStrategy(), _loaders(data), config, tmp_path / "reference")
-    run = tmp_path / "run"
-    train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, run)
+    run = train_stage(micro_model(), FinetuneStrategy(), _loaders(data), config, tmp_path / "run").checkpoint_dir
     capsys.readouterr()
 
     _truncate(run / "last.pt")
     model = micro_model()
-    resumed = train_stage(model, FinetuneStrategy(), _loaders(data), config, run)
+    resumed = train_stage(model, FinetuneStrategy(), _loaders(data), config, run.parent)
     assert resumed.resumed_from == 2 and resumed.epochs_run == 1
     assert "resuming from prev.pt (epoch 2)" in capsys.readouterr().err
     assert (run / "last.pt.corrupt-1").is_file()
@@ -99,7 +130,7 @@ def test_a_truncated_checkpoint_costs_one_epoch_and_the_same_weights(data, tmp_p
     _truncate(run / "last.pt")
     _truncate(run / "prev.pt")
     model = micro_model()
-    fresh = train_stage(model, FinetuneStrategy(), _loaders(data), config, run)
+    fresh = train_stage(model, FinetuneStrategy(), _loaders(data), config, run.parent)
     assert fresh.resumed_from is None and fresh.epochs_run == 3
     assert capsys.readouterr().err.splitlines()[-1].endswith("training from the start")
     kept = sorted(p.name for p in run.glob("*.corrupt-*"))

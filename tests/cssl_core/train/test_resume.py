@@ -14,7 +14,7 @@ import torch
 
 from cssl_core.train import load_latest
 from tests.cssl_core.train.fixtures import write_windowed
-from tests.cssl_core.train.resume_worker import BATCH, EPOCHS, final_weights, run_stage
+from tests.cssl_core.train.resume_worker import BATCH, EPOCHS, configuration_dir, final_weights, run_stage
 
 REPO = Path(__file__).resolve().parents[3]
 N_SLICES = 48
@@ -42,7 +42,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, workers):
             if time.monotonic() > deadline:
                 pytest.fail("worker never reached epoch 2")
             time.sleep(0.05)
-        assert (killed / "last.pt").is_file()
+        assert (configuration_dir(killed) / "last.pt").is_file()
         os.killpg(process.pid, signal.SIGKILL)  # the worker and its loader workers: its own session
         process.wait(timeout=30)
     finally:
@@ -51,7 +51,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, workers):
             process.wait(timeout=30)
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL
-    assert load_latest(killed)["epoch"] == 1  # epoch 2 was in flight, not saved
+    assert load_latest(configuration_dir(killed))["epoch"] == 1  # epoch 2 was in flight, not saved
 
     resumed = run_stage(data, killed, workers)
     assert resumed.resumed_from == 1 and resumed.epochs_run == EPOCHS - 1

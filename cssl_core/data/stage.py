@@ -1,0 +1,51 @@
+"""The loaders of one continual stage: its windowed slices split by patient into train and validation.
+
+Why here and not in the stage script: the split, the augmentation seed and the loader settings decide which
+slices a stage trains on, so tests and benchmarks must be able to build exactly what `pretrain@k` builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch.utils.data import DataLoader
+
+from cssl_core.data.loader import make_loader
+from cssl_core.data.split import train_val_split
+from cssl_core.data.transforms import train_transforms
+from cssl_core.data.windowed import WindowedSlices
+
+
+def stage_loaders(
+    windowed: Path, image_size: int, val_fraction: float, batch_size: int, workers: int, seed: int
+) -> tuple[dict[str, DataLoader], dict[str, Any]]:
+    """({"train": ..., "val": ... when the split leaves validation patients}, the split record).
+
+    Args:
+        windowed: a data/windowed/<cohort>-<window> directory (index.parquet + slices.npy).
+        image_size: the model's input size; the slices must have it (one clear error otherwise).
+
+    The split record (row numbers and patient counts) is saved beside the model, so evaluation and the
+    forgetting measure use the same held-out patients.
+    """
+    index = pd.read_parquet(windowed / "index.parquet")
+    train_rows, val_rows = train_val_split(index, float(val_fraction), seed)
+    train = WindowedSlices(windowed, rows=train_rows, transform=train_transforms(image_size, seed))
+    if train.size != image_size:
+        raise ValueError(
+            f"{windowed} holds {train.size}px slices but the model takes {image_size}px: "
+            "set window.size or ssl.model.img_size so they agree"
+        )
+    loaders = {"train": make_loader(train, int(batch_size), int(workers), seed)}
+    if len(val_rows):
+        val = WindowedSlices(windowed, rows=val_rows)
+        loaders["val"] = make_loader(val, int(batch_size), 0, seed, shuffle=False, drop_last=False)
+    split = {
+        "train_rows": train_rows.tolist(),
+        "val_rows": val_rows.tolist(),
+        "n_train_patients": int(index.iloc[train_rows]["patient_key"].nunique()),
+        "n_val_patients": int(index.iloc[val_rows]["patient_key"].nunique()) if len(val_rows) else 0,
+    }
+    return loaders, split
