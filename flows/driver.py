@@ -11,14 +11,12 @@ from tasks import tracking
 
 
 def repro_with_parent_run(project_dir: Path, targets: Sequence[str], force: bool = False) -> int:
-    import mlflow
-
     with tracking.pipeline_run(project_dir, driver="cssl repro") as parent:
         started = time.perf_counter()
         code, _ = dvc_repro(project_dir, targets, force=force, parent_run_id=parent.info.run_id)
-        mlflow.log_metrics({"pipeline_seconds": time.perf_counter() - started, "exit_code": code})
+        tracking.log_metrics({"pipeline_seconds": time.perf_counter() - started, "exit_code": code})
         if code != 0:
-            mlflow.set_tag("cssl.failed", "true")
+            tracking.set_tag("cssl.failed", "true")
     if code != 0:
-        mlflow.MlflowClient().set_terminated(parent.info.run_id, status="FAILED")
+        tracking.mark_failed(parent.info.run_id)
     return code

@@ -56,7 +56,6 @@ def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False)
     states: dict[str, str] = {}
     seconds: dict[str, float] = {}
     stage_task = run_stage.with_options(retries=retries)
-    import mlflow
 
     with tracking.pipeline_run(root, driver="prefect") as parent:
         for node in order:
@@ -72,9 +71,9 @@ def cssl_pipeline(project_dir: str = ".", retries: int = 1, force: bool = False)
                 states[node.name] = FAILED
                 logger.error("stage %s failed after %d retries", node.name, retries)
         n_failed = sum(s != SUCCEEDED for s in states.values())
-        mlflow.log_metrics({"stages": len(states), "stages_not_succeeded": n_failed})
+        tracking.log_metrics({"stages": len(states), "stages_not_succeeded": n_failed})
     if n_failed:
-        mlflow.MlflowClient().set_terminated(parent.info.run_id, status="FAILED")
+        tracking.mark_failed(parent.info.run_id)
     create_table_artifact(
         key="cssl-pipeline-stages",
         table=[

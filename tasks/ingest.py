@@ -21,10 +21,6 @@ def run_ingest(
         summary = ingest_directory(input_dir, output_dir, workers=workers, secret=load_secret(), compress=compress)
         figures = {k: v for k, v in asdict(summary).items() if isinstance(v, int | float) and not isinstance(v, bool)}
         tracking.log_metrics(figures)
-        import mlflow
-
-        for name in ("summary.json",):
-            path = output_dir / name
-            if path.exists():
-                mlflow.log_artifact(str(path))
+        if (output_dir / "summary.json").exists():
+            tracking.log_artifact(output_dir / "summary.json")
     return asdict(summary)

@@ -193,16 +193,14 @@ def _write_seconds(stage: str, seconds: float, per_attack: dict[str, float] | No
 
 
 def _log(report: dict[str, Any], seconds: float, figure: Path, output: Path) -> None:
-    import mlflow
-
     figures = report["figures"]
     numbers = {k: v for k, v in figures.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     gate = report["gate"]
     numbers.update({"gate_passed": int(gate["passed"]), "seconds": seconds,
                     "labels_in_buffer": len(report["labels_in_buffer"])})
     tracking.log_metrics(numbers)
-    mlflow.log_artifact(str(figure), artifact_path="figures")
-    mlflow.log_artifact(str(output))
+    tracking.log_artifact(figure, "figures")
+    tracking.log_artifact(output)
 
 
 def summary_line(report: dict[str, Any]) -> str:

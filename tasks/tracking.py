@@ -229,6 +229,19 @@ def log_artifacts(directory: Path, artifact_path: str | None = None) -> None:
     mlflow.log_artifacts(str(directory), artifact_path=artifact_path)
 
 
+def set_tag(key: str, value: str) -> None:
+    import mlflow
+
+    mlflow.set_tag(key, value)
+
+
+def mark_failed(run_id: str) -> None:
+    """End a run as FAILED after its `with` block closed it (a pipeline whose stages did not all succeed)."""
+    import mlflow
+
+    mlflow.MlflowClient().set_terminated(run_id, status="FAILED")
+
+
 def pipeline_tags(project_root: Path) -> dict[str, str]:
     """Tags of a pipeline's parent run: strategy and seed, so `mlflow ui` can compare executions."""
     import yaml
