@@ -34,8 +34,8 @@ PRETRAIN_RECORD = re.compile(r"(?:.*/)?data/metrics/pretrain-([^/]+)\.json")
 
 def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Queue-side DVC commands (`exp remove`, `exp run --queue`) stay on the CLI: `dvc.api` has no run or
-    queue function, and `Repo.experiments.run(queue=True)`'s keyword arguments are internals that changed
-    within DVC 3; each queued experiment then starts from exactly the `-S` parsing the CLI documents."""
+    queue function (only `exp_save`), `Repo.experiments.run(queue=True)` and `.remove` are undocumented
+    internals, and the CLI's `-S` parsing is the documented one each queued experiment must start from."""
     env = stage_env(None)
     return subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=project_dir, env=env, text=True, capture_output=True, check=check
@@ -107,7 +107,8 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
 
 def _start_worker(project_dir: Path) -> None:
     # the worker is a daemon that inherits our pipes: do not capture them, or this call waits for it. It stays
-    # a `dvc queue start` subprocess: in-process, `celery_queue.start_workers` would fork this interpreter.
+    # a `dvc queue start` subprocess: in-process, `celery_queue.start_workers` would fork this interpreter
+    # (multiprocessing) and look `dvc` up on its PATH, without stage_env's interpreter bin dir first.
     subprocess.run(
         [sys.executable, "-m", "dvc", "queue", "start", "-j", "1"],
         cwd=project_dir,
