@@ -2,9 +2,10 @@
 
 Each (variant, seed) is `dvc exp run --queue -n <variant>-s<seed> -S ...`; the queue runs one experiment at
 a time (stages share the CPU), DVC's run-cache restores the unchanged data stages, and the metrics of
-every finished experiment are read back with `dvc exp show --json`. An experiment that fails is kept in
-the table as failed, never dropped. Results are compared only at the same training budget: the config
-fixes epochs and batch size for every variant.
+every finished experiment are read back through DVC's Python API (`Repo.experiments.show`, what
+`dvc exp show --json` prints). An experiment that fails is kept in the table as failed, never dropped.
+Results are compared only at the same training budget: the config fixes epochs and batch size for every
+variant.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ PRETRAIN_RECORD = re.compile(r"(?:.*/)?data/metrics/pretrain-([^/]+)\.json")
 
 
 def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Queue-side DVC commands (`exp remove`, `exp run --queue`) stay on the CLI: `dvc.api` has no run or
+    queue function (only `exp_save`), `Repo.experiments.run(queue=True)` and `.remove` are undocumented
+    internals, and the CLI's `-S` parsing is the documented one each queued experiment must start from."""
     env = stage_env(None)
     return subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=project_dir, env=env, text=True, capture_output=True, check=check
@@ -82,7 +86,7 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
     # else) is replaced, up to MAX_WORKER_STARTS times.
     starts, missed = 1, 0
     while True:
-        pending, workers = queue_state(_dvc(project_dir, "queue", "status", check=False).stdout)
+        pending, workers = queue_status(project_dir)
         done = len(runs) - pending
         print(f"compare: {done}/{len(runs)} experiments finished ({time.perf_counter() - started:.0f}s)", flush=True)
         if pending == 0:
@@ -102,7 +106,9 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
 
 
 def _start_worker(project_dir: Path) -> None:
-    # the worker is a daemon that inherits our pipes: do not capture them, or this call waits for it
+    # the worker is a daemon that inherits our pipes: do not capture them, or this call waits for it. It stays
+    # a `dvc queue start` subprocess: in-process, `celery_queue.start_workers` would fork this interpreter
+    # (multiprocessing) and look `dvc` up on its PATH, without stage_env's interpreter bin dir first.
     subprocess.run(
         [sys.executable, "-m", "dvc", "queue", "start", "-j", "1"],
         cwd=project_dir,
@@ -113,16 +119,34 @@ def _start_worker(project_dir: Path) -> None:
     )
 
 
-def queue_state(status: str) -> tuple[int, int]:
-    """(experiments queued or running, queue workers alive) from the text of `dvc queue status`."""
-    pending = sum(
-        line.split()[-1] in ("Queued", "Running")
-        for line in status.splitlines()[1:]
-        if line.split() and not line.startswith("Worker status")
-    )
-    found = re.search(r"Worker status: (\d+) active, (\d+) idle", status)
-    workers = int(found[1]) + int(found[2]) if found else 1  # an unknown format must not trigger restarts
-    return pending, workers
+def queue_status(project_dir: Path) -> tuple[int, int]:
+    """(experiments queued or running, queue workers alive), read the way `dvc queue status` reads them.
+
+    A fresh Repo per poll, as each `dvc queue status` call had: the worker commits experiments meanwhile.
+    Failures keep their CLI-era meaning: a task list that cannot be read counts as an empty queue (the
+    failed command printed no table), and workers that cannot be counted count as one alive, since an
+    unknown answer must not trigger restarts.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(project_dir)) as repo:
+        queue = repo.experiments.celery_queue
+        try:
+            tasks = queue.status()
+        except Exception:  # as any failure of `dvc queue status` did
+            return 0, 1
+        try:
+            workers: dict[str, list[Any]] | None = queue.worker_status()
+        except Exception:
+            workers = None
+    return queue_state(tasks, workers)
+
+
+def queue_state(tasks: list[dict[str, Any]], workers: dict[str, list[Any]] | None) -> tuple[int, int]:
+    """(experiments queued or running, queue workers alive) from the queue's tasks and its workers' active
+    tasks (None: unknown, counted as one so that it never triggers a restart)."""
+    pending = sum(task.get("status") in ("Queued", "Running") for task in tasks)
+    return pending, 1 if workers is None else len(workers)
 
 
 def _walk(node: Any):
@@ -146,7 +170,7 @@ def _per_stage(records: dict[str, dict[str, Any]], pattern: re.Pattern[str]) -> 
 
 
 def merge_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """One experiment's metrics for the report, from the `metrics` dict `dvc exp show --json` gives it
+    """One experiment's metrics for the report, from the `metrics` dict `show_experiments` gives it
     (path -> {"data": content}); None when it has no summary (the experiment failed).
 
     The summary files of METRICS_FILES are merged flat; timings are kept out of the summary (it must not
@@ -172,13 +196,33 @@ def merge_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def collect(project_dir: Path, names: list[str]) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
-    """Metrics (None when it has none: failed) and commit of each named experiment, from `dvc exp show`."""
-    shown = json.loads(_dvc(project_dir, "exp", "show", "--json", "-A").stdout or "[]")
-    return experiments_from_shown(shown, names)
+    """Metrics (None when it has none: failed) and commit of each named experiment, from `show_experiments`."""
+    return experiments_from_shown(show_experiments(project_dir), names)
+
+
+def show_experiments(project_dir: Path) -> list[dict[str, Any]]:
+    """Every experiment of every commit, exactly as `dvc exp show --json -A` prints them, read in-process.
+
+    `dvc.api.exp_show` would be the documented call, but it returns `dvc exp show`'s table rows: each metric
+    flattened into a "<file>:<key.path>" column, with no per-file contents left to merge (merge_metrics needs
+    them), so this calls what that function and the CLI both call, `Repo.experiments.show`. The JSON round
+    trip gives the CLI's types: ISO timestamps, errors as {"type", "msg"}, lists for tuples.
+    """
+    from datetime import date, datetime
+
+    from dvc.repo import Repo
+    from dvc.utils.serialize import encode_exception
+
+    def as_json(item: Any) -> Any:
+        return item.isoformat() if isinstance(item, date | datetime) else encode_exception(item)
+
+    with Repo(str(project_dir)) as repo:
+        states = repo.experiments.show(all_commits=True)
+        return json.loads(json.dumps([state.dumpd() for state in states], default=as_json))
 
 
 def experiments_from_shown(shown: Any, names: list[str]) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
-    """`collect` on the parsed output of `dvc exp show --json`: merged metrics and commit per named experiment."""
+    """`collect` on what `show_experiments` gives: merged metrics and commit per named experiment."""
     found: dict[str, dict[str, Any] | None] = {name: None for name in names}
     revs: dict[str, str] = {}
     for entry in _walk(shown):
@@ -218,5 +262,5 @@ def run_compare(project_dir: Path, params: dict[str, Any], config: str, collect_
         queue_and_run(project_dir, runs)
     results, revs = collect(project_dir, [name for name, *_ in runs])
     elapsed = _wall_time(project_dir / REPORTS, config, None if collect_only else time.perf_counter() - started)
-    files = ExperimentFiles(project_dir, revs)
-    return write_report(project_dir / REPORTS, runs, results, params, config, elapsed, files)
+    with ExperimentFiles(project_dir, revs) as files:
+        return write_report(project_dir / REPORTS, runs, results, params, config, elapsed, files)

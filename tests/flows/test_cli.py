@@ -63,23 +63,6 @@ def test_folder_without_dicom_is_one_clear_line_and_nonzero(tmp_path):
     assert last.startswith("error:") and "not_dicom" in last and "Traceback" not in result.stderr
 
 
-def test_queue_state_reads_dvc_queue_status():
-    from flows.compare import queue_state
-
-    status = """Task     Name          Created    Status
-6cd87c4  finetune-s0   02:00 PM   Success
-15eecb6  finetune-s1   02:00 PM   Running
-e31d86f  finetune-s2   02:01 PM   Queued
-5dc5737  joint-s0      02:01 PM   Failed
-
-Worker status: 0 active, 0 idle
-"""
-    assert queue_state(status) == (2, 0)
-    assert queue_state(status.replace("0 active, 0 idle", "1 active, 0 idle")) == (2, 1)
-    assert queue_state("No experiment tasks in the queue.\n\nWorker status: 0 active, 1 idle\n") == (0, 1)
-    assert queue_state("something else entirely\n")[1] == 1  # unknown format: never restart workers
-
-
 def test_missing_input_with_debug_shows_the_traceback(tmp_path):
     result = cssl("--debug", "ingest", "--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "out"))
     assert result.returncode == 2

@@ -1,12 +1,14 @@
-"""flows.compare.collect: experiment metrics merged from the output of `dvc exp show --json`."""
+"""flows.compare: experiment metrics merged from what `dvc exp show --json` gives, and the queue's state."""
 
 from __future__ import annotations
 
 import json
-import subprocess
+
+from dvc.repo.experiments.queue.celery import LocalCeleryQueue
 
 import flows.compare as compare
-from flows.compare import merge_metrics
+from flows.compare import merge_metrics, queue_state, queue_status
+from tests.flows.dvc_project import dvc
 
 SUMMARY = {"stages": {"s1": 0, "s2": 1}, "recon": {"R": {"s1": {"s1": 0.7}, "s2": {"s1": 0.75, "s2": 0.6}}}}
 # as `dvc exp show` gives a data/privacy/<stage>.json: its lists and nulls are dropped (labels_in_buffer, gate.reasons)
@@ -102,17 +104,42 @@ def test_merge_metrics_gathers_privacy_reports_and_pretrain_records_per_stage():
 def test_collect_merges_privacy_from_dvc_exp_show(monkeypatch, tmp_path):
     calls = []
 
-    def fake_dvc(project_dir, *args, check=True):
-        calls.append(args)
-        return subprocess.CompletedProcess(["dvc", *args], 0, stdout=json.dumps(_shown()), stderr="")
+    def fake_show(project_dir):
+        calls.append(project_dir)
+        return _shown()
 
-    monkeypatch.setattr(compare, "_dvc", fake_dvc)
+    monkeypatch.setattr(compare, "show_experiments", fake_show)
 
     found, revs = compare.collect(tmp_path, ["latent_replay-s0", "finetune-s0", "finetune-s1", "never-ran"])
 
-    assert calls == [("exp", "show", "--json", "-A")]
+    assert calls == [tmp_path]
     assert found["latent_replay-s0"]["privacy"] == {"s1": AUDIT_S1, "s2": AUDIT_S2}
     assert found["latent_replay-s0"]["pretrain"]["s1"]["val_mae"] == 0.31
     assert found["finetune-s0"]["privacy"] == {"s2": NO_BUFFER} and "pretrain" not in found["finetune-s0"]
     assert found["finetune-s1"] is None and found["never-ran"] is None  # failed runs stay in, as failed
     assert revs == {"latent_replay-s0": "1" * 40, "finetune-s0": "2" * 40}
+
+
+def test_queue_state_counts_waiting_experiments_and_workers():
+    tasks = [{"status": status} for status in ("Success", "Running", "Queued", "Failed")]
+
+    assert queue_state(tasks, {}) == (2, 0)
+    assert queue_state(tasks, {"dvc-exp-worker-1@host": [{"id": "t"}]}) == (2, 1)  # active
+    assert queue_state([], {"dvc-exp-worker-1@host": []}) == (0, 1)  # idle
+    assert queue_state(tasks, None) == (2, 1)  # workers unknown: never restart one
+
+
+def test_queue_status_of_a_real_queue(dvc_project, monkeypatch):
+    dvc(dvc_project, "exp", "run", "--queue", "-q", "-n", "q-s5", "-S", "train.seed=5")
+
+    assert queue_status(dvc_project) == (1, 0)  # queued, and no worker started
+    assert compare.collect(dvc_project, ["q-s5"]) == ({"q-s5": None}, {})  # no metrics yet: not finished
+
+    def broken(self):
+        raise RuntimeError("broker unreadable")
+
+    monkeypatch.setattr(LocalCeleryQueue, "worker_status", broken)
+    assert queue_status(dvc_project) == (1, 1)  # workers unknown: counted as alive, so none is started
+    monkeypatch.setattr(LocalCeleryQueue, "status", broken)
+    assert queue_status(dvc_project) == (0, 1)  # as a failed `dvc queue status`, which printed no tasks
+
