@@ -20,10 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from cssl_core.reporting.figures import (
+    MIN_EMBEDDED_ITEMS,
+    draw_buffer_embedding,
+    draw_loss_curves,
+    figure,
+    heatmap,
+    parse_history,
+)
 from tasks import tracking
 from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.evaluate import ordered_stages
-from tasks.figures import MIN_EMBEDDED_ITEMS, draw_buffer_embedding, draw_loss_curves, figure, heatmap, parse_history
 
 REPORT = DATA / "report"  # figures (a cached DVC output)
 SUMMARY = DATA / "summary"  # metrics and plot data: small, git-tracked (cache: false), kept by DVC experiments
