@@ -16,8 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cssl_core.evaluation.probe_names import PROBE_NAMES as PROBES
 from cssl_core.replay.buffer import ReplayBuffer
-from tasks.figures import (
+from cssl_core.reporting.figures import (
     LOSS_COLUMNS,
     MIN_EMBEDDED_ITEMS,
     draw_buffer_embedding,
@@ -30,7 +31,6 @@ from tasks.privacy_gate import strongest_ssim
 from tasks.report import matrix_from_tree, ordered_names
 
 HEADLINE = "linear@1.0"
-PROBES = ("linear", "attentive", "token")
 
 Seeds = list[tuple[int, dict[str, Any] | None]]  # (seed, metrics or None when that run failed)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ import torch
 from tasks import tracking
 from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.pretrain import SPLIT_FILE
+
+if TYPE_CHECKING:
+    from cssl_core.evaluation.registry import ProbeData
 
 
 def stage_chain(params: dict[str, Any], last: str) -> list[str]:
@@ -100,21 +104,21 @@ def _auc_line(by_fraction: dict[str, dict[str, float]]) -> str:
 
 def probe_row(model, params: dict[str, Any], with_pixels: bool, label: str = "evaluate") -> dict[str, Any]:
     from cssl_core.evaluation import (
+        REFERENCE_PROBE,
+        ProbeData,
         Progress,
-        attentive_probe,
         extract_tokens,
-        few_shot,
-        linear_probe,
+        needed_inputs,
         patient_folds,
         pixel_features,
         pooled,
         token_labels_from_masks,
-        token_probe,
     )
 
     block = params["eval"]
     seed = int(block["seed"])
-    probes = list(block["probes"]) + (["pixels"] if with_pixels else [])
+    probes = list(block["probes"]) + ([REFERENCE_PROBE] if with_pixels else [])
+    needs = needed_inputs(probes)
     results: dict[str, Any] = {probe: {} for probe in probes}
     progress = Progress(label, "probe", len(block["tasks"]) * len(probes))  # tasks x probes
     for task_name, task in block["tasks"].items():
@@ -123,45 +127,50 @@ def probe_row(model, params: dict[str, Any], with_pixels: bool, label: str = "ev
         tokens = extract_tokens(model, slices, rows)
         features = pooled(tokens)
         token_labels = None
-        if "token" in probes and (windowed / "masks.npy").exists():
+        if "token_labels" in needs and (windowed / "masks.npy").exists():
             masks = np.load(windowed / "masks.npy", mmap_mode="r")
             token_labels = token_labels_from_masks(
                 np.asarray(masks[rows]) == int(task["mask_class"]), model.config.patch_size
             )
-        pixels = pixel_features(slices, rows) if with_pixels else None
+        pixels = pixel_features(slices, rows) if "pixels" in needs else None
+        data = ProbeData(labels=labels, tokens=tokens, features=features, token_labels=token_labels, pixels=pixels)
         keys = index["patient_key"].to_numpy()[rows]
         folds = patient_folds(keys, task.get("folds", block["folds"]), seed)
-        for probe in probes:
-            results[probe][task_name] = {}
-            for fraction in block["fractions"]:
-                per_fold = []
-                for train_idx, test_idx in folds:
-                    train_idx = few_shot(train_idx, keys, float(fraction), seed, labels=labels)
-                    if probe == "linear":
-                        metrics = linear_probe(
-                            features[train_idx], labels[train_idx], features[test_idx], labels[test_idx], seed
-                        )
-                    elif probe == "pixels":
-                        metrics = linear_probe(
-                            pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx], seed
-                        )
-                    elif probe == "attentive":
-                        metrics = attentive_probe(
-                            tokens[train_idx], labels[train_idx], tokens[test_idx], labels[test_idx], seed
-                        )
-                    elif probe == "token":
-                        if token_labels is None:
-                            continue
-                        metrics = token_probe(
-                            tokens[train_idx], token_labels[train_idx], tokens[test_idx], token_labels[test_idx], seed
-                        )
-                    else:
-                        raise ValueError(f"eval.probes: unknown probe {probe!r} (linear, attentive, token)")
-                    per_fold.append(metrics)
-                if per_fold:
-                    results[probe][task_name][str(fraction)] = _mean_metrics(per_fold)
-            progress.step(f"{task_name} {probe} {_auc_line(results[probe][task_name])}")
+        for probe, by_fraction in task_probe_rows(data, keys, folds, probes, block["fractions"], seed):
+            results[probe][task_name] = by_fraction
+            progress.step(f"{task_name} {probe} {_auc_line(by_fraction)}")
     return results
+
+
+def task_probe_rows(
+    data: ProbeData,
+    keys: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    probes: Sequence[str],
+    fractions: Sequence[float],
+    seed: int,
+) -> Iterator[tuple[str, dict[str, dict[str, float]]]]:
+    """(probe, {fraction: fold-mean metrics}) for one task's ProbeData, probe by probe as each finishes.
+
+    Pure (no disk, no model): probe_row reads the task's rows and runs this, so it is tested on in-memory
+    features. Every fold's training side is cut to `fraction` of its patients (few_shot) first; a probe that
+    gives no result for the task (the token probe without masks) leaves its fractions out.
+    """
+    from cssl_core.evaluation import few_shot, get_probe
+
+    for probe in probes:
+        fit = get_probe(probe)
+        by_fraction: dict[str, dict[str, float]] = {}
+        for fraction in fractions:
+            per_fold = []
+            for train_idx, test_idx in folds:
+                train_idx = few_shot(train_idx, keys, float(fraction), seed, labels=data.labels)
+                metrics = fit(data, train_idx, test_idx, seed)
+                if metrics is not None:
+                    per_fold.append(metrics)
+            if per_fold:
+                by_fraction[str(fraction)] = _mean_metrics(per_fold)
+        yield probe, by_fraction
 
 
 def timing_path(stage: str) -> Path:

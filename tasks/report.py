@@ -20,10 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from cssl_core.reporting.figures import (
+    MIN_EMBEDDED_ITEMS,
+    draw_buffer_embedding,
+    draw_loss_curves,
+    figure,
+    heatmap,
+    parse_history,
+)
 from tasks import tracking
 from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.evaluate import ordered_stages
-from tasks.figures import MIN_EMBEDDED_ITEMS, draw_buffer_embedding, draw_loss_curves, figure, heatmap, parse_history
 
 REPORT = DATA / "report"  # figures (a cached DVC output)
 SUMMARY = DATA / "summary"  # metrics and plot data: small, git-tracked (cache: false), kept by DVC experiments
@@ -193,9 +200,17 @@ def stage_costs(stages: list[str]) -> dict[str, Any]:
 
 
 def summarise(params: dict[str, Any]) -> dict[str, Any]:
+    stages, rows = load_rows(params)
+    return summary_from_rows(params, stages, rows, stage_costs(stages))
+
+
+def summary_from_rows(
+    params: dict[str, Any], stages: list[str], rows: dict[str, dict[str, Any]], cost: dict[str, Any]
+) -> dict[str, Any]:
+    """The summary of the evaluation `rows` (stage name -> data/eval row, init included) and the run's `cost`:
+    summarise without the disk, so the R matrices and their averages are tested on in-memory rows."""
     from cssl_core.evaluation import average_final, backward_transfer, forgetting_since_trained, forward_transfer
 
-    stages, rows = load_rows(params)
     tasks = list(params["eval"]["tasks"])
     owners = task_stage_index(params, stages)
     task_stage = np.array([owners[t] for t in tasks])
@@ -209,7 +224,7 @@ def summarise(params: dict[str, Any]) -> dict[str, Any]:
             "bwt": backward_transfer(matrix, stage_index),
             "forgetting": forgetting_since_trained(matrix, stage_index, higher_is_better=higher),
         }
-    summary["cost"] = stage_costs(stages)
+    summary["cost"] = cost
     probes = list(params["eval"]["probes"]) + ["pixels"]
     for probe in probes:
         for fraction in (str(f) for f in params["eval"]["fractions"]):

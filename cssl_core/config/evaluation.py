@@ -13,8 +13,8 @@ from typing import Any
 
 from cssl_core.config import checks
 from cssl_core.config.errors import ConfigError
+from cssl_core.evaluation.probe_names import PROBE_NAMES
 
-PROBES = ("linear", "attentive", "token")  # the probes tasks/evaluate.py probe_row runs
 LOO = "loo"  # leave one patient out (cssl_core.evaluation.splits.patient_folds)
 EVAL_KEYS = ("recon_slices", "seed", "probes", "fractions", "folds", "tasks", "register")
 TASK_KEYS = ("cohort", "window", "label", "mask_class", "folds")
@@ -80,7 +80,7 @@ def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -
     return EvalConfig(
         recon_slices=checks.integer("eval.recon_slices", evaluation["recon_slices"], minimum=1),
         seed=checks.integer("eval.seed", evaluation["seed"]),
-        probes=checks.names("eval.probes", evaluation["probes"], choices=PROBES, what="one of the probes"),
+        probes=checks.names("eval.probes", evaluation["probes"], choices=PROBE_NAMES, what="one of the probes"),
         fractions=tuple(float(f) for f in fractions),
         folds=_folds("eval.folds", evaluation["folds"]),
         tasks=MappingProxyType(tasks),

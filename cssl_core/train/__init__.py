@@ -11,9 +11,9 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "cssl_core.train.checkpoint": ("load_latest", "save_checkpoint"),
         "cssl_core.train.config": ("TrainConfig",),
-        "cssl_core.train.evaluate": ("mae_eval_loss",),
         "cssl_core.train.loop": ("CheckpointMismatch", "TrainResult", "train_stage", "training_fingerprint"),
         "cssl_core.train.optim": ("build_optimizer",),
         "cssl_core.train.schedule": ("WarmupCosine", "warmup_cosine"),
+        "cssl_core.train.validation": ("validation_loss",),
     },
 )

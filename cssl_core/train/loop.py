@@ -43,10 +43,10 @@ from cssl_core.data.seeding import derive_seed
 from cssl_core.strategies.base import StageContext, Strategy
 from cssl_core.train.checkpoint import LAST, load_latest, rng_state, save_checkpoint, set_rng_state
 from cssl_core.train.config import TrainConfig
-from cssl_core.train.evaluate import mae_eval_loss
 from cssl_core.train.optim import build_optimizer
 from cssl_core.train.schedule import warmup_cosine
 from cssl_core.train.store import adopt_loose_checkpoints, checkpoint_dir
+from cssl_core.train.validation import validation_loss
 
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -226,7 +226,7 @@ def train_stage(
             metrics = _run_epoch(model, strategy, train_loader, optimizer, scheduler, config, device, use_amp)
             global_step += steps_per_epoch
             if val_loader is not None:
-                metrics["val/mae"] = mae_eval_loss(model, val_loader, device, seed=config.seed, amp=use_amp)
+                metrics["val/mae"] = validation_loss(model, val_loader, device, seed=config.seed, amp=use_amp)
             history.append(metrics)
             last_path = save_checkpoint(
                 directory,

@@ -8,7 +8,7 @@ import torch
 
 from cssl_core.data import WindowedSlices, make_loader, train_transforms
 from cssl_core.strategies import FinetuneStrategy
-from cssl_core.train import CheckpointMismatch, TrainConfig, mae_eval_loss, train_stage
+from cssl_core.train import CheckpointMismatch, TrainConfig, train_stage, validation_loss
 from tests.cssl_core.train.fixtures import micro_model, write_windowed
 
 
@@ -89,14 +89,14 @@ def test_frozen_lower_stays_fixed_through_a_stage(data, tmp_path):
     assert not torch.equal(before["blocks.1.mlp.linear1.weight"], after["blocks.1.mlp.linear1.weight"])
 
 
-def test_eval_loss_is_repeatable_and_leaves_training_rng_alone(data):
+def test_validation_loss_is_repeatable_and_leaves_training_rng_alone(data):
     model = micro_model()
     loader = _loaders(data)["val"]
     torch.manual_seed(0)
-    first = mae_eval_loss(model, loader, seed=3)
+    first = validation_loss(model, loader, seed=3)
     expected_next = torch.rand(1)
     torch.manual_seed(0)
-    assert mae_eval_loss(model, loader, seed=3) == first
+    assert validation_loss(model, loader, seed=3) == first
     assert torch.equal(torch.rand(1), expected_next)
     assert model.training
 

@@ -3,6 +3,9 @@ the encoder + decoder model a stage's slices.
 
 Masks come from a generator seeded once per call from (seed, "val"), so two evaluations of the same model
 see the same masks, numbers are comparable across epochs and stages, and the training RNG is untouched.
+
+Named "validation" (the per-epoch `val/mae` of the training loop), not "evaluate": that is the stage
+(tasks/evaluate.py) and its package (cssl_core.evaluation), which measure finished encoders.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from cssl_core.data.seeding import derive_seed
 
 
 @torch.no_grad()
-def mae_eval_loss(
+def validation_loss(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device | str = "cpu",

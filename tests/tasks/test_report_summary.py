@@ -1,0 +1,105 @@
+"""report's summary on in-memory evaluation rows (no disk): R matrices, their averages and transfers with the
+sign conventions of cssl_core.evaluation.continual, the pixel reference, and the key order metrics.json keeps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.report import as_metric_tree, matrix_from_tree, summary_from_rows
+
+NAN = float("nan")
+COST = {"steps": 7, "buffer_bytes": 0, "buffer_kind": "none", "keeps_raw_images": False}
+
+
+def _params() -> dict:
+    tasks = {"ta": ("a", "w"), "tb": ("b", "w"), "tc": ("c", "w")}  # tc: a cohort no stage trains
+    return {
+        "eval": {
+            "probes": ["linear", "token"],
+            "fractions": [0.5, 1.0],
+            "tasks": {name: {"cohort": cohort, "window": window} for name, (cohort, window) in tasks.items()},
+        },
+        "ssl": {"strategy": "er"},
+        "continual": {
+            "stages": {
+                "s1": {"prev": "init", "cohort": "a", "window": "w"},
+                "s2": {"prev": "s1", "cohort": "b", "window": "w"},
+            }
+        },
+    }
+
+
+def _auc(values: dict[str, float], fraction: str = "1.0") -> dict[str, dict[str, dict[str, float]]]:
+    return {task: {fraction: {"auc": value, "accuracy": 0.5, "f1": 0.5}} for task, value in values.items()}
+
+
+def _rows() -> dict[str, dict]:
+    """Linear AUCs only at fraction 1.0 (0.5 never ran) and no token results (no masks anywhere)."""
+    return {
+        "init": {
+            "recon": {},
+            "cka": {},
+            "probes": {
+                "linear": _auc({"ta": 0.5, "tb": 0.6, "tc": 0.55}),
+                "token": {"ta": {}, "tb": {}, "tc": {}},
+                "pixels": _auc({"ta": 0.7, "tb": 0.65}),
+            },
+        },
+        "s1": {
+            "recon": {"s1": 1.0},
+            "cka": {"s1": 1.0},
+            "probes": {"linear": _auc({"ta": 0.9, "tb": 0.7, "tc": 0.6}), "token": {}},
+        },
+        "s2": {
+            "recon": {"s1": 1.5, "s2": 0.5},
+            "cka": {"s1": 0.75, "s2": 1.0},
+            "probes": {"linear": _auc({"ta": 0.8, "tb": 0.95, "tc": 0.65}), "token": {}},
+        },
+    }
+
+
+def _summary() -> dict:
+    return summary_from_rows(_params(), ["s1", "s2"], _rows(), COST)
+
+
+def test_keys_come_in_the_order_metrics_json_is_written_in():
+    summary = _summary()
+    assert list(summary) == ["stages", "tasks", "strategy", "recon", "cka", "cost", "linear@1.0", "pixels@1.0"]
+    assert summary["stages"] == ["s1", "s2"] and summary["tasks"] == ["ta", "tb", "tc"] and summary["cost"] == COST
+
+
+def test_label_free_families_over_stages():
+    summary = _summary()
+    np.testing.assert_array_equal(summary["recon"]["R"], [[1.0, NAN], [1.5, 0.5]])
+    assert summary["recon"]["average_final"] == pytest.approx(1.0)
+    # a loss: BWT +0.5 on s1's slices is forgetting, and forgetting keeps that sign
+    assert summary["recon"]["bwt"] == pytest.approx(0.5) and summary["recon"]["forgetting"] == pytest.approx(0.5)
+    # a similarity: a CKA drop of 0.25 is BWT -0.25 and forgetting +0.25
+    assert summary["cka"]["average_final"] == pytest.approx(0.875)
+    assert summary["cka"]["bwt"] == pytest.approx(-0.25) and summary["cka"]["forgetting"] == pytest.approx(0.25)
+
+
+def test_probe_matrix_against_the_random_encoder():
+    block = _summary()["linear@1.0"]
+    np.testing.assert_allclose(block["R"], [[0.9, 0.7, 0.6], [0.8, 0.95, 0.65]])
+    np.testing.assert_allclose(block["random_encoder"], [0.5, 0.6, 0.55])
+    assert block["average_final"] == pytest.approx(0.8)  # every task, tc (never trained) included
+    assert block["bwt"] == pytest.approx(-0.1) and block["forgetting"] == pytest.approx(0.1)  # ta only: 0.8 - 0.9
+    assert block["fwt"] == pytest.approx(0.1)  # tb after s1, before its own stage: 0.7 - 0.6
+
+
+def test_the_pixel_reference_is_one_value_per_task_and_empty_families_are_left_out():
+    summary = _summary()
+    per_task = summary["pixels@1.0"]["per_task"]
+    assert per_task["ta"] == 0.7 and per_task["tb"] == 0.65 and math.isnan(per_task["tc"])
+    assert not any(key.startswith("token@") or key.endswith("@0.5") for key in summary)
+
+
+def test_the_metric_tree_gives_the_matrices_back():
+    summary = _summary()
+    tree = as_metric_tree(summary)
+    np.testing.assert_allclose(matrix_from_tree(tree, "linear@1.0"), summary["linear@1.0"]["R"])
+    assert tree["recon"]["R"]["s1"] == {"s1": 1.0, "s2": None} and tree["pixels@1.0"]["per_task"]["tc"] is None
