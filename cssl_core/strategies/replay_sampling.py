@@ -23,6 +23,7 @@ from cssl_core.strategies.base import StageContext, Strategy
 from cssl_core.strategies.options import check_count as check_count  # re-exported: it was defined here
 from cssl_core.strategies.options import check_nonnegative as check_nonnegative
 from cssl_core.strategies.options import check_replay_options
+from cssl_core.windowing import to_unit
 
 
 def resolve_buffer(replay: Any, kind: str, strategy: str) -> ReplayBuffer | None:
@@ -65,9 +66,7 @@ def fetch_images(buffer: ReplayBuffer, indices: torch.Tensor, device: torch.devi
 
     uint8 crosses to the device before the cast (a quarter of the bytes of float32).
     """
-    rows = _rows(buffer.data, indices).to(device)
-    images = rows.float().div_(255.0) if rows.dtype == torch.uint8 else rows.float()
-    return images.unsqueeze(1)
+    return to_unit(_rows(buffer.data, indices).to(device)).unsqueeze(1)
 
 
 def fetch_latents(buffer: ReplayBuffer, indices: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from cssl_core.data.loader import set_epoch
 from cssl_core.data.seeding import derive_seed
+from cssl_core.device import resolve_device
 from cssl_core.strategies.base import StageContext, Strategy
 from cssl_core.train.checkpoint import LAST, load_latest, rng_state, save_checkpoint, set_rng_state
 from cssl_core.train.config import TrainConfig
@@ -57,12 +58,6 @@ class TrainResult:
     global_step: int
     history: list[dict[str, float]] = field(default_factory=list)  # every epoch of the stage, resumed ones too
     checkpoint: Path | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
