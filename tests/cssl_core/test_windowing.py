@@ -84,6 +84,7 @@ def test_to_unit_divides_grey_levels_by_255_in_numpy_and_torch():
 def test_to_unit_reciprocal_is_the_dataset_arithmetic_and_differs_in_the_last_bit():
     product = to_unit(GREYS, reciprocal=True)
     assert np.array_equal(product, GREYS.astype(np.float32) * np.float32(1.0 / 255.0))
+    assert np.array_equal(product, np.asarray(GREYS, dtype=np.float32) * (1.0 / 255.0))  # the dataset's old form
     assert np.array_equal(to_unit(torch.from_numpy(GREYS), reciprocal=True).numpy(), product)
     assert int((product != to_unit(GREYS)).sum()) == 126  # why the two readers are kept apart (see to_unit)
     np.testing.assert_allclose(product, to_unit(GREYS), rtol=1e-7, atol=0)
