@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 STORED_DTYPES = ("uint8", "float16")
+GREY_LEVELS = 255  # the top uint8 grey level: `quantise` maps 1.0 to it, `to_unit` maps it back to 1.0
+Slices = TypeVar("Slices", np.ndarray, "torch.Tensor")
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,36 @@ def quantise(unit: np.ndarray, dtype: str = "uint8") -> np.ndarray:
     if dtype == "float16":
         return np.asarray(unit, dtype=np.float16)
     raise ValueError(f"stored dtype must be one of {STORED_DTYPES}, got {dtype!r}")
+
+
+def to_unit(slices: Slices, *, reciprocal: bool = False) -> Slices:
+    """Stored slices -> float32 in [0, 1]: uint8 grey levels divided by 255, float slices (already in [0, 1])
+    cast to float32. A numpy array gives a new numpy array; a torch tensor gives a tensor on its own device
+    (uint8 crosses to the device before the cast, at a quarter of the bytes; a float32 tensor comes back as is).
+
+    Every reader of windowed slices and raw buffers goes through here, so that model inputs mean the same
+    grey levels wherever they are read. `reciprocal=True` multiplies by float32(1/255) instead of dividing
+    by 255: the training dataset and the probe features have always read slices that way, and the product
+    differs from the quotient in the last bit for 126 of the 256 grey levels, so those two readers keep it
+    until a change that is allowed to move trained numbers makes all readers divide.
+    """
+    if isinstance(slices, np.ndarray):
+        if slices.dtype == np.uint8:
+            unit = np.asarray(slices, dtype=np.float32)
+            if reciprocal:
+                return unit * np.float32(1.0 / GREY_LEVELS)
+            return unit / np.float32(GREY_LEVELS)
+        if slices.dtype.kind == "f":
+            return np.array(slices, dtype=np.float32)  # a copy, never a view of a (read-only) memory map
+        raise ValueError(f"stored slices must be uint8 (0..255) or float in [0, 1], got dtype {slices.dtype}")
+    import torch  # only reached with a tensor in hand: this module stays importable without torch
+
+    if slices.dtype == torch.uint8:
+        unit = slices.float()
+        return unit.mul_(1.0 / GREY_LEVELS) if reciprocal else unit.div_(float(GREY_LEVELS))
+    if slices.is_floating_point():
+        return slices.float()
+    raise ValueError(f"stored slices must be uint8 (0..255) or float in [0, 1], got dtype {slices.dtype}")
 
 
 def stored_range(dtype: str) -> tuple[float, float]:

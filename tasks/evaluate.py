@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cssl_core.windowing import to_unit
 from tasks import tracking
 from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.pretrain import SPLIT_FILE
@@ -47,8 +48,7 @@ def ordered_stages(params: dict[str, Any]) -> list[str]:
 
 def _images(windowed: Path, rows: np.ndarray) -> torch.Tensor:
     slices = np.load(windowed / "slices.npy", mmap_mode="r")
-    scale = 255.0 if slices.dtype == np.uint8 else 1.0
-    return torch.from_numpy(np.asarray(slices[np.sort(rows)], dtype=np.float32) / scale)[:, None]
+    return torch.from_numpy(to_unit(slices[np.sort(rows)]))[:, None]
 
 
 def label_free_row(model, params: dict[str, Any], chain: list[str], label: str = "evaluate") -> dict[str, Any]:

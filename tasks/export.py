@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from cssl_core.replay.release import keep_labels
+from cssl_core.windowing import to_unit
 from tasks import tracking
 from tasks.buffers import read_buffer, write_buffer
 from tasks.continual import load_model, stage_paths
@@ -38,20 +39,18 @@ def encode_rows(
     """Pooled features of `rows` (sorted), and on request their lower latents and per-sample
     masked-reconstruction loss (only a latent buffer stores latents; only `selective` reads losses)."""
     model.eval()
-    scale = 255.0 if slices.dtype == np.uint8 else 1.0
     generator = torch.Generator().manual_seed(seed)
     pooled, latent_parts, loss_parts = [], [], []
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
-        x = torch.from_numpy(np.asarray(slices[chunk], dtype=np.float32) / scale)[:, None]
+        x = torch.from_numpy(to_unit(slices[chunk]))[:, None]
         z = model.lower(x)
         pooled.append(model.upper(z).mean(dim=1).numpy())
         if latents:
             latent_parts.append(z.to(torch.float16).numpy())
         if losses:
-            out = model.forward_masked(x, generator=generator)
-            per_patch = ((out.pred.float() - out.target) ** 2).mean(dim=-1)
-            loss_parts.append(((per_patch * out.mask).sum(1) / out.mask.sum(1)).numpy())
+            per_sample, _ = model.mae_loss(x, generator=generator, reduction="none")
+            loss_parts.append(per_sample.numpy())
     return {
         "pooled": np.concatenate(pooled),
         "latents": np.concatenate(latent_parts) if latents else None,

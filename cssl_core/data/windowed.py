@@ -26,10 +26,12 @@ from monai.data import get_track_meta, set_track_meta
 from monai.transforms import Compose, Randomizable
 from torch.utils.data import Dataset
 
+from cssl_core.windowing import to_unit
+
 SLICES_FILE = "slices.npy"
 INDEX_FILE = "index.parquet"
 META_FILE = "meta.json"
-_SCALE = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.float16): 1.0}
+_READABLE = (np.dtype(np.uint8), np.dtype(np.float16))
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -83,7 +85,7 @@ class WindowedSlices(Dataset):
         array = np.load(self.path, mmap_mode="r")  # header only: pages are not read until indexed
         if array.ndim != 3 or array.shape[1] != array.shape[2]:
             raise ValueError(f"{self.path} must hold (N, S, S) slices, got shape {array.shape}")
-        if array.dtype not in _SCALE:
+        if array.dtype not in _READABLE:
             raise ValueError(f"{self.path} has dtype {array.dtype}; expected uint8 or float16")
         self.n_stored, self.size = int(array.shape[0]), int(array.shape[1])
         self.dtype = array.dtype
@@ -127,7 +129,7 @@ class WindowedSlices(Dataset):
     def load(self, position: int) -> torch.Tensor:
         """Un-augmented slice at `position` as float32 (1, S, S) in [0, 1]."""
         row = int(self.rows[position])
-        pixels = np.asarray(self.array[row], dtype=np.float32) * _SCALE[self.dtype]
+        pixels = to_unit(np.asarray(self.array[row]), reciprocal=True)
         return torch.from_numpy(pixels).unsqueeze(0)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:

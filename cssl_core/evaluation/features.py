@@ -13,8 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cssl_core.device import device_of, resolve_device
+from cssl_core.windowing import to_unit
+
 # uint8 slices are 0..255 windowed grey levels; float16 slices are already in [0, 1] (docs/data-contracts.md)
-_SCALE = {np.dtype(np.uint8): 1.0 / 255.0, np.dtype(np.float16): 1.0, np.dtype(np.float32): 1.0}
+_READABLE = (np.dtype(np.uint8), np.dtype(np.float16), np.dtype(np.float32))
 
 
 def as_images(slices: np.ndarray, rows: np.ndarray | list[int]) -> torch.Tensor:
@@ -23,17 +26,10 @@ def as_images(slices: np.ndarray, rows: np.ndarray | list[int]) -> torch.Tensor:
     The same scaling as the training dataset, so the probe sees exactly the input distribution the encoder
     was trained on; only the requested rows are read, never the whole map.
     """
-    scale = _SCALE.get(np.dtype(slices.dtype))
-    if scale is None:
+    if np.dtype(slices.dtype) not in _READABLE:
         raise ValueError(f"slices have dtype {slices.dtype}; expected uint8 or float16")
     rows = np.asarray(rows, dtype=np.int64)
-    block = np.asarray(slices[rows], dtype=np.float32) * np.float32(scale)
-    return torch.from_numpy(block).unsqueeze(1)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+    return torch.from_numpy(to_unit(np.asarray(slices[rows]), reciprocal=True)).unsqueeze(1)
 
 
 @torch.no_grad()
@@ -55,7 +51,7 @@ def extract_tokens(
     img_size = getattr(getattr(model, "config", None), "img_size", None)
     if img_size is not None and slices.shape[-1] != img_size:
         raise ValueError(f"slices are {slices.shape[-1]} px but the model expects {img_size} px")
-    device = torch.device(device) if device is not None else _device_of(model)
+    device = resolve_device(device) if device is not None else device_of(model)
     was_training = model.training
     model.eval()
     chunks: list[np.ndarray] = []

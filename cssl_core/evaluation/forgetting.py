@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from cssl_core.models.mae import MaskedAutoencoder, masked_patch_loss, normalized_targets, patchify, random_keep_indices
+from cssl_core.device import device_of
+from cssl_core.models.mae import MaskedAutoencoder, masked_patch_loss, patch_mask
 
 
 def _check_compatible(encoder_model: MaskedAutoencoder, decoder_model: MaskedAutoencoder) -> None:
@@ -25,37 +25,6 @@ def _check_compatible(encoder_model: MaskedAutoencoder, decoder_model: MaskedAut
             raise ValueError(
                 f"encoder and decoder models disagree on {field}: {getattr(enc, field)} vs {getattr(dec, field)}"
             )
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _gather(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
-def _encode_visible(model: MaskedAutoencoder, x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
-    """The encoder half of `MaskedAutoencoder.forward_masked`: patch embed, keep the visible tokens, all
-    blocks (lower and upper alike), final norm."""
-    tokens = _gather(model.embed(x), ids_keep)
-    for block in model.blocks:
-        tokens = block(tokens)
-    return model.norm(tokens)
-
-
-def _decode(model: MaskedAutoencoder, latent: torch.Tensor, ids_keep: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """The decoder half of `forward_masked`: embed the visible latents, fill the rest with the mask token,
-    add the decoder position embedding, decoder blocks, norm, per-patch pixel prediction."""
-    visible = model.decoder_embed(latent.to(model.decoder_embed.weight.dtype))
-    batch = visible.shape[0]
-    full = model.mask_token.to(visible.dtype).expand(batch, n_tokens, -1).clone()
-    full.scatter_(1, ids_keep.unsqueeze(-1).expand(-1, -1, visible.shape[-1]), visible)
-    decoded = full + model.decoder_pos_embedding.to(device=full.device, dtype=full.dtype)
-    for block in model.decoder_blocks:
-        decoded = block(decoded)
-    return model.decoder_pred(model.decoder_norm(decoded))
 
 
 @torch.no_grad()
@@ -90,11 +59,10 @@ def reconstruction_loss(
     if images.shape[-1] != config.img_size or images.shape[-2] != config.img_size:
         raise ValueError(f"images are {tuple(images.shape[-2:])} px but the models expect {config.img_size} px")
 
-    device, dec_device = _device_of(encoder_model), _device_of(decoder_model)
+    device, dec_device = device_of(encoder_model), device_of(decoder_model)
     n, n_tokens = images.shape[0], config.num_patches
-    keep = max(1, int(round(n_tokens * (1.0 - mask_ratio))))  # the rounding of forward_masked
     generator = torch.Generator().manual_seed(int(seed))
-    all_keep = random_keep_indices(n, n_tokens, keep, generator, device)
+    all_keep = encoder_model.draw_keep_indices(n, mask_ratio, generator, device)  # as forward_masked draws them
 
     modes = (encoder_model.training, decoder_model.training)
     encoder_model.eval()
@@ -104,12 +72,11 @@ def reconstruction_loss(
         for start in range(0, n, batch):
             x = images[start : start + batch].to(device=device, dtype=torch.float32)
             ids_keep = all_keep[start : start + batch]
-            latent = _encode_visible(encoder_model, x, ids_keep).to(dec_device)
+            latent, _ = encoder_model.encode_visible(x, ids_keep)
             ids_keep = ids_keep.to(dec_device)
-            pred = _decode(decoder_model, latent, ids_keep, n_tokens)
-            mask = torch.ones(x.shape[0], n_tokens, device=dec_device)
-            mask.scatter_(1, ids_keep, 0.0)
-            target = normalized_targets(patchify(x, config.patch_size)).to(dec_device)
+            pred = decoder_model.decode(latent.to(dec_device), ids_keep)
+            mask = patch_mask(ids_keep, n_tokens)
+            target = encoder_model.patch_targets(x).to(dec_device)
             # every image hides the same number of patches, so the image-weighted mean of batch means is the
             # mean over all masked patches, i.e. what one big batch would give
             total += float(masked_patch_loss(pred, target, mask)) * x.shape[0]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from einops import rearrange
@@ -62,11 +63,34 @@ def normalized_targets(patches: torch.Tensor, eps: float = TARGET_EPS) -> torch.
     return (patches - mean) / (var + eps).sqrt()
 
 
-def masked_patch_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over masked patches of the per-patch MSE; visible patches do not count (they were seen)."""
+LossReduction = Literal["mean", "none"]
+
+
+def masked_patch_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, reduction: LossReduction = "mean"
+) -> torch.Tensor:
+    """The MSE of the masked patches only (visible patches were seen, so they do not count).
+
+    `reduction="mean"` is the training loss: one scalar over every masked patch of the batch. `"none"` gives
+    one value per sample, (B,), the mean over that sample's masked patches: what export's `selective`
+    selector ranks samples by. Both reduce the same per-patch errors, so a sample's score is the training
+    loss it would contribute on its own. A sample without any masked patch scores nan under "none" (its loss
+    is undefined), whereas "mean" divides by at least one patch.
+    """
     per_patch = (pred.float() - target.float()).square().mean(dim=-1)
     mask = mask.to(per_patch.dtype)
-    return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+    if reduction == "mean":
+        return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+    if reduction == "none":
+        return (per_patch * mask).sum(dim=1) / mask.sum(dim=1)
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def keep_count(n_tokens: int, mask_ratio: float) -> int:
+    """How many of `n_tokens` patches stay visible at `mask_ratio` (at least one: the encoder needs a token)."""
+    if not 0.0 < mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
+    return max(1, int(round(n_tokens * (1.0 - mask_ratio))))
 
 
 def random_keep_indices(
@@ -79,6 +103,13 @@ def random_keep_indices(
     noise = torch.rand(batch, tokens, generator=generator)
     ids = torch.argsort(noise, dim=1)[:, :keep]
     return torch.sort(ids, dim=1).values.to(device)
+
+
+def patch_mask(ids_keep: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """(B, n_tokens) float on the device of `ids_keep`: 1 where a patch was hidden, 0 where it was kept."""
+    mask = torch.ones(ids_keep.shape[0], n_tokens, device=ids_keep.device)
+    mask.scatter_(1, ids_keep, 0.0)
+    return mask
 
 
 def _gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -187,38 +218,77 @@ class MaskedAutoencoder(nn.Module):
         return self.encode(x).mean(dim=1)
 
     # -- the pretext ------------------------------------------------------------------------------------
+    # forward_masked = encode_visible + decode. The halves are public because the forgetting matrix pairs the
+    # encoder of one model with the decoder of another (cssl_core.evaluation.forgetting), with masks drawn once
+    # for all images; both paths must compute exactly what training computes.
+    def draw_keep_indices(
+        self,
+        batch: int,
+        mask_ratio: float | None = None,
+        generator: torch.Generator | None = None,
+        device: torch.device | None = None,
+    ) -> torch.Tensor:
+        """(batch, N_visible) sorted indices of the patches each image keeps, drawn from `generator` on the
+        CPU (same masks on any device) and moved to `device`; `mask_ratio` defaults to the config's."""
+        ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        keep = keep_count(self.config.num_patches, ratio)
+        return random_keep_indices(batch, self.config.num_patches, keep, generator, device)
+
+    def encode_visible(
+        self,
+        x: torch.Tensor,
+        ids_keep: torch.Tensor | None = None,
+        *,
+        mask_ratio: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latent (B, N_visible, C), ids_keep): only the visible tokens go through the encoder (lower and
+        upper alike, then the final norm), which is the point of MAE.
+
+        `ids_keep` is either given (masks drawn beforehand, e.g. once for a whole evaluation set) or drawn here
+        from `generator` at `mask_ratio`, after the patch embedding, as training has always drawn it.
+        """
+        tokens = self.embed(x)
+        if ids_keep is None:
+            ids_keep = self.draw_keep_indices(tokens.shape[0], mask_ratio, generator, tokens.device)
+        latent = self.norm(self._run(_gather_tokens(tokens, ids_keep), 0, len(self.blocks)))
+        return latent, ids_keep
+
+    def decode(self, latent: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """(B, N, patch_dim) prediction, in normalised-target space, of every patch from the visible latents:
+        embed them, fill the hidden positions with the mask token, add the decoder position embedding, decoder
+        blocks, norm, per-patch pixel head. `latent` may come from another model's encoder (cast to ours)."""
+        visible = self.decoder_embed(latent.to(self.decoder_embed.weight.dtype))
+        full = self.mask_token.to(visible.dtype).expand(visible.shape[0], self.config.num_patches, -1).clone()
+        full.scatter_(1, ids_keep.unsqueeze(-1).expand(-1, -1, visible.shape[-1]), visible)
+        decoded = full + self.decoder_pos_embedding.to(device=full.device, dtype=full.dtype)
+        for block in self.decoder_blocks:
+            decoded = block(decoded)
+        return self.decoder_pred(self.decoder_norm(decoded))
+
+    def patch_targets(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, patch_dim) per-patch normalised pixels of `x`: what `decode` is trained to predict."""
+        return normalized_targets(patchify(x.float(), self.config.patch_size))
+
     def forward_masked(
         self, x: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None
     ) -> MAEOutput:
-        ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
-        if not 0.0 < ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {ratio}")
-        tokens = self.embed(x)
-        batch, n_tokens, _ = tokens.shape
-        keep = max(1, int(round(n_tokens * (1.0 - ratio))))
-        ids_keep = random_keep_indices(batch, n_tokens, keep, generator, tokens.device)
-        # only visible tokens go through the encoder (lower and upper alike): the point of MAE
-        latent = self.norm(self._run(_gather_tokens(tokens, ids_keep), 0, len(self.blocks)))
-
-        visible = self.decoder_embed(latent)
-        full = self.mask_token.to(visible.dtype).expand(batch, n_tokens, -1).clone()
-        full.scatter_(1, ids_keep.unsqueeze(-1).expand(-1, -1, visible.shape[-1]), visible)
-        decoded = full + self.decoder_pos_embedding.to(full.dtype)
-        for block in self.decoder_blocks:
-            decoded = block(decoded)
-        pred = self.decoder_pred(self.decoder_norm(decoded))
-
-        mask = torch.ones(batch, n_tokens, device=tokens.device)
-        mask.scatter_(1, ids_keep, 0.0)
-        target = normalized_targets(patchify(x.float(), self.config.patch_size))
-        return MAEOutput(pred=pred, target=target, mask=mask, ids_keep=ids_keep)
+        latent, ids_keep = self.encode_visible(x, mask_ratio=mask_ratio, generator=generator)
+        pred = self.decode(latent, ids_keep)
+        mask = patch_mask(ids_keep, self.config.num_patches)
+        return MAEOutput(pred=pred, target=self.patch_targets(x), mask=mask, ids_keep=ids_keep)
 
     def mae_loss(
-        self, x: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        mask_ratio: float | None = None,
+        generator: torch.Generator | None = None,
+        reduction: LossReduction = "mean",
     ) -> tuple[torch.Tensor, MAEOutput]:
-        """MSE on masked patches against per-patch normalised pixels; returns (loss, details)."""
+        """MSE on masked patches against per-patch normalised pixels; returns (loss, details). The loss is one
+        scalar (`reduction="mean"`, training) or one value per sample (`"none"`, see `masked_patch_loss`)."""
         out = self.forward_masked(x, mask_ratio=mask_ratio, generator=generator)
-        return masked_patch_loss(out.pred, out.target, out.mask), out
+        return masked_patch_loss(out.pred, out.target, out.mask, reduction), out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)

@@ -18,6 +18,7 @@ from torch import nn
 
 from cssl_core.models.mae import MaskedAutoencoder
 from cssl_core.replay.release import pool_tokens
+from cssl_core.windowing import to_unit
 
 ENCODE_BATCH = 64
 STORED_LATENT_DTYPE = torch.float16  # cssl_core.replay.buffer.LATENT_DTYPE
@@ -37,10 +38,10 @@ def as_slices(values: np.ndarray, name: str) -> np.ndarray:
     if array.shape[0] == 0:
         raise ValueError(f"{name} holds no slices")
     if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
+        return to_unit(array)
     if array.dtype.kind != "f":
         raise ValueError(f"{name} must be uint8 or float in [0, 1], got dtype {array.dtype}")
-    out = array.astype(np.float32)
+    out = to_unit(array)
     if not np.isfinite(out).all() or out.min() < 0.0 or out.max() > 1.0:
         raise ValueError(f"{name} must lie in [0, 1] (windowed slices); got values outside it or non-finite")
     return out

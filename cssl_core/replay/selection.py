@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -80,17 +80,45 @@ def _losses(losses: np.ndarray | None, n: int, method: str) -> np.ndarray:
     return loss
 
 
+Pick = Callable[[np.ndarray, int, np.ndarray | None], np.ndarray]  # (features, k, losses) -> k indices
+
+
+def _selected(
+    features: np.ndarray,
+    budget: int | float,
+    pick: Pick,
+    *,
+    losses: np.ndarray | None = None,
+    loss_method: str | None = None,
+    unit_options: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """What every selector does around its own choice: validate the features (and the losses and [0, 1]
+    options it needs), turn the budget into a count k, keep all n when k covers the stage, and otherwise
+    call `pick(features, k, losses)` for the k indices. One prelude is what makes the selectors agree on
+    errors and on the "budget covers the stage" case, whichever name params.yaml picks.
+    """
+    x = _features(features)
+    n = x.shape[0]
+    loss = _losses(losses, n, loss_method) if loss_method is not None else None
+    for name, value in (unit_options or {}).items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    k = resolve_budget(budget, n)
+    if k == n:
+        return np.arange(n, dtype=np.int64)
+    return pick(x, k, loss)
+
+
 def select_random(
     features: np.ndarray, budget: int | float, *, losses: np.ndarray | None = None, seed: int = 0
 ) -> np.ndarray:
     """Seeded uniform sample without replacement."""
-    x = _features(features)
-    n = x.shape[0]
-    k = resolve_budget(budget, n)
-    if k == n:
-        return np.arange(n, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
+
+    def pick(x: np.ndarray, k: int, _: np.ndarray | None) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(x.shape[0], size=k, replace=False)).astype(np.int64)
+
+    return _selected(features, budget, pick)
 
 
 def select_kmeans(
@@ -108,26 +136,24 @@ def select_kmeans(
     `n_clusters` defaults to `default_n_clusters(n, budget)`; it may exceed the budget, then only the
     clusters that the proportional split reaches are represented.
     """
-    x = _features(features)
-    n = x.shape[0]
-    k = resolve_budget(budget, n)
-    if k == n:
-        return np.arange(n, dtype=np.int64)
-    n_clusters = default_n_clusters(n, k) if n_clusters is None else int(n_clusters)
-    x, labels, centers = kmeans_clusters(x, n_clusters, seed=seed, n_init=n_init, max_iter=max_iter)
-    return select_nearest_centroids(x, labels, centers, k)
+
+    def pick(x: np.ndarray, k: int, _: np.ndarray | None) -> np.ndarray:
+        clusters = default_n_clusters(x.shape[0], k) if n_clusters is None else int(n_clusters)
+        x, labels, centers = kmeans_clusters(x, clusters, seed=seed, n_init=n_init, max_iter=max_iter)
+        return select_nearest_centroids(x, labels, centers, k)
+
+    return _selected(features, budget, pick)
 
 
 def select_coverage(
     features: np.ndarray, budget: int | float, *, losses: np.ndarray | None = None, seed: int = 0
 ) -> np.ndarray:
     """OnlineLearning dynamic memory. Deterministic: `seed` is accepted for the common signature only."""
-    x = _features(features)
-    n = x.shape[0]
-    k = resolve_budget(budget, n)
-    if k == n:
-        return np.arange(n, dtype=np.int64)
-    return prune_by_coverage(cosine_similarity_matrix(x), k)
+
+    def pick(x: np.ndarray, k: int, _: np.ndarray | None) -> np.ndarray:
+        return prune_by_coverage(cosine_similarity_matrix(x), k)
+
+    return _selected(features, budget, pick)
 
 
 def select_selective(
@@ -143,20 +169,24 @@ def select_selective(
     If the protected set alone is larger than the budget, the budget goes to the highest losses (ties: lower
     index). Deterministic: `seed` is accepted for the common signature only.
     """
-    x = _features(features)
-    n = x.shape[0]
-    loss = _losses(losses, n, "selective")
-    if not 0.0 <= protect_fraction <= 1.0:
-        raise ValueError(f"protect_fraction must be in [0, 1], got {protect_fraction}")
-    k = resolve_budget(budget, n)
-    if k == n:
-        return np.arange(n, dtype=np.int64)
-    n_protected = math.ceil(protect_fraction * n)
-    if n_protected >= k:
-        return np.sort(top_by_loss(loss, k))
-    protected = np.zeros(n, dtype=bool)
-    protected[top_by_loss(loss, n_protected)] = True
-    return prune_by_coverage(cosine_similarity_matrix(x), k, protected)
+
+    def pick(x: np.ndarray, k: int, loss: np.ndarray | None) -> np.ndarray:
+        n = x.shape[0]
+        n_protected = math.ceil(protect_fraction * n)
+        if n_protected >= k:
+            return np.sort(top_by_loss(loss, k))
+        protected = np.zeros(n, dtype=bool)
+        protected[top_by_loss(loss, n_protected)] = True
+        return prune_by_coverage(cosine_similarity_matrix(x), k, protected)
+
+    return _selected(
+        features,
+        budget,
+        pick,
+        losses=losses,
+        loss_method="selective",
+        unit_options={"protect_fraction": protect_fraction},
+    )
 
 
 SELECTORS: dict[str, Selector] = {

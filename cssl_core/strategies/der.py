@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cssl_core.strategies.options import STRATEGY_OPTIONS, check_der_options
-from cssl_core.strategies.replay_sampling import ReplayStrategy, fetch_features, sample_images
+from cssl_core.strategies.replay_sampling import ReplayStrategy, fetch_features
 
 OPTIONS = STRATEGY_OPTIONS["der"]
 
@@ -33,13 +33,9 @@ class DarkExperienceReplayStrategy(ReplayStrategy):
         super().__init__(options)
         check_der_options(self.options)
 
-    def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        mae = self.mae(batch["image"])
-        if not self.active:
-            return self.without_replay(mae)
+    def with_replay(self, mae: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         ctx = self.context
-        size = int(self.options["replay_batch_size"])
-        images, indices = sample_images(self.buffer, size, ctx.generator, ctx.device)
+        images = self.replay_images(indices)
         replay = self.mae(images)
         stored = fetch_features(self.buffer, indices, ctx.device)
         match = F.mse_loss(ctx.model.pooled(images).float(), stored)

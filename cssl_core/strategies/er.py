@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from cssl_core.strategies.options import STRATEGY_OPTIONS
-from cssl_core.strategies.replay_sampling import ReplayStrategy, sample_images
+from cssl_core.strategies.replay_sampling import ReplayStrategy
 
 OPTIONS = STRATEGY_OPTIONS["er"]
 
@@ -24,16 +24,6 @@ class ExperienceReplayStrategy(ReplayStrategy):
     default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
     replay_terms: ClassVar[tuple[str, ...]] = ("mae_replay",)
 
-    def replay_batch_size(self, batch_size: int) -> int:
-        """How many buffered slices one step replays (joint makes this proportional to the buffer)."""
-        return int(self.options["replay_batch_size"])
-
-    def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        mae = self.mae(batch["image"])  # first: its masks are the ones finetune would draw
-        if not self.active:
-            return self.without_replay(mae)
-        ctx = self.context
-        size = self.replay_batch_size(int(batch["image"].shape[0]))
-        images, _ = sample_images(self.buffer, size, ctx.generator, ctx.device)
-        replay = self.mae(images)
+    def with_replay(self, mae: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        replay = self.mae(self.replay_images(indices))
         return {"mae": mae, "mae_replay": replay, "total": mae + replay}

@@ -32,7 +32,7 @@ from cssl_core.replay.release import sample_clusters
 from cssl_core.strategies.base import StageContext
 from cssl_core.strategies.options import STRATEGY_OPTIONS, check_latent_replay_options
 from cssl_core.strategies.options import WKD_CHOICES as WKD_CHOICES  # re-exported: it was defined here
-from cssl_core.strategies.replay_sampling import ReplayStrategy, draw_indices, fetch_latents
+from cssl_core.strategies.replay_sampling import ReplayStrategy, fetch_latents
 
 TEACHER_CHUNK = 256  # buffer rows per teacher forward when filling the cache: bounds activation memory
 OPTIONS = STRATEGY_OPTIONS["latent_replay"]
@@ -80,14 +80,13 @@ class LatentReplayStrategy(ReplayStrategy):
         super().end_stage(context)
         self.latents = self.targets = None
 
-    def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        mae = self.mae(batch["image"])
-        if not self.active:
-            return self.without_replay(mae)
-        ctx = self.context
-        indices = draw_indices(len(self.latents), int(self.options["replay_batch_size"]), ctx.generator)
+    @property
+    def n_replay_rows(self) -> int:
+        return len(self.latents)  # an aggregate buffer is replayed through its synthetic rows (replay_rows)
+
+    def with_replay(self, mae: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         indices = indices.to(self.latents.device)
-        student = ctx.model.upper(self.latents[indices].float())
+        student = self.context.model.upper(self.latents[indices].float())
         teacher = self.targets[indices]
         if self.options["bke"]:
             teacher = bke(teacher, float(self.options["bke_omega"]), float(self.options["bke_tau"]))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cssl_core.strategies.options import STRATEGY_OPTIONS, check_medcoss_options
-from cssl_core.strategies.replay_sampling import ReplayStrategy, sample_images
+from cssl_core.strategies.replay_sampling import ReplayStrategy
 
 OPTIONS = STRATEGY_OPTIONS["medcoss"]
 
@@ -64,13 +64,9 @@ class MedCoSSStrategy(ReplayStrategy):
         super().__init__(options)
         check_medcoss_options(self.options)
 
-    def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        mae = self.mae(batch["image"])
-        if not self.active:
-            return self.without_replay(mae)
+    def with_replay(self, mae: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         ctx = self.context
-        size = int(self.options["replay_batch_size"])
-        images, indices = sample_images(self.buffer, size, ctx.generator, ctx.device)
+        images = self.replay_images(indices)
         mixed, _, _ = intra_window_mixup(images, self.buffer.window[indices.numpy()], ctx.generator)
         with torch.no_grad():
             target = ctx.teacher.encode(mixed).float()

@@ -23,6 +23,7 @@ from cssl_core.strategies.base import StageContext, Strategy
 from cssl_core.strategies.options import check_count as check_count  # re-exported: it was defined here
 from cssl_core.strategies.options import check_nonnegative as check_nonnegative
 from cssl_core.strategies.options import check_replay_options
+from cssl_core.windowing import to_unit
 
 
 def resolve_buffer(replay: Any, kind: str, strategy: str) -> ReplayBuffer | None:
@@ -65,9 +66,7 @@ def fetch_images(buffer: ReplayBuffer, indices: torch.Tensor, device: torch.devi
 
     uint8 crosses to the device before the cast (a quarter of the bytes of float32).
     """
-    rows = _rows(buffer.data, indices).to(device)
-    images = rows.float().div_(255.0) if rows.dtype == torch.uint8 else rows.float()
-    return images.unsqueeze(1)
+    return to_unit(_rows(buffer.data, indices).to(device)).unsqueeze(1)
 
 
 def fetch_latents(buffer: ReplayBuffer, indices: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -123,6 +122,34 @@ class ReplayStrategy(Strategy):
 
     def end_stage(self, context: StageContext) -> None:
         self.buffer = None  # release the (possibly large) buffer with the stage
+
+    def replay_batch_size(self, batch_size: int) -> int:
+        """How many buffered rows one step replays (joint makes this proportional to the buffer)."""
+        return int(self.options["replay_batch_size"])
+
+    @property
+    def n_replay_rows(self) -> int:
+        """How many rows a step draws its replay batch from: the buffer's (latent replay: its cache's)."""
+        return len(self.buffer)
+
+    def observe(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The opening every replay strategy shares, in the order that keeps runs reproducible: the new-data
+        MAE term first (its masks are the ones finetune would draw), then this step's sorted replay rows from
+        `context.generator`; `with_replay` turns them into the strategy's own terms."""
+        mae = self.mae(batch["image"])
+        if not self.active:
+            return self.without_replay(mae)
+        size = self.replay_batch_size(int(batch["image"].shape[0]))
+        return self.with_replay(mae, draw_indices(self.n_replay_rows, size, self.context.generator))
+
+    def with_replay(self, mae: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The step's loss terms, "total" included, given the new-data term and the replayed rows (sorted
+        CPU int64 indices into the buffer, or into the cache for latent replay)."""
+        raise NotImplementedError
+
+    def replay_images(self, indices: torch.Tensor) -> torch.Tensor:
+        """The buffered slices at `indices` as model input, (B, 1, S, S) in [0, 1] on the stage's device."""
+        return fetch_images(self.buffer, indices, self.context.device)
 
     def mae(self, images: torch.Tensor) -> torch.Tensor:
         """The pretext loss, masks drawn from the context generator exactly as finetune draws them."""

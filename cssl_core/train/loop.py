@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from cssl_core.data.loader import set_epoch
 from cssl_core.data.seeding import derive_seed
+from cssl_core.device import resolve_device
 from cssl_core.strategies.base import StageContext, Strategy
 from cssl_core.train.checkpoint import LAST, load_latest, rng_state, save_checkpoint, set_rng_state
 from cssl_core.train.config import TrainConfig
@@ -65,12 +66,6 @@ class TrainResult:
     checkpoint_dir: Path | None = None  # this configuration's directory under the checkpoint root
     evicted: list[tuple[Path, int]] = field(default_factory=list)  # (directory, bytes) of older configurations
     adopted: Path | None = None  # where loose checkpoint files of the flat layout went, None when there were none
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

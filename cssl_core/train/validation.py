@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from cssl_core.data.seeding import derive_seed
+from cssl_core.device import resolve_device
 
 
 @torch.no_grad()
@@ -30,7 +31,7 @@ def validation_loss(
     amp: bool = False,
 ) -> float:
     """Sample-weighted mean MAE loss of `model` over `loader` (eval mode; the model's mode is restored)."""
-    device = torch.device(device)
+    device = resolve_device(device)
     generator = torch.Generator().manual_seed(derive_seed(seed, "val"))
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else contextlib.nullcontext()

@@ -112,3 +112,26 @@ def test_budget_exceeds_only_for_a_count_above_the_stage():
     assert not budget_exceeds(1.0, 230) and not budget_exceeds(0.1, 3)  # a fraction never asks for more
     assert not budget_exceeds(True, 0)  # bool is not a count (resolve_budget rejects it)
     assert resolve_budget(5000, 230) == 230
+
+
+@pytest.mark.parametrize("method", sorted(SELECTORS))
+def test_every_selector_shares_the_prelude_errors(method):
+    features, losses = _data(20)
+    with pytest.raises(ValueError, match="non-empty"):
+        SELECTORS[method](np.zeros((0, 4), np.float32), 2, losses=losses)
+    with pytest.raises(ValueError, match="budget count must be >= 1"):
+        SELECTORS[method](features, 0, losses=losses)
+    with pytest.raises(TypeError, match="bool"):
+        SELECTORS[method](features, True, losses=losses)
+
+
+def test_selective_checks_its_losses_and_fraction_before_the_budget():
+    features, losses = _data(20)
+    # even when the budget keeps everything, and even with a bad budget: the prelude's order of checks
+    with pytest.raises(ValueError, match="needs per-sample pretext losses"):
+        SELECTORS["selective"](features, 20)
+    with pytest.raises(ValueError, match=r"shape \(20,\)"):
+        SELECTORS["selective"](features, 0, losses=losses[:5])
+    with pytest.raises(ValueError, match=r"protect_fraction must be in \[0, 1\], got 1.5"):
+        SELECTORS["selective"](features, 0, losses=losses, protect_fraction=1.5)
+    assert np.array_equal(SELECTORS["selective"](features, 20, losses=losses, protect_fraction=1.0), np.arange(20))

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cssl_core.replay.buffer import load_buffer, save_buffer
+from cssl_core.strategies import build_strategy
 from cssl_core.strategies.replay_sampling import (
     draw_indices,
     fetch_features,
@@ -13,7 +14,15 @@ from cssl_core.strategies.replay_sampling import (
     resolve_buffer,
     sample_images,
 )
-from tests.cssl_core.strategies.helpers import image_buffer, latent_buffer, micro_model
+from tests.cssl_core.strategies.helpers import (
+    buffer_for,
+    image_buffer,
+    latent_buffer,
+    micro_model,
+    new_batch,
+    start,
+    teacher_of,
+)
 
 
 def test_draws_are_sorted_and_deterministic_given_the_generator_seed():
@@ -66,3 +75,28 @@ def test_resolve_buffer():
         resolve_buffer(buffer, "latent", "latent_replay")
     with pytest.raises(TypeError, match="ReplayBuffer"):
         resolve_buffer(np.zeros((2, 4, 4)), "image", "er")
+
+
+@pytest.mark.parametrize("name", ["er", "der", "medcoss", "joint", "latent_replay"])
+def test_every_replay_strategy_opens_a_step_with_the_mae_masks_then_the_replay_rows(name, monkeypatch):
+    model = micro_model()
+    strategy = build_strategy(name, {"replay_batch_size": 5})
+    if strategy.freeze_lower_after_first:
+        model.freeze_lower()
+    teacher = teacher_of(model) if strategy.needs_teacher else None
+    context = start(strategy, model, replay=buffer_for(strategy, model, n=12), teacher=teacher, seed=3)
+    reference = torch.Generator().set_state(context.generator.get_state())
+    seen = {}
+    with_replay = type(strategy).with_replay
+
+    def spy(self, mae, indices):
+        seen.update(mae=mae, indices=indices)
+        return with_replay(self, mae, indices)
+
+    monkeypatch.setattr(type(strategy), "with_replay", spy)
+    batch = new_batch()
+    losses = strategy.observe(batch)
+    expected_mae, _ = model.mae_loss(batch["image"], mask_ratio=strategy.options["mask_ratio"], generator=reference)
+    assert losses["mae"] is seen["mae"] and torch.equal(seen["mae"], expected_mae)
+    assert torch.equal(seen["indices"], draw_indices(12, 5, reference))  # drawn right after the masks
+    assert strategy.n_replay_rows == 12
