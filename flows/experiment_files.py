@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from cssl_core.layout import buffer_dir
 from cssl_core.replay.buffer import ReplayBuffer
 
 
@@ -35,7 +36,7 @@ class ExperimentFiles:
         """The experiment's data/buffers/<stage>, copied out of the DVC cache (None: no buffer or no rev)."""
         from dvc.api import DVCFileSystem
 
-        from tasks.buffers import read_buffer
+        from cssl_core.replay.directory import read_buffer
 
         rev = self.revs.get(name)
         if rev is None:
@@ -43,5 +44,5 @@ class ExperimentFiles:
         fs = DVCFileSystem(str(self.project_dir), rev=rev)
         with tempfile.TemporaryDirectory(prefix="cssl-buffer-") as tmp:
             target = Path(tmp) / "buffer"
-            fs.get(f"data/buffers/{stage}", str(target), recursive=True)
+            fs.get(buffer_dir(stage).as_posix(), str(target), recursive=True)
             return read_buffer(target, mmap=False)

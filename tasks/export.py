@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cssl_core.layout import stage_paths
+from cssl_core.models.io import load_model
+from cssl_core.replay.directory import read_buffer, write_buffer
 from cssl_core.replay.release import keep_labels
 from tasks import tracking
-from tasks.buffers import read_buffer, write_buffer
-from tasks.continual import load_model, stage_paths
 from tasks.pretrain import SPLIT_FILE
 
 BATCH = 64

@@ -32,7 +32,6 @@ class StageContext:
     teacher: nn.Module | None = None
     replay: Any | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    options: Mapping[str, Any] = field(default_factory=dict)
     generator: torch.Generator | None = None
     epoch: int = 0
 

@@ -183,7 +183,6 @@ def train_stage(
             teacher=teacher,
             replay=replay,
             device=device,
-            options=strategy.options,
             generator=generator,
         )
         strategy.begin_stage(context)

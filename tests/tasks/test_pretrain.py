@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from tasks.continual import stage_paths
+from cssl_core.layout import stage_paths
 from tasks.init_model import run_init
 from tasks.pretrain import INPUTS_FILE, input_fingerprint, run_pretrain
 from tests.tasks.stage_project import make_stage_project, stage_params
