@@ -174,9 +174,7 @@ def screen(
     loaded = _checked_params(params)
     from tasks.screen import run_screen
 
-    report = run_screen(
-        interim_dir(cohort, interim), output, loaded, cohort, raw_dir=raw_dir(cohort, raw).as_posix()
-    )
+    report = run_screen(interim_dir(cohort, interim), output, loaded, cohort, raw_dir=raw_dir(cohort, raw).as_posix())
     typer.echo(
         f"screen {cohort}: {report['n_passed']} of {report['n_series']} series passed, "
         f"{report['n_excluded']} excluded -> {screen_report(cohort, output)}"
