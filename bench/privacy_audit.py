@@ -73,7 +73,7 @@ def _split(root: Path, stage: str) -> dict[str, list[int]]:
 
 
 def _model(root: Path, stage: str) -> torch.nn.Module:
-    from tasks.continual import load_model
+    from cssl_core.models.io import load_model
 
     directory = root / "data" / "models" / stage
     if not (directory / "model.pt").is_file():

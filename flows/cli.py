@@ -16,6 +16,22 @@ from typing import Annotated, Any
 
 import typer
 
+from cssl_core.layout import (
+    INIT,
+    INTERIM,
+    QUALITY,
+    RAW,
+    SUMMARY,
+    SUMMARY_METRICS,
+    WINDOWED,
+    interim_dir,
+    model_dir,
+    passed_list,
+    quality_report,
+    raw_dir,
+    screen_report,
+    windowed_dir,
+)
 from flows.errors import DEBUG_ENV, EXIT_EXPECTED, CliError, debug_requested, internal_error_line, is_expected, message
 
 app = typer.Typer(
@@ -157,21 +173,19 @@ def ingest(
 @app.command()
 def screen(
     cohort: Annotated[str, typer.Option(help="Cohort name (data/interim/<cohort>).")],
-    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = Path("data/interim"),
-    raw: Annotated[Path, typer.Option(help="Raw DICOM root, named in the advice on what to remove.")] = Path(
-        "data/raw"
-    ),
-    output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
+    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = INTERIM,
+    raw: Annotated[Path, typer.Option(help="Raw DICOM root, named in the advice on what to remove.")] = RAW,
+    output: Annotated[Path, typer.Option(help="Quality reports root.")] = QUALITY,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Series-level quality gate before windowing: failing series are excluded (or stop the cohort)."""
     loaded = _checked_params(params)
-    from tasks.screen import report_path, run_screen
+    from tasks.screen import run_screen
 
-    report = run_screen(interim / cohort, output, loaded, cohort, raw_dir=(raw / cohort).as_posix())
+    report = run_screen(interim_dir(cohort, interim), output, loaded, cohort, raw_dir=raw_dir(cohort, raw).as_posix())
     typer.echo(
         f"screen {cohort}: {report['n_passed']} of {report['n_series']} series passed, "
-        f"{report['n_excluded']} excluded -> {report_path(output, cohort)}"
+        f"{report['n_excluded']} excluded -> {screen_report(cohort, output)}"
     )
 
 
@@ -179,25 +193,24 @@ def screen(
 def window(
     cohort: Annotated[str, typer.Option(help="Cohort name (data/interim/<cohort>).")],
     window_name: Annotated[str, typer.Option("--window", help="Window preset name from params window.presets.")],
-    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = Path("data/interim"),
-    output: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
+    interim: Annotated[Path, typer.Option(help="Ingested data root.")] = INTERIM,
+    output: Annotated[Path, typer.Option(help="Windowed data root.")] = WINDOWED,
     quality: Annotated[
         Path, typer.Option(help="Quality reports root, holding the screen's <cohort>.passed.json.")
-    ] = Path("data/quality"),
+    ] = QUALITY,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Apply a CT window to the series that passed the screen: memory-mappable 2-D slices plus an index table."""
     loaded = _checked_params(params)
-    from tasks.screen import passed_path
     from tasks.window import run_window
 
     meta = run_window(
-        interim / cohort,
-        output / f"{cohort}-{window_name}",
+        interim_dir(cohort, interim),
+        windowed_dir(cohort, window_name, output),
         cohort,
         window_name,
         loaded,
-        passed_path=passed_path(quality, cohort),
+        passed_path=passed_list(cohort, quality),
     )
     typer.echo(
         f"window {cohort}-{window_name}: {meta['n_slices']} slices {meta['size']}px {meta['dtype']} "
@@ -209,11 +222,11 @@ def window(
 def quality(
     cohort: Annotated[str, typer.Option(help="Cohort name.")],
     window_name: Annotated[str, typer.Option("--window", help="Window preset name.")],
-    interim: Annotated[Path, typer.Option(help="Ingested data root (files.parquet names each series' files).")] = Path(
-        "data/interim"
-    ),
-    windowed: Annotated[Path, typer.Option(help="Windowed data root.")] = Path("data/windowed"),
-    output: Annotated[Path, typer.Option(help="Quality reports root.")] = Path("data/quality"),
+    interim: Annotated[
+        Path, typer.Option(help="Ingested data root (files.parquet names each series' files).")
+    ] = INTERIM,
+    windowed: Annotated[Path, typer.Option(help="Windowed data root.")] = WINDOWED,
+    output: Annotated[Path, typer.Option(help="Quality reports root.")] = QUALITY,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Great Expectations gate on the windowed slices (after `screen`); hard failures exit non-zero."""
@@ -221,11 +234,11 @@ def quality(
     from tasks.quality import run_quality
 
     report = run_quality(
-        windowed / f"{cohort}-{window_name}",
-        output / f"{cohort}-{window_name}.json",
+        windowed_dir(cohort, window_name, windowed),
+        quality_report(cohort, window_name, output),
         loaded["quality"],
         stage_name=f"quality@{cohort}-{window_name}",
-        files_path=interim / cohort / "files.parquet",
+        files_path=interim_dir(cohort, interim) / "files.parquet",
     )
     typer.echo(
         f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed"
@@ -239,7 +252,7 @@ def init_model(params: ParamsOption = DEFAULT_PARAMS) -> None:
     from tasks.init_model import run_init
 
     summary = run_init(loaded)
-    typer.echo(f"init: {summary['preset']} MAE with {summary['parameters']:,} parameters -> data/models/init")
+    typer.echo(f"init: {summary['preset']} MAE with {summary['parameters']:,} parameters -> {model_dir(INIT)}")
 
 
 @app.command()
@@ -305,7 +318,7 @@ def report(params: ParamsOption = DEFAULT_PARAMS) -> None:
     from tasks.report import run_report
 
     summary = run_report(loaded)
-    typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> data/summary")
+    typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> {SUMMARY}")
 
 
 @app.command()
@@ -331,11 +344,11 @@ def compare(
 @app.command()
 def summary() -> None:
     """Print the headline figures of the last run: data accounting, training, forgetting, probes."""
-    report_path = Path("data/summary/metrics.json")
+    report_path = SUMMARY_METRICS
     if not report_path.exists():
         raise CliError(f"{report_path} not found: run the pipeline first (cssl repro)")
     report = _read_json(report_path, "rebuild it with `dvc repro report`")
-    for summary_path in sorted(Path("data/interim").glob("*/summary.json")):
+    for summary_path in sorted(INTERIM.glob("*/summary.json")):
         counts = _read_json(summary_path, f"rebuild it with `dvc repro ingest@{summary_path.parent.name}`")
         status = counts["files"]["by_status"]
         typer.echo(

@@ -19,17 +19,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cssl_core.layout import METRICS, PRIVACY, SUMMARY_METRICS
 from flows.stage_runner import stage_env
 
 REPORTS = Path("reports")
 POLL_SECONDS = 20
 MAX_WORKER_STARTS = 4
 RUN_RECORD = "compare-run.json"  # wall time of the last full run, so a later --collect-only still states it
-METRICS_FILES = ("data/summary/metrics.json",)
+METRICS_FILES = (SUMMARY_METRICS.as_posix(),)
 # per-stage metric files merged into an experiment's metrics under a key of their own, {stage: content}:
 # the buffer's privacy audit (audit@<stage>) and the training record of pretrain@<stage> (its final val MAE)
-PRIVACY_REPORT = re.compile(r"(?:.*/)?data/privacy/([^/]+)\.json")
-PRETRAIN_RECORD = re.compile(r"(?:.*/)?data/metrics/pretrain-([^/]+)\.json")
+PRIVACY_REPORT = re.compile(rf"(?:.*/)?{re.escape(PRIVACY.as_posix())}/([^/]+)\.json")
+PRETRAIN_RECORD = re.compile(rf"(?:.*/)?{re.escape(METRICS.as_posix())}/pretrain-([^/]+)\.json")
 
 
 def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from cssl_core.layout import buffer_dir
 from cssl_core.replay.buffer import ReplayBuffer
 
 if TYPE_CHECKING:
@@ -73,12 +74,12 @@ class ExperimentFiles:
 
     def buffer(self, name: str, stage: str) -> ReplayBuffer | None:
         """The experiment's data/buffers/<stage>, copied out of the DVC cache (None: no buffer or no rev)."""
-        from tasks.buffers import read_buffer
+        from cssl_core.replay.directory import read_buffer
 
         fs = self._filesystem(name)
         if fs is None:
             return None
         with tempfile.TemporaryDirectory(prefix="cssl-buffer-") as tmp:
             target = Path(tmp) / "buffer"
-            fs.get(f"data/buffers/{stage}", str(target), recursive=True)
+            fs.get(buffer_dir(stage).as_posix(), str(target), recursive=True)
             return read_buffer(target, mmap=False)

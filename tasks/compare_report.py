@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cssl_core.evaluation.probe_names import PROBE_NAMES as PROBES
+from cssl_core.layout import metrics_path, privacy_report
 from cssl_core.replay.buffer import ReplayBuffer
 from cssl_core.reporting.figures import (
     LOSS_COLUMNS,
@@ -184,7 +185,7 @@ def loss_curves(path: Path, runs, files: RunFiles, stages: list[str]) -> bool:
     for name, variant, _, _ in runs:
         histories = {}
         for stage in stages:
-            text = files.text(name, f"data/metrics/pretrain-{stage}-history.csv")
+            text = files.text(name, metrics_path("pretrain", stage, "-history.csv").as_posix())
             if text:
                 histories[stage] = parse_history(text)
         if len(histories) == len(stages):
@@ -505,7 +506,7 @@ def with_full_privacy_reports(runs, results: dict[str, dict[str, Any] | None], f
             continue
         reports = dict(metrics["privacy"])
         for stage in reports:
-            text = files.text(name, f"data/privacy/{stage}.json")
+            text = files.text(name, privacy_report(stage).as_posix())
             try:
                 whole = json.loads(text) if text else None
             except json.JSONDecodeError:

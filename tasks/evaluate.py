@@ -20,30 +20,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cssl_core.layout import INIT, eval_row, metrics_path, model_dir, stage_chain, stage_paths, windowed_dir
+from cssl_core.models.io import load_model
 from cssl_core.windowing import to_unit
 from tasks import tracking
-from tasks.continual import DATA, INIT, load_model, stage_paths
-from tasks.pretrain import SPLIT_FILE
 
 if TYPE_CHECKING:
     from cssl_core.evaluation.registry import ProbeData
 
 
-def stage_chain(params: dict[str, Any], last: str) -> list[str]:
-    """The continual stages from the first one up to `last`, in training order (init excluded)."""
-    if last == INIT:
-        return []
-    chain, name = [], last
-    while name != INIT:
-        chain.append(name)
-        name = stage_paths(params, name).prev
-    return chain[::-1]
-
-
 def ordered_stages(params: dict[str, Any]) -> list[str]:
     """Every continual stage in training order (the longest prev-chain ends at the last one)."""
-    names = list(params["continual"]["stages"])
-    return max((stage_chain(params, name) for name in names), key=len)
+    stages = params["continual"]["stages"]
+    return list(max((stage_chain(stages, name) for name in stages), key=len))
 
 
 def _images(windowed: Path, rows: np.ndarray) -> torch.Tensor:
@@ -59,7 +48,7 @@ def label_free_row(model, params: dict[str, Any], chain: list[str], label: str =
     progress = Progress(label, "label-free", len(chain))
     for earlier in chain:
         paths = stage_paths(params, earlier)
-        val_rows = np.asarray(json.loads((paths.model / SPLIT_FILE).read_text())["val_rows"], dtype=np.int64)
+        val_rows = np.asarray(json.loads(paths.split.read_text())["val_rows"], dtype=np.int64)
         if len(val_rows) == 0:
             progress.step(f"{earlier}: no held-out slices, skipped")
             continue
@@ -75,7 +64,7 @@ def label_free_row(model, params: dict[str, Any], chain: list[str], label: str =
 
 
 def _task_data(task: dict[str, Any]) -> tuple[Path, pd.DataFrame, np.ndarray, np.ndarray]:
-    windowed = DATA / "windowed" / f"{task['cohort']}-{task['window']}"
+    windowed = windowed_dir(task["cohort"], task["window"])
     if not windowed.exists():
         raise FileNotFoundError(f"{windowed}: the task's cohort/window is not in ingest.cohorts x window.apply")
     index = pd.read_parquet(windowed / "index.parquet")
@@ -175,14 +164,13 @@ def task_probe_rows(
 
 def timing_path(stage: str) -> Path:
     """Where evaluate@<stage> records its wall-clock time: a `cache: false` metric nothing depends on."""
-    return DATA / "metrics" / f"evaluate-{stage}.json"
+    return metrics_path("evaluate", stage)
 
 
 def run_evaluate(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     """Write data/eval/<stage>.json: only numbers fixed by the inputs (a dependency of later evaluate stages
     and of report, so a re-run must not change it); the time taken goes to MLflow and timing_path()."""
-    model_dir = DATA / "models" / stage
-    chain = stage_chain(params, stage)
+    chain = list(stage_chain(params["continual"]["stages"], stage))
     seed = int(params["eval"]["seed"])
     label = f"evaluate@{stage}"
     with tracking.stage_run(
@@ -190,13 +178,13 @@ def run_evaluate(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     ):
         started = time.perf_counter()
         torch.manual_seed(seed)
-        model, description = load_model(model_dir)
+        model, description = load_model(model_dir(stage))
         model.eval()
         row: dict[str, Any] = {"stage": stage, "index": len(chain), "strategy": description.get("strategy")}
         row.update(label_free_row(model, params, chain, label) if chain else {"recon": {}, "cka": {}})
         row["probes"] = probe_row(model, params, with_pixels=stage == INIT, label=label)
         seconds = time.perf_counter() - started
-        out = DATA / "eval" / f"{stage}.json"
+        out = eval_row(stage)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(row, indent=2, sort_keys=True, allow_nan=True) + "\n")
         timing_path(stage).parent.mkdir(parents=True, exist_ok=True)

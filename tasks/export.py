@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cssl_core.layout import stage_paths
+from cssl_core.models.io import load_model
+from cssl_core.replay.directory import read_buffer, write_buffer
 from cssl_core.replay.release import keep_labels
 from cssl_core.windowing import to_unit
 from tasks import tracking
-from tasks.buffers import read_buffer, write_buffer
-from tasks.continual import load_model, stage_paths
-from tasks.pretrain import SPLIT_FILE
 
 BATCH = 64
 
@@ -114,7 +114,7 @@ def build_stage_rows(stage: str, params: dict[str, Any]) -> StageRows:
     if kind == "none":
         return StageRows(kind, selection, 0, empty, [], None)
     model, _ = load_model(paths.model)
-    split = json.loads((paths.model / SPLIT_FILE).read_text())
+    split = json.loads(paths.split.read_text())
     candidates = np.sort(np.asarray(split["train_rows"], dtype=np.int64))
     slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
     index = pd.read_parquet(paths.windowed / "index.parquet")

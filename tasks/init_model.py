@@ -6,15 +6,15 @@ and a buffer), and gives evaluation a seeded random-encoder reference.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from cssl_core.atomic_io import write_json
+from cssl_core.layout import INIT, PRIVACY, buffer_dir, model_dir, privacy_report
+from cssl_core.models.io import save_model
+from cssl_core.replay.directory import write_no_buffer
 from tasks import tracking
-from tasks.buffers import write_no_buffer
-from tasks.continual import DATA, INIT, save_model
 
 
 def run_init(params: dict[str, Any]) -> dict[str, Any]:
@@ -28,14 +28,14 @@ def run_init(params: dict[str, Any]) -> dict[str, Any]:
         model = build_mae(config)
         n_params = sum(p.numel() for p in model.parameters())
         save_model(
-            Path(DATA / "models" / INIT),
+            model_dir(INIT),
             model,
             {"model_config": config.to_dict(), "stage": INIT, "strategy": None, "seed": seed},
         )
-        write_no_buffer(DATA / "buffers" / INIT)
+        write_no_buffer(buffer_dir(INIT))
         # the first stage's pretrain waits on data/privacy/<prev>.json like every later one: nothing to audit here
-        (DATA / "privacy").mkdir(parents=True, exist_ok=True)
-        write_json(DATA / "privacy" / f"{INIT}.json", {"buffer": INIT, "kind": "none", "audited": False,
-                                                       "passed": True, "note": "no buffer: nothing to audit"})
+        PRIVACY.mkdir(parents=True, exist_ok=True)
+        write_json(privacy_report(INIT), {"buffer": INIT, "kind": "none", "audited": False,
+                                          "passed": True, "note": "no buffer: nothing to audit"})
         tracking.log_metrics({"parameters": n_params})
     return {"parameters": n_params, "preset": ssl["preset"]}

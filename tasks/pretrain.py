@@ -18,11 +18,8 @@ from typing import Any
 
 from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
+from cssl_core.layout import StagePaths
 from tasks import tracking
-from tasks.buffers import read_buffer
-from tasks.continual import StagePaths, load_model, save_model, stage_paths
-
-SPLIT_FILE = "split.json"
 
 
 def input_digests(paths: StagePaths, config: ProjectConfig) -> dict[str, Any]:
@@ -51,12 +48,14 @@ def input_digests(paths: StagePaths, config: ProjectConfig) -> dict[str, Any]:
 def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
     """Load the previous model, build the stage's loaders and strategy, train (resuming), save the outputs."""
     from cssl_core.data.stage import stage_loaders
+    from cssl_core.models.io import load_model, save_model
+    from cssl_core.replay.directory import read_buffer
     from cssl_core.strategies import build_strategy
     from cssl_core.strategies.nopeek import with_privacy_penalty
     from cssl_core.train import train_stage
     from cssl_core.train.history import stage_summary, write_history
 
-    paths, ssl, train = stage_paths_of(config, stage), config.ssl, config.ssl.stage_train[stage]
+    paths, ssl, train = config.continual.paths(stage), config.ssl, config.ssl.stage_train[stage]
     model, _ = load_model(paths.prev_model)
     loaders, split = stage_loaders(
         paths.windowed, model.config.img_size, ssl.val_fraction, ssl.batch_size, ssl.workers, train.seed
@@ -77,7 +76,7 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
             shutil.rmtree(paths.model)
         description = {**identity, "lower_frozen": model.lower_frozen, "model_config": model.config.to_dict()}
         save_model(paths.model, model, {**description, "seed": train.seed, "stage_index": paths.index})
-        (paths.model / SPLIT_FILE).write_text(json.dumps(split) + "\n")
+        paths.split.write_text(json.dumps(split) + "\n")
         summary = stage_summary(result, time.perf_counter() - started, len(loaders["train"]))
         paths.metrics("pretrain").parent.mkdir(parents=True, exist_ok=True)
         write_json(paths.metrics("pretrain"), summary)
@@ -116,10 +115,6 @@ def _run_params(identity: dict[str, Any], config: ProjectConfig, model: Any, rep
 
 def _tags(paths: StagePaths, strategy_name: str) -> dict[str, str]:
     return {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": strategy_name}
-
-
-def stage_paths_of(config: ProjectConfig, stage: str) -> StagePaths:
-    return stage_paths({"continual": {"stages": {n: s.as_params() for n, s in config.continual.stages.items()}}}, stage)
 
 
 def _reporter(name: str, epochs: int):

@@ -25,23 +25,24 @@ import numpy as np
 import pandas as pd
 
 from cssl_core.atomic_io import write_json
+from cssl_core.layout import (
+    METRICS,
+    PRIVACY,
+    metrics_path,
+    privacy_figure,
+    privacy_report,
+    stage_chain,
+    stage_paths,
+    windowed_dir,
+)
+from cssl_core.models.io import load_model
 from cssl_core.privacy.config import audit_settings
+from cssl_core.replay.directory import read_buffer
 from tasks import tracking
-from tasks.buffers import read_buffer
-from tasks.continual import DATA, load_model, stage_paths
 from tasks.export import finding_labels, release_config
 from tasks.privacy_gate import check, enforce
 
-PRIVACY = DATA / "privacy"
 FIGURE_ROWS = 4
-
-
-def report_path(stage: str) -> Path:
-    return PRIVACY / f"{stage}.json"
-
-
-def figure_path(stage: str) -> Path:
-    return PRIVACY / f"{stage}.png"
 
 
 def settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -62,16 +63,13 @@ def attacker_data(params: dict[str, Any], stage: str, cohort: str) -> tuple[np.n
 
     paths = stage_paths(params, stage)
     schedule = params["continual"]["stages"]
-    trained, name = set(), stage
-    while name in schedule:
-        trained.add(schedule[name]["cohort"])
-        name = schedule[name]["prev"]
+    trained = {schedule[name]["cohort"] for name in stage_chain(schedule, stage)}
     if cohort in trained:
         raise ValueError(
             f"params.yaml privacy.attacker_cohort {cohort!r} is trained on by stage {stage} or earlier, so its "
             "patients can be in the buffer: name a cohort no stage up to this one trains on (e.g. nsclc)"
         )
-    directory = DATA / "windowed" / f"{cohort}-{paths.window}"
+    directory = windowed_dir(cohort, paths.window)
     if not (directory / "slices.npy").is_file():
         raise FileNotFoundError(
             f"{directory}/slices.npy not found: privacy.attacker_cohort {cohort!r} must be in ingest.cohorts "
@@ -112,9 +110,9 @@ def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     paths = stage_paths(params, stage)
     chosen = settings(params)
     config = chosen["config"]
-    output, figure = report_path(stage), figure_path(stage)
+    output, figure = privacy_report(stage), privacy_figure(stage)
     buffer = read_buffer(paths.buffer)
-    for directory in (PRIVACY, DATA / "metrics"):
+    for directory in (PRIVACY, METRICS):
         directory.mkdir(parents=True, exist_ok=True)
     run_params = {"stage": stage, "attacker_cohort": chosen["attacker_cohort"], "queries": chosen["queries"],
                   **config.to_dict(), "gate": chosen["gate"]}
@@ -188,7 +186,7 @@ def _jsonable(value: Any) -> Any:
 
 def _write_seconds(stage: str, seconds: float, per_attack: dict[str, float] | None = None) -> None:
     """Wall time goes to a record of its own, so the report stays the same for the same seed."""
-    path = DATA / "metrics" / f"audit-{stage}.json"
+    path = metrics_path("audit", stage)
     write_json(path, {"seconds": round(seconds, 3), "attack_seconds": per_attack or {}})
 
 
@@ -217,4 +215,4 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def read_report(stage: str) -> dict[str, Any]:
-    return json.loads(report_path(stage).read_text())
+    return json.loads(privacy_report(stage).read_text())

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cssl_core.layout import stage_paths
 from cssl_core.privacy.common import as_slices, encode
-from tasks.continual import stage_paths
 from tasks.export import build_stage_rows, finding_labels
 
 

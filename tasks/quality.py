@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cssl_core import atomic_io
+from cssl_core.layout import raw_dir
 from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
 from tasks import tracking
 from tasks.expectations import (
@@ -170,7 +171,7 @@ def gate_message(report: Mapping[str, Any], output_path: Path) -> str:
         f"quality gate failed for cohort {cohort!r}, window {report['window']!r}: {len(hard)} hard "
         f"expectation(s) failed on the windowed slices (listed above, with the series' files; report: "
         f"{output_path}); re-run the window stage if it was interrupted, else remove those files from "
-        f"data/raw/{cohort} or loosen quality.cohorts.{cohort} (e.g. not_constant_mostly)"
+        f"{raw_dir(cohort).as_posix()} or loosen quality.cohorts.{cohort} (e.g. not_constant_mostly)"
     )
 
 

@@ -20,6 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from cssl_core.layout import (
+    INIT,
+    METRICS,
+    REPORT,
+    SUMMARY,
+    SUMMARY_METRICS,
+    buffer_dir,
+    eval_row,
+    metrics_path,
+    model_dir,
+    stage_paths,
+)
+from cssl_core.models.io import load_model
 from cssl_core.reporting.figures import (
     MIN_EMBEDDED_ITEMS,
     draw_buffer_embedding,
@@ -29,11 +42,8 @@ from cssl_core.reporting.figures import (
     parse_history,
 )
 from tasks import tracking
-from tasks.continual import DATA, INIT, load_model, stage_paths
 from tasks.evaluate import ordered_stages
 
-REPORT = DATA / "report"  # figures (a cached DVC output)
-SUMMARY = DATA / "summary"  # metrics and plot data: small, git-tracked (cache: false), kept by DVC experiments
 MODEL_NAME = "cssl-encoder"
 BEST_ALIAS = "best"
 NEWEST_ALIAS = "newest"
@@ -47,7 +57,7 @@ def load_rows(params: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, An
     stages = ordered_stages(params)
     rows = {}
     for name in [INIT, *stages]:
-        path = DATA / "eval" / f"{name}.json"
+        path = eval_row(name)
         if not path.exists():
             raise FileNotFoundError(f"{path}: run evaluate@{name} first (dvc repro)")
         rows[name] = json.loads(path.read_text())
@@ -151,7 +161,7 @@ def matrix_from_tree(tree: dict[str, Any], key: str) -> np.ndarray | None:
 
 
 TIMING_KEYS = {"pretrain": "train_seconds", "export": "seconds", "evaluate": "seconds"}  # record kind -> its key
-_RECORD = re.compile(r"(?:.*/)?data/metrics/(pretrain|export|evaluate)-([^/]+)\.json")
+_RECORD = re.compile(rf"(?:.*/)?{re.escape(METRICS.as_posix())}/(pretrain|export|evaluate)-([^/]+)\.json")
 
 
 def timings_from_metrics(files: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -174,7 +184,7 @@ def timings_from_metrics(files: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 
 def _local_records() -> dict[str, dict[str, Any]]:
-    return {path.as_posix(): json.loads(path.read_text()) for path in sorted((DATA / "metrics").glob("*.json"))}
+    return {path.as_posix(): json.loads(path.read_text()) for path in sorted(METRICS.glob("*.json"))}
 
 
 def stage_costs(stages: list[str]) -> dict[str, Any]:
@@ -185,12 +195,12 @@ def stage_costs(stages: list[str]) -> dict[str, Any]:
     Timings are not part of the summary: see timings_from_metrics."""
 
     def record(kind: str, stage: str) -> dict[str, Any]:
-        path = DATA / "metrics" / f"{kind}-{stage}.json"
+        path = metrics_path(kind, stage)
         return json.loads(path.read_text()) if path.exists() else {}
 
     pretrain = [record("pretrain", s) for s in stages]
     export = [record("export", s) for s in stages]
-    _, description = load_model(DATA / "models" / stages[-1])
+    _, description = load_model(model_dir(stages[-1]))
     return {
         "steps": int(sum(m.get("steps", 0) for m in pretrain)),
         "buffer_bytes": int(export[-1].get("buffer_bytes", 0)) if export else 0,
@@ -250,7 +260,7 @@ def summary_from_rows(
 def _loss_curves(path: Path, stages: list[str]) -> None:
     histories = {}
     for stage in stages:
-        history = DATA / "metrics" / f"pretrain-{stage}-history.csv"
+        history = metrics_path("pretrain", stage, "-history.csv")
         if history.exists():
             histories[stage] = parse_history(history.read_text())
     with figure(path) as (_, axes):
@@ -261,9 +271,9 @@ def _loss_curves(path: Path, stages: list[str]) -> None:
 
 def _buffer_embedding(path: Path, last_stage: str, seed: int) -> bool:
     """2-D t-SNE of the final replay buffer (pooled latents or downsampled slices), coloured by stage."""
-    from tasks.buffers import read_buffer
+    from cssl_core.replay.directory import read_buffer
 
-    buffer = read_buffer(DATA / "buffers" / last_stage)
+    buffer = read_buffer(buffer_dir(last_stage))
     if buffer is None or len(buffer) < MIN_EMBEDDED_ITEMS:
         return False
     with figure(path, size=(4.5, 4)) as (_, axes):
@@ -317,7 +327,7 @@ def register_final_encoder(stage: str, score: float) -> str | None:
     import torch
     from mlflow import MlflowClient
 
-    model, _ = load_model(DATA / "models" / stage)
+    model, _ = load_model(model_dir(stage))
     model.eval()
     digest = encoder_digest(model)
     client = MlflowClient()
@@ -390,8 +400,8 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
         progress.step("replay buffer t-SNE" if drawn else f"replay buffer t-SNE skipped (< {MIN_EMBEDDED_ITEMS} items)")
         _write_plot_data(summary)
         cleaned = as_metric_tree(summary)
-        (SUMMARY / "metrics.json").write_text(json.dumps(cleaned, indent=2) + "\n")
-        progress.step(f"{SUMMARY / 'metrics.json'}")
+        SUMMARY_METRICS.write_text(json.dumps(cleaned, indent=2) + "\n")
+        progress.step(f"{SUMMARY_METRICS}")
         flat = {}
         for key, block in summary.items():
             if isinstance(block, dict):
@@ -403,7 +413,7 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
         import mlflow
 
         mlflow.log_artifacts(str(figures), artifact_path="figures")
-        mlflow.log_artifact(str(SUMMARY / "metrics.json"))
+        mlflow.log_artifact(str(SUMMARY_METRICS))
         headline = summary.get(f"linear@{HEADLINE_FRACTION}", {}).get("average_final", float("nan"))
         if register:
             cleaned["registered_version"] = register_final_encoder(stages[-1], float(headline))

@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from cssl_core import layout
 from tasks import tracking
 from tasks.expectations import (
     HARD,
@@ -50,14 +51,6 @@ from tasks.quality_params import effective_params, required_series
 from tasks.series_files import files_summary, read_files_table, series_files
 
 PASSED, EXCLUDED, FAILED = "passed", "excluded", "failed"
-
-
-def report_path(quality_dir: Path, cohort: str) -> Path:
-    return quality_dir / f"{cohort}.screen.json"
-
-
-def passed_path(quality_dir: Path, cohort: str) -> Path:
-    return quality_dir / f"{cohort}.passed.json"
 
 
 def _value(row: Mapping[str, Any], column: str) -> Any:
@@ -287,10 +280,10 @@ def run_screen(
     Raises QualityGateError (one line) when the cohort cannot go on; the report is on disk by then.
     """
     settings = effective_params(params, cohort)
-    raw_label = raw_dir or f"data/raw/{cohort}"
+    raw_label = raw_dir or layout.raw_dir(cohort).as_posix()
     manifest, files = _read_inputs(interim_dir)
     rules = manifest_expectations(settings)
-    output, selection = report_path(quality_dir, cohort), passed_path(quality_dir, cohort)
+    output, selection = layout.screen_report(cohort, quality_dir), layout.passed_list(cohort, quality_dir)
     with tracking.stage_run(f"screen@{cohort}", settings, tags={"cssl.cohort": cohort}):
         started = time.perf_counter()
         validation = validate(MANIFEST_SUITE, manifest, rules, row_column=ROW_COLUMN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import shutil
 import subprocess
@@ -47,8 +48,10 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def tiny_params() -> dict:
+    """A fresh tiny configuration per call: the overrides are copied, so a test that edits a list of its result
+    (ingest.cohorts, say) leaves the next call's, and TINY_PARAMS_OVERRIDES, as they were."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params = _merge(params, TINY_PARAMS_OVERRIDES)
+    params = _merge(params, copy.deepcopy(TINY_PARAMS_OVERRIDES))
     params["data"]["demo"] = {k: v for k, v in params["data"]["demo"].items() if k in ("phantom_a", "phantom_b")}
     params["data"]["demo"][ATTACKER] = dict(params["data"]["demo"]["phantom_a"], seed=37)
     params["quality"]["cohorts"][ATTACKER] = {}

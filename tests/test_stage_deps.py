@@ -11,7 +11,7 @@ Not required as deps: the shared CLI plumbing every stage command runs before it
 module-level imports (flows/errors.py) and what its helper functions import (the whole-params validation,
 cssl_core/config and tasks/params.py, via _checked_params). It dispatches, validates and reports; it computes no
 output. Listing it would re-run the whole DAG on a new validation rule or a reworded error message, and a module
-of it that a stage's own code does use (tasks/params.py's `section`, say) is required through that stage's
+of it that a stage's own code does use (tasks/params.py's `load_params`, say) is required through that stage's
 closure like any other.
 """
 

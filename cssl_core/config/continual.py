@@ -15,8 +15,8 @@ from typing import Any
 
 from cssl_core.config import checks
 from cssl_core.config.errors import ConfigError
+from cssl_core.layout import INIT, StageLoopError, StagePaths, stage_chain
 
-INIT = "init"  # the random encoder of stage `init` (tasks/continual.py), where every schedule starts
 STAGE_KEYS = ("prev", "cohort", "window", "train")
 
 
@@ -49,20 +49,19 @@ class ContinualConfig:
 
     def chain(self, name: str) -> tuple[str, ...]:
         """The stages from the first one up to `name`, in training order (init excluded)."""
-        out = []
-        while name != INIT:
-            out.append(name)
-            name = self.stages[name].prev
-        return tuple(reversed(out))
+        return stage_chain(self.stages, name)
+
+    def paths(self, name: str) -> StagePaths:
+        """Where stage `name` reads and writes (its index is its place in the prev-chain)."""
+        stage = self.stages[name]
+        return StagePaths(name, stage.prev, stage.cohort, stage.window, index=len(self.chain(name)) - 1)
 
 
 def _cycle_from(name: str, stages: Mapping[str, Mapping[str, Any]]) -> list[str] | None:
-    seen: list[str] = []
-    while name != INIT:
-        if name in seen:
-            return seen[seen.index(name) :] + [name]
-        seen.append(name)
-        name = stages[name]["prev"]
+    try:
+        stage_chain(stages, name)
+    except StageLoopError as loop:
+        return loop.cycle
     return None
 
 

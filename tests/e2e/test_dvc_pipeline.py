@@ -92,7 +92,7 @@ def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(pro
     assert (root / "data/report/figures/R_recon.png").stat().st_size > 0
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     encoder = mlflow.pytorch.load_model("models:/cssl-encoder@best")
-    from tasks.continual import load_model
+    from cssl_core.models.io import load_model
 
     final, _ = load_model(root / "data/models/s2")
     for batch in (1, 4):  # the export used to specialise the batch to 1 and warn about it at every report

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cssl_core.models import build_mae
+from cssl_core.models.io import save_model
 from tasks import tracking
-from tasks.continual import save_model
 from tasks.evaluate import probe_row, run_evaluate, timing_path
 
 SIZE, PATCH = 32, 8
@@ -56,7 +56,7 @@ def _params() -> dict:
 
 
 def test_probe_row_prints_one_line_per_task_and_probe(project, capsys):
-    from tasks.continual import load_model
+    from cssl_core.models.io import load_model
 
     model, _ = load_model(Path("data/models/init"))
     row = probe_row(model.eval(), _params(), with_pixels=True, label="evaluate@init")

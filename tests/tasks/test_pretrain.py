@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from cssl_core.config import ProjectConfig
+from cssl_core.layout import stage_paths
 from cssl_core.train.store import INPUTS_FILE
-from tasks.continual import stage_paths
 from tasks.init_model import run_init
 from tasks.pretrain import input_digests, run_pretrain
 from tests.tasks.stage_project import make_stage_project, stage_params

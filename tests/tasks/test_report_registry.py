@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cssl_core.models import build_mae
+from cssl_core.models.io import save_model
 from tasks import tracking
-from tasks.continual import save_model
 from tasks.report import DIGEST_TAG, MODEL_NAME, encoder_digest, register_final_encoder
 
 STAGE = "s2"

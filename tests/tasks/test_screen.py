@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from cssl_core import layout
 from tasks.quality import QualityGateError
 from tasks.quality_params import effective_params, required_series
-from tasks.screen import passed_path, report_path, run_screen
+from tasks.screen import run_screen
 from tasks.series_files import files_summary
 from tests.tasks.quality_fixtures import quality_params
 
@@ -98,13 +99,13 @@ def screen(tmp_path: Path, manifest: pd.DataFrame, params: dict | None = None, f
         returned = run_screen(interim, quality, params or PARAMS, COHORT)
     except QualityGateError as caught:
         error, returned = caught, caught.report
-    report = json.loads(report_path(quality, COHORT).read_text())
+    report = json.loads(layout.screen_report(COHORT, quality).read_text())
     assert report == returned
     return report, error
 
 
 def passed_list(tmp_path: Path) -> list[str] | None:
-    path = passed_path(tmp_path / "quality", COHORT)
+    path = layout.passed_list(COHORT, tmp_path / "quality")
     return json.loads(path.read_text())["series"] if path.exists() else None
 
 
@@ -355,7 +356,7 @@ def test_real_cropped_series_is_excluded_and_not_windowed(cropped_cohort, tmp_pa
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["window"]["size"] = 32
     out = tmp_path / "windowed" / f"{COHORT}-lung"
-    meta = run_window(interim, out, COHORT, "lung", params, passed_path=passed_path(quality, COHORT))
+    meta = run_window(interim, out, COHORT, "lung", params, passed_path=layout.passed_list(COHORT, quality))
     index = pd.read_parquet(out / "index.parquet")
     windowed = set(index["series_key"])
     assert windowed == set(passed_list(tmp_path)) and entry["series_key"] not in windowed

@@ -16,6 +16,7 @@ NO_BUFFER = {"kind": "none", "n": 0, "note": "this strategy keeps no replay buff
 
 
 def write_no_buffer(directory: Path) -> int:
+    """A directory that says "no buffer", so the next stage's dvc.yaml dep exists whatever the strategy."""
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -24,6 +25,7 @@ def write_no_buffer(directory: Path) -> int:
 
 
 def read_buffer(directory: Path, mmap: bool = True) -> ReplayBuffer | None:
+    """The buffer of a directory `write_buffer` or `write_no_buffer` wrote; None when it says "no buffer"."""
     meta_path = directory / "meta.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{directory}: not a replay buffer (no meta.json); run the export stage first")
