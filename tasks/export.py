@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cssl_core.layout import stage_paths
+from cssl_core.layout import StagePaths, stage_paths
 from cssl_core.models.io import load_model
 from cssl_core.replay.directory import read_buffer, write_buffer
 from cssl_core.replay.release import keep_labels
@@ -93,23 +93,51 @@ class StageRows:
     buffer: Any | None  # ReplayBuffer of the stored rows, or None (no buffer kept)
 
 
-def build_stage_rows(stage: str, params: dict[str, Any]) -> StageRows:
+@dataclass(frozen=True)
+class ExportPlan:
+    """What export@<stage> keeps, decided once from params and the strategy's declarations; the audit's scoring
+    rebuilds the rows from the same plan."""
+
+    paths: StagePaths
+    strategy: Any  # the configured Strategy: what it keeps (kind, forced selection/budget, DER features)
+    kind: str  # latent | image | none
+    selection: str
+    budget: int | float
+    privacy: Any  # ReleaseConfig of replay.privacy
+    seed: int
+
+    @property
+    def privacy_mode(self) -> str:
+        return self.privacy.mode if self.kind == "latent" else "n/a"
+
+
+def export_plan(stage: str, params: dict[str, Any]) -> ExportPlan:
+    from cssl_core.strategies import build_strategy
+
+    strategy_name = params["ssl"]["strategy"]
+    strategy = build_strategy(strategy_name, params["ssl"].get("strategies", {}).get(strategy_name) or {})
+    replay = params["replay"]
+    return ExportPlan(
+        paths=stage_paths(params, stage),
+        strategy=strategy,
+        kind=strategy.kept_buffer_kind,
+        selection=strategy.buffer_selection or replay["selection"],
+        budget=strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"],
+        privacy=release_config(replay),
+        seed=int(params["ssl"]["train"]["seed"]),
+    )
+
+
+def build_stage_rows(stage: str, params: dict[str, Any], plan: ExportPlan | None = None) -> StageRows:
     """Select, shuffle and release this stage's rows: deterministic for the same model, data and params, which is
     what lets the audit rebuild the provenance of a buffer instead of the buffer storing it."""
     from cssl_core.replay.buffer import ReplayBuffer
     from cssl_core.replay.release import release
     from cssl_core.replay.selection import budget_exceeds, resolve_budget, select
-    from cssl_core.strategies import build_strategy
 
-    paths = stage_paths(params, stage)
-    strategy_name = params["ssl"]["strategy"]
-    strategy = build_strategy(strategy_name, params["ssl"].get("strategies", {}).get(strategy_name) or {})
-    replay = params["replay"]
-    privacy = release_config(replay)
-    kind = strategy.kept_buffer_kind
-    selection = strategy.buffer_selection or replay["selection"]
-    budget = strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"]
-    seed = int(params["ssl"]["train"]["seed"])
+    plan = plan or export_plan(stage, params)
+    paths, strategy, replay, privacy = plan.paths, plan.strategy, params["replay"], plan.privacy
+    kind, selection, budget, seed = plan.kind, plan.selection, plan.budget, plan.seed
     empty = np.zeros(0, dtype=np.int64)
     if kind == "none":
         return StageRows(kind, selection, 0, empty, [], None)
@@ -162,22 +190,17 @@ def build_stage_rows(stage: str, params: dict[str, Any]) -> StageRows:
 
 
 def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    from cssl_core.strategies import build_strategy
-
-    paths = stage_paths(params, stage)
-    strategy_name = params["ssl"]["strategy"]
-    strategy = build_strategy(strategy_name, params["ssl"].get("strategies", {}).get(strategy_name) or {})
-    replay = params["replay"]
-    privacy = release_config(replay)
+    plan = export_plan(stage, params)
+    paths, strategy, strategy_name = plan.paths, plan.strategy, params["ssl"]["strategy"]
     stage_name = f"export@{stage}"
     run_params = {
         "stage": stage,
         "strategy": strategy_name,
-        "kind": strategy.kept_buffer_kind,
-        "selection": strategy.buffer_selection or replay["selection"],
-        "budget": strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"],
+        "kind": plan.kind,
+        "selection": plan.selection,
+        "budget": plan.budget,
         "keeps_raw_images": strategy.keeps_raw_images,
-        "privacy_mode": privacy.mode if strategy.kept_buffer_kind == "latent" else "n/a",
+        "privacy_mode": plan.privacy_mode,
     }
     with tracking.stage_run(
         stage_name,
@@ -186,7 +209,7 @@ def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     ):
         started = time.perf_counter()
         earlier = read_buffer(paths.prev_buffer)
-        built = build_stage_rows(stage, params)
+        built = build_stage_rows(stage, params, plan)
         new = built.buffer
         nbytes = write_buffer(paths.buffer, earlier, new)
         total = (0 if earlier is None else len(earlier)) + (0 if new is None else len(new))

@@ -32,7 +32,7 @@ from cssl_core.layout import (
     model_dir,
     stage_paths,
 )
-from cssl_core.models.io import load_model
+from cssl_core.models.io import encoder_digest, load_model
 from cssl_core.reporting.figures import (
     MIN_EMBEDDED_ITEMS,
     draw_buffer_embedding,
@@ -44,12 +44,6 @@ from cssl_core.reporting.figures import (
 from tasks import tracking
 from tasks.evaluate import ordered_stages
 
-MODEL_NAME = "cssl-encoder"
-BEST_ALIAS = "best"
-NEWEST_ALIAS = "newest"
-DIGEST_TAG = "cssl.encoder_digest"  # model-version tag: encoder_digest() of the registered weights
-SCORE_TAG = "average_final_linear_auc"
-EXAMPLE_BATCH = 2  # slices in the export example; any size > 1 keeps the batch dimension dynamic
 HEADLINE_FRACTION = "1.0"
 
 
@@ -298,67 +292,12 @@ def _write_plot_data(summary: dict[str, Any]) -> None:
                 writer.writerow([trained, task, value])
 
 
-def encoder_digest(model) -> str:
-    """sha256 of the weights (name, dtype, shape, bytes of every tensor) and the config: the identity of what
-    gets registered, so re-running `report` on the same encoder finds its version instead of piling up copies."""
-    import hashlib
-
-    import torch
-
-    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _version_with_digest(client, digest: str) -> str | None:
-    for version in client.search_model_versions(f"name='{MODEL_NAME}'"):
-        if version.tags.get(DIGEST_TAG) == digest:
-            return str(version.version)
-    return None
-
-
 def register_final_encoder(stage: str, score: float) -> str | None:
-    """Register the final encoder as `cssl-encoder` (a new version only when its digest is new), tag it with
-    its score, point `newest` at it and `best` at the best-scoring version."""
-    import mlflow
-    import torch
-    from mlflow import MlflowClient
-
+    """Register the final encoder as `cssl-encoder` (a new version only when its weights are new), tag it with
+    its score, point `newest` at it and `best` at the best-scoring version (tasks/tracking.py)."""
     model, _ = load_model(model_dir(stage))
     model.eval()
-    digest = encoder_digest(model)
-    client = MlflowClient()
-    scored = "nan" if not math.isfinite(score) else f"{score:.6f}"
-    version = _version_with_digest(client, digest)
-    if version is None:
-        # pt2 (torch.export) loads without unpickling code. torch.export turns a size-1 dimension of the
-        # example into a constant, so the example holds EXAMPLE_BATCH slices: the batch stays dynamic
-        example = torch.zeros(EXAMPLE_BATCH, 1, model.config.img_size, model.config.img_size)
-        info = mlflow.pytorch.log_model(
-            model,
-            name="encoder",
-            input_example=example.numpy(),
-            serialization_format="pt2",
-            pip_requirements=["torch==2.13.0"],
-        )
-        registered = mlflow.register_model(info.model_uri, MODEL_NAME, tags={DIGEST_TAG: digest, SCORE_TAG: scored})
-        version = str(registered.version)
-    else:
-        print(f"report: encoder unchanged, reusing {MODEL_NAME} version {version}", flush=True)
-    client.set_model_version_tag(MODEL_NAME, version, SCORE_TAG, scored)
-    mlflow.set_tag("cssl.registered_version", version)
-    best_version, best_score = version, score if math.isfinite(score) else -math.inf
-    for other in client.search_model_versions(f"name='{MODEL_NAME}'"):
-        tagged = other.tags.get(SCORE_TAG, "nan")
-        value = float(tagged) if tagged != "nan" else -math.inf
-        if value > best_score:
-            best_version, best_score = str(other.version), value
-    client.set_registered_model_alias(MODEL_NAME, BEST_ALIAS, best_version)
-    client.set_registered_model_alias(MODEL_NAME, NEWEST_ALIAS, version)  # "latest" is reserved by MLflow
-    return version
+    return tracking.register_encoder(model, encoder_digest(model), score)
 
 
 def _headline(block: dict[str, Any]) -> str:
@@ -410,12 +349,10 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
                         flat[f"{key.replace('@', '_')}.{name}"] = float(block[name])
         flat.update({f"cost.{name}": value for name, value in timings_from_metrics(_local_records()).items()})
         tracking.log_metrics(flat)
-        import mlflow
-
-        mlflow.log_artifacts(str(figures), artifact_path="figures")
-        mlflow.log_artifact(str(SUMMARY_METRICS))
+        tracking.log_artifacts(figures, "figures")
+        tracking.log_artifact(SUMMARY_METRICS)
         headline = summary.get(f"linear@{HEADLINE_FRACTION}", {}).get("average_final", float("nan"))
         if register:
             cleaned["registered_version"] = register_final_encoder(stages[-1], float(headline))
-            progress.step(f"registry: {MODEL_NAME} version {cleaned['registered_version']}")
+            progress.step(f"registry: {tracking.MODEL_NAME} version {cleaned['registered_version']}")
     return cleaned

@@ -18,6 +18,7 @@ from a DICOM reader, so that nothing identifying can land in the tracking store.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import sys
@@ -253,3 +254,56 @@ def pipeline_tags(project_root: Path) -> dict[str, str]:
     stages = (params or {}).get("continual", {}).get("stages", {})
     tags["cssl.stages"] = ",".join(stages)
     return tags
+
+
+MODEL_NAME = "cssl-encoder"
+BEST_ALIAS = "best"
+NEWEST_ALIAS = "newest"
+DIGEST_TAG = "cssl.encoder_digest"  # model-version tag: cssl_core.models.io.encoder_digest of the weights
+SCORE_TAG = "average_final_linear_auc"
+EXAMPLE_BATCH = 2  # slices in the export example; any size > 1 keeps the batch dimension dynamic
+
+
+def _version_with_digest(client, digest: str) -> str | None:
+    for version in client.search_model_versions(f"name='{MODEL_NAME}'"):
+        if version.tags.get(DIGEST_TAG) == digest:
+            return str(version.version)
+    return None
+
+
+def register_encoder(model: Any, digest: str, score: float) -> str:
+    """Register `model` (an encoder in eval mode) as `cssl-encoder` (a new version only when `digest` is new),
+    tag it with its score, point `newest` at it and `best` at the best-scoring version; returns its version."""
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    scored = "nan" if not math.isfinite(score) else f"{score:.6f}"
+    version = _version_with_digest(client, digest)
+    if version is None:
+        # pt2 (torch.export) loads without unpickling code. torch.export turns a size-1 dimension of the
+        # example into a constant, so the example holds EXAMPLE_BATCH slices: the batch stays dynamic
+        example = torch.zeros(EXAMPLE_BATCH, 1, model.config.img_size, model.config.img_size)
+        info = mlflow.pytorch.log_model(
+            model,
+            name="encoder",
+            input_example=example.numpy(),
+            serialization_format="pt2",
+            pip_requirements=["torch==2.13.0"],
+        )
+        registered = mlflow.register_model(info.model_uri, MODEL_NAME, tags={DIGEST_TAG: digest, SCORE_TAG: scored})
+        version = str(registered.version)
+    else:
+        print(f"report: encoder unchanged, reusing {MODEL_NAME} version {version}", flush=True)
+    client.set_model_version_tag(MODEL_NAME, version, SCORE_TAG, scored)
+    mlflow.set_tag("cssl.registered_version", version)
+    best_version, best_score = version, score if math.isfinite(score) else -math.inf
+    for other in client.search_model_versions(f"name='{MODEL_NAME}'"):
+        tagged = other.tags.get(SCORE_TAG, "nan")
+        value = float(tagged) if tagged != "nan" else -math.inf
+        if value > best_score:
+            best_version, best_score = str(other.version), value
+    client.set_registered_model_alias(MODEL_NAME, BEST_ALIAS, best_version)
+    client.set_registered_model_alias(MODEL_NAME, NEWEST_ALIAS, version)  # "latest" is reserved by MLflow
+    return version

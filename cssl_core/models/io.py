@@ -34,3 +34,18 @@ def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[tor
     model = build_mae(MAEConfig.from_dict(description["model_config"]))
     model.load_state_dict(torch.load(directory / MODEL_FILE, map_location=device, weights_only=True))
     return model, description
+
+
+def encoder_digest(model) -> str:
+    """sha256 of the weights (name, dtype, shape, bytes of every tensor) and the config: the identity of what
+    gets registered, so re-running `report` on the same encoder finds its version instead of piling up copies."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from cssl_core.models import build_mae
-from cssl_core.models.io import save_model
+from cssl_core.models.io import encoder_digest, save_model
 from tasks import tracking
-from tasks.report import DIGEST_TAG, MODEL_NAME, encoder_digest, register_final_encoder
+from tasks.report import register_final_encoder
+from tasks.tracking import DIGEST_TAG, MODEL_NAME
 
 STAGE = "s2"
 
