@@ -81,7 +81,7 @@ def _checked_params(path: Path) -> dict[str, Any]:
     functions still receive the raw dict.
     """
     from cssl_core.config import ProjectConfig
-    from tasks.params import load_params
+    from cssl_core.config.load import load_params
 
     loaded = load_params(path)
     ProjectConfig.from_params(loaded, source=str(path))
@@ -91,7 +91,7 @@ def _checked_params(path: Path) -> dict[str, Any]:
 def _checked_config(path: Path) -> Any:
     """The typed ProjectConfig of params.yaml, for stage functions that read it rather than the raw dict."""
     from cssl_core.config import ProjectConfig
-    from tasks.params import load_params
+    from cssl_core.config.load import load_params
 
     return ProjectConfig.from_params(load_params(path), source=str(path))
 
@@ -111,8 +111,8 @@ def check(params: ParamsOption = DEFAULT_PARAMS) -> None:
     itself runs (a gpu config may simply not fit a CPU model), but `cssl compare` would refuse that config.
     """
     from cssl_core.config import ProjectConfig
+    from cssl_core.config.load import load_params
     from cssl_core.config.project import compare_problems
-    from tasks.params import load_params
 
     loaded = load_params(params)
     config = ProjectConfig.from_params(loaded, source=str(params))

@@ -178,7 +178,7 @@ def merge_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
     change when a stage merely re-runs) and summed from the per-stage run records into "cost"; every
     data/privacy/<stage>.json goes under "privacy" and every data/metrics/pretrain-<stage>.json under
     "pretrain", {stage: content}. `dvc exp show` drops lists and nulls from metrics, so a privacy report
-    here lacks e.g. labels_in_buffer (tasks/compare_report.py reads the whole file where it can).
+    here lacks e.g. labels_in_buffer (flows/compare_report.py reads the whole file where it can).
     """
     from tasks.report import timings_from_metrics
 
@@ -254,8 +254,8 @@ def _wall_time(reports: Path, config: str, measured: float | None) -> float | No
 
 
 def run_compare(project_dir: Path, params: dict[str, Any], config: str, collect_only: bool = False) -> Path:
+    from flows.compare_report import write_report
     from flows.experiment_files import ExperimentFiles
-    from tasks.compare_report import write_report
 
     runs = experiment_names(params, config)
     started = time.perf_counter()

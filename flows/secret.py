@@ -5,7 +5,7 @@ same patient gets other keys and earlier outputs no longer join. The library cre
 file on first use (cssl_core/ingest/keys.py); here the CLI makes sure that file is the intended one:
 
 - `CSSL_KEY_SECRET`, `CSSL_SECRET_FILE` or `--secret-file`: used as given (a missing file is created).
-- inside a project (tasks/project.py): the project's `.cssl/secret.key`, from any sub-folder too.
+- inside a project (cssl_core/project.py): the project's `.cssl/secret.key`, from any sub-folder too.
 - outside every project, with none of those: refused, with one line saying how to proceed. Creating a
   fresh secret in whatever folder the command ran from is the accident this guards against.
 """
@@ -21,7 +21,7 @@ from flows.errors import CliError
 def choose_secret(secret_file: Path | None = None) -> Path | None:
     """Settle `CSSL_SECRET_FILE` for this process; returns the secret file about to be created, if any."""
     from cssl_core.ingest.keys import DEFAULT_SECRET_FILE, SECRET_ENV, SECRET_FILE_ENV
-    from tasks.project import find_project_root, not_a_project_text
+    from cssl_core.project import find_project_root, not_a_project_text
 
     if secret_file is not None:
         os.environ[SECRET_FILE_ENV] = str(secret_file.expanduser().resolve())

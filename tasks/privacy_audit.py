@@ -11,7 +11,7 @@ steps of `privacy.attack`, keeps the cost small and independent of the buffer si
 
 Outputs: data/privacy/<stage>.json (figures and the gate's verdict, deterministic for a seed: a DVC
 metric), data/privacy/<stage>.png (true slices beside each attack's reconstruction), the wall time in
-data/metrics/audit-<stage>.json, and an MLflow run with both files. Then the gate (tasks/privacy_gate.py).
+data/metrics/audit-<stage>.json, and an MLflow run with both files. Then the gate (cssl_core/privacy/gate.py).
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from cssl_core.layout import (
 )
 from cssl_core.models.io import load_model
 from cssl_core.privacy.config import audit_settings
+from cssl_core.privacy.gate import check, enforce
 from cssl_core.replay.directory import read_buffer
 from tasks import tracking
 from tasks.export import finding_labels, release_config
-from tasks.privacy_gate import check, enforce
 
 FIGURE_ROWS = 4
 

@@ -3,7 +3,7 @@
 The series-level rules (the manifest suite) run before windowing, in `screen@<cohort>` (tasks/screen.py),
 which leaves failing series out instead of blocking the cohort. What is left for this stage is the
 Great Expectations suite on per-slice statistics of the windowed array (cssl_core/quality_stats.py),
-with the cohort's own thresholds (tasks/quality_params.py). The JSON report is a DVC metric and is
+with the cohort's own thresholds (cssl_core/config/quality.py). The JSON report is a DVC metric and is
 written whether or not the gate passes, so that a failed `dvc repro` leaves behind the file that explains
 it. Hard failures are printed one line each and then raise `QualityGateError` (one line), which the CLI
 turns into a non-zero exit: DVC marks the stage failed and nothing downstream trains on bad data. Soft
@@ -33,10 +33,9 @@ import numpy as np
 import pandas as pd
 
 from cssl_core import atomic_io
+from cssl_core.config.quality import effective_params
 from cssl_core.layout import raw_dir
-from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
-from tasks import tracking
-from tasks.expectations import (
+from cssl_core.quality.expectations import (
     HARD,
     MAX_SERIES,
     SLICES_SUITE,
@@ -47,8 +46,9 @@ from tasks.expectations import (
     slice_expectations,
     validate,
 )
-from tasks.quality_params import effective_params
-from tasks.series_files import files_summary, read_files_table, series_files
+from cssl_core.quality.series_files import files_summary, read_files_table, series_files
+from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
+from tasks import tracking
 
 METRIC_KEYS = ("n_expectations", "n_passed", "n_hard_failed", "n_soft_failed")
 

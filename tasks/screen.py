@@ -1,8 +1,8 @@
 """Stage `screen@<cohort>`: the series-level quality gate, run before windowing.
 
 One bad series (a limb scan, a cropped reconstruction, a scout) must not block a cohort, and the person
-who has to act on it knows files, not series keys. So the manifest suite (tasks/expectations.py) runs
-here with the cohort's own thresholds (tasks/quality_params.py), every hard failure is attributed to its
+who has to act on it knows files, not series keys. So the manifest suite (cssl_core/quality/expectations.py) runs
+here with the cohort's own thresholds (cssl_core/config/quality.py), every hard failure is attributed to its
 series, and each series gets an outcome:
 
 - `passed`: windowed; soft failures are listed as warnings.
@@ -34,8 +34,8 @@ from typing import Any
 import pandas as pd
 
 from cssl_core import layout
-from tasks import tracking
-from tasks.expectations import (
+from cssl_core.config.quality import effective_params, required_series
+from cssl_core.quality.expectations import (
     HARD,
     KEY_COLUMN,
     MANIFEST_SUITE,
@@ -46,9 +46,9 @@ from tasks.expectations import (
     outcomes,
     validate,
 )
+from cssl_core.quality.series_files import files_summary, read_files_table, series_files
+from tasks import tracking
 from tasks.quality import QualityGateError, failure_line, jsonable, write_html, write_json
-from tasks.quality_params import effective_params, required_series
-from tasks.series_files import files_summary, read_files_table, series_files
 
 PASSED, EXCLUDED, FAILED = "passed", "excluded", "failed"
 

@@ -4,7 +4,7 @@ Each DVC stage is one MLflow run. When the pipeline is driven by `cssl repro` or
 driver opens a parent run and passes its id in `CSSL_MLFLOW_PARENT_RUN_ID`; stage runs nest under it so
 one pipeline execution reads as one row with children in `mlflow ui`. A stage run by hand (`dvc repro`
 alone) is a top-level run. The store defaults to `sqlite:///mlflow.db` in the project root (see
-tasks/project.py); outside a project it is created in the working directory, with a note saying so.
+cssl_core/project.py); outside a project it is created in the working directory, with a note saying so.
 
 A process killed outright (kill -9, a timeout, the OOM killer) cannot end its run, which would stay
 RUNNING for ever. So every run records the process that opened it (host, pid, start time), and the next
@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tasks.project import find_project_root, not_a_project_text
+from cssl_core.project import find_project_root, not_a_project_text
 
 PARENT_RUN_ENV = "CSSL_MLFLOW_PARENT_RUN_ID"
 EXPERIMENT_ENV = "CSSL_MLFLOW_EXPERIMENT"

@@ -80,7 +80,7 @@ def test_the_checker_finds_imports_anywhere_in_a_module():
         "class C:\n"
         "    def g(self):\n"
         "        import flows.cli as cli\n"
-        "        importlib.import_module('tasks.quality_params')\n"
+        "        importlib.import_module('tasks.quality')\n"
         "from . import sibling\n"
         "from .. import tasks\n"
     )
@@ -89,7 +89,7 @@ def test_the_checker_finds_imports_anywhere_in_a_module():
         "cssl_core.config.data:3 imports tasks.export",
         "cssl_core.config.data:3 imports tasks.export.keep_labels",
         "cssl_core.config.data:6 imports flows.cli",
-        "cssl_core.config.data:7 imports tasks.quality_params",
+        "cssl_core.config.data:7 imports tasks.quality",
     ]
     assert layer_violations("from cssl_core.replay.release import keep_labels\n", "cssl_core.config.replay") == []
 
@@ -111,7 +111,7 @@ def test_cssl_core_imports_nothing_from_tasks_or_flows():
         # what every stage command runs first (flows/cli.py _checked_params), and `cssl check`
         "from cssl_core.config import ProjectConfig\n"
         "from cssl_core.config.project import compare_problems\n"
-        "from tasks.params import load_params\n"
+        "from cssl_core.config.load import load_params\n"
         "params = load_params(Path('params.yaml'))\n"
         "ProjectConfig.from_params(params)\n"
         "compare_problems(params)\n",
@@ -123,7 +123,7 @@ def test_cssl_core_imports_nothing_from_tasks_or_flows():
         "from cssl_core.replay.release import ReleaseConfig, keep_labels\n"
         "from cssl_core.replay.selection import SELECTORS\n"
         "from cssl_core.privacy.config import AuditConfig, audit_settings, gate_settings\n"
-        "import tasks.quality_params, tasks.privacy_gate\n",
+        "import cssl_core.config.quality, cssl_core.privacy.gate\n",
     ],
     ids=["check", "light-modules"],
 )

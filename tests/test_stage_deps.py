@@ -9,9 +9,9 @@ any depth (function bodies included), through the lazy package __init__ files (c
 
 Not required as deps: the shared CLI plumbing every stage command runs before its own code, i.e. flows/cli.py, its
 module-level imports (flows/errors.py) and what its helper functions import (the whole-params validation,
-cssl_core/config and tasks/params.py, via _checked_params). It dispatches, validates and reports; it computes no
+cssl_core/config, its load.py included, via _checked_params). It dispatches, validates and reports; it computes no
 output. Listing it would re-run the whole DAG on a new validation rule or a reworded error message, and a module
-of it that a stage's own code does use (tasks/params.py's `load_params`, say) is required through that stage's
+of it that a stage's own code does use (cssl_core/config/load.py's `load_params`, say) is required through that stage's
 closure like any other.
 """
 
@@ -297,9 +297,10 @@ def test_the_closure_follows_lazy_exports_and_function_level_imports():
     assert entries["pretrain"] == {"tasks", "tasks.pretrain"}
     assert "flows.compare" in entries["compare"]
     stop = plumbing()
-    assert {"flows.cli", "flows.errors", "cssl_core.config", "cssl_core.config.project", "tasks.params"} <= stop
-    # tasks/quality_params.py calls cssl_core/config/quality.py: required, but not the whole-params validation
-    # that importing it runs on the way (cssl_core/config/__init__.py and all it imports)
-    needed = closure({"tasks.quality_params"}, stop=stop)
+    assert {"flows.cli", "flows.errors", "cssl_core.config", "cssl_core.config.project"} <= stop
+    assert "cssl_core.config.load" in stop
+    # tasks/screen.py calls cssl_core/config/quality.py: required, but not the whole-params validation that
+    # importing it runs on the way (cssl_core/config/__init__.py and all it imports)
+    needed = closure({"tasks.screen"}, stop=stop)
     assert "cssl_core.config.quality" in needed
     assert not {"cssl_core.config", "cssl_core.config.project"} & needed

@@ -13,6 +13,7 @@ keep_labels, demo SOURCES, strategies/options.py); tasks/ imports them from ther
 """
 
 from cssl_core.config.errors import ConfigError
+from cssl_core.config.load import load_params
 from cssl_core.config.project import ProjectConfig
 
-__all__ = ["ConfigError", "ProjectConfig"]
+__all__ = ["ConfigError", "ProjectConfig", "load_params"]

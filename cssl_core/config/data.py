@@ -1,7 +1,7 @@
 """The data side of params.yaml: `data` (demo cohorts), `ingest`, `window` and `quality`.
 
 Each block is checked with the validator its stage uses (PhantomConfig for a demo cohort, Window for a
-preset, cssl_core/config/quality.py for the quality gate, which tasks/quality_params.py re-exports), so
+preset, cssl_core/config/quality.py for the quality gate, which the screen and quality stages import), so
 `cssl check` refuses exactly what the stage would, minutes earlier. The quality settings are resolved per
 ingested cohort, because DVC refuses a stage whose `quality.cohorts.<cohort>` entry is missing.
 """

@@ -3,7 +3,7 @@
 Why one type with one line: an operator fixes params.yaml from the message alone, so every refusal reads the
 same way, `params.yaml <key.path>: <bad value> is not allowed: <what is allowed / what to do>`, whatever
 validator found it. The validators this package reuses (TrainConfig, MAEConfig, ReleaseConfig, AuditConfig,
-the strategies, tasks/quality_params.py, ...) raise ValueError, KeyError or TypeError in their own words and
+the strategies, cssl_core/config/quality.py, ...) raise ValueError, KeyError or TypeError in their own words and
 often without the key path; `reused` turns those into a ConfigError that names the key.
 """
 

@@ -13,8 +13,8 @@ Every value is checked here, where the key that set it is known, so an error nam
 params.yaml to fix (`quality.air_hu_min` or `quality.cohorts.<name>.air_hu_min`).
 
 Here, in cssl_core, because two callers need the same rules: the screen and quality stages (tasks/screen.py,
-tasks/quality.py through tasks/quality_params.py) and the whole-params check that runs before every stage
-(cssl_core.config.data.parse_quality); cssl_core imports nothing from tasks/.
+tasks/quality.py) and the whole-params check that runs before every stage (cssl_core.config.data.parse_quality);
+cssl_core imports nothing from tasks/. `required_series` is the screen stage's reading of `min_series`.
 """
 
 from __future__ import annotations
@@ -127,3 +127,10 @@ def effective_params(params: Mapping[str, Any], cohort: str) -> dict[str, Any]:
     block = quality_block(params)
     shared = _checked({k: v for k, v in block.items() if k != "cohorts"}, "quality.")
     return {**DEFAULTS, **shared, **cohort_override(block, cohort)}
+
+
+def required_series(min_series: int | float, n_series: int) -> int:
+    """How many series must pass: the count itself, or the fraction of the cohort rounded up (at least 1)."""
+    if isinstance(min_series, float):
+        return max(1, math.ceil(min_series * n_series - 1e-9))
+    return int(min_series)

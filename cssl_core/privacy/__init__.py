@@ -3,7 +3,8 @@
 Threat model (docs/privacy.md): the attacker holds the buffer, the shared stage models (the lower encoder) and CT
 of the same kind from other patients, never the victims' slices. One module per attack (ridge, decoder,
 gradient, findings, linkage), the mean-slice baseline, scoring (the only code that sees the true slices), a
-figure helper, and `audit` that runs them all with bounded budgets and a seed.
+figure helper, `audit` that runs them all with bounded budgets and a seed, and `gate` that decides on its
+figures whether the buffer may be shared (privacy.gate).
 
 The names are imported on first use (cssl_core._lazy): AuditConfig (cssl_core.privacy.config) needs no torch
 and validates params.yaml before every stage command, auditing or not.
@@ -20,6 +21,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "cssl_core.privacy.decoder": ("InversionDecoder", "TrainedDecoder", "train_decoder"),
         "cssl_core.privacy.figure": ("draw_reconstructions",),
         "cssl_core.privacy.findings": ("FindingClassifier", "finding_auc"),
+        "cssl_core.privacy.gate": ("PrivacyGateError", "strongest_ssim"),
         "cssl_core.privacy.gradient": ("GradientResult", "gradient_invert"),
         "cssl_core.privacy.linkage": (
             "latent_linkage_scores",

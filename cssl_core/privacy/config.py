@@ -3,7 +3,7 @@ thresholds (`gate_settings`) and the whole block (`audit_settings`), without tor
 
 Apart from the attacks (cssl_core.privacy.audit), which need torch: params.yaml is validated with these before
 every stage command (cssl_core.config), and most stages never run an attack. The audit stage
-(tasks/privacy_audit.py, tasks/privacy_gate.py) reads the block with the same functions.
+(tasks/privacy_audit.py, cssl_core/privacy/gate.py) reads the block with the same functions.
 """
 
 from __future__ import annotations

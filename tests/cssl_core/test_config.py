@@ -142,8 +142,8 @@ def test_a_yaml_exponent_without_a_dot_is_explained():
 @pytest.mark.parametrize(
     ("edit", "start"),
     [
-        (setter("quality.air_hu_min", [1]), "quality.air_hu_min: [1]"),  # tasks/quality_params.py
-        (setter("privacy.gate.mode", "loud"), "privacy.gate.mode: 'loud'"),  # tasks/privacy_gate.py
+        (setter("quality.air_hu_min", [1]), "quality.air_hu_min: [1]"),  # cssl_core/config/quality.py
+        (setter("privacy.gate.mode", "loud"), "privacy.gate.mode: 'loud'"),  # cssl_core/privacy/gate.py
         (setter("privacy.attack.decoder_steps", 0), "privacy.attack.decoder_steps: 0"),  # AuditConfig
         (setter("ssl.strategies.latent_replay.bke_omega", 5), "ssl.strategies.latent_replay.bke_omega: 5"),
         (setter("ssl.model", {"patch_size": 7}), "ssl.model.patch_size: 7"),  # MAEConfig

@@ -11,13 +11,13 @@ import pytest
 
 from cssl_core.config import ProjectConfig
 from cssl_core.layout import SPLIT_FILE
+from cssl_core.privacy.gate import PrivacyGateError
 from cssl_core.replay.buffer import load_buffer
 from flows.errors import is_expected, message
 from tasks.export import run_export
 from tasks.init_model import run_init
 from tasks.pretrain import run_pretrain
 from tasks.privacy_audit import run_privacy_audit
-from tasks.privacy_gate import PrivacyGateError
 from tests.cssl_core.train.fixtures import write_windowed
 from tests.helpers import ATTACKER
 from tests.tasks.stage_project import N_PATIENTS, N_SLICES, make_stage_project, stage_params

@@ -16,10 +16,9 @@ import pytest
 import yaml
 
 from cssl_core import layout
+from cssl_core.config.quality import effective_params
 from tasks.quality import QualityGateError
-from tasks.quality_params import effective_params, required_series
 from tasks.screen import run_screen
-from tasks.series_files import files_summary
 from tests.tasks.quality_fixtures import quality_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -257,13 +256,6 @@ def test_min_series_as_a_count(tmp_path):
     assert error is not None and report["required"] == 4 and "the 4 that min_series 4" in str(error)
 
 
-@pytest.mark.parametrize(
-    ("value", "n", "required"), [(0.5, 4, 2), (0.5, 3, 2), (1.0, 7, 7), (0.01, 3, 1), (1, 10, 1), (5, 3, 5)]
-)
-def test_required_series(value, n, required):
-    assert required_series(value, n) == required
-
-
 def test_per_cohort_override_loosens_only_that_cohort(tmp_path):
     manifest = good_manifest()
     manifest.loc[2, "hu_min"] = -196
@@ -309,12 +301,6 @@ def test_empty_manifest_fails_the_cohort(tmp_path):
     report, error = screen(tmp_path, good_manifest().iloc[0:0])
     assert error is not None and report["n_series"] == 0
     assert "at least one series ingested" in str(error) and "\n" not in str(error)
-
-
-def test_files_summary():
-    assert files_summary(["a/b/1.dcm", "a/b/2.dcm"]) == "a/b/ (2 files)"
-    assert files_summary(["1.dcm", "2.dcm", "3.dcm", "4.dcm"]) == "1.dcm, 2.dcm, 3.dcm (+1 more)"
-    assert files_summary([]) == "no files recorded in files.parquet"
 
 
 def test_shipped_params_have_an_entry_per_cohort():

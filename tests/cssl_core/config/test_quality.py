@@ -1,17 +1,19 @@
-"""The quality gate's rules (cssl_core/config/quality.py): the screen and quality stages read them through
-tasks/quality_params.py, the whole-params check directly; both must get the same objects."""
+"""The quality gate's rules (cssl_core/config/quality.py), which the screen and quality stages and the
+whole-params check all import from there."""
 
 from __future__ import annotations
 
 import pytest
 
-import tasks.quality_params as stage_rules
+import tasks.quality
+import tasks.screen
 from cssl_core.config import quality
 
 
 def test_the_stages_use_the_library_rules_themselves():
-    for name in ("CHECKS", "DEFAULTS", "ON_FAIL", "cohort_override", "effective_params", "quality_block"):
-        assert getattr(stage_rules, name) is getattr(quality, name), name
+    assert tasks.screen.effective_params is quality.effective_params
+    assert tasks.screen.required_series is quality.required_series
+    assert tasks.quality.effective_params is quality.effective_params
 
 
 def test_defaults_then_block_then_the_cohorts_own_entry():
@@ -34,3 +36,10 @@ def test_defaults_then_block_then_the_cohorts_own_entry():
 def test_a_bad_setting_names_its_own_key(block, cohort, error, message):
     with pytest.raises(error, match=message):
         quality.effective_params({"quality": block}, cohort)
+
+
+@pytest.mark.parametrize(
+    ("value", "n", "required"), [(0.5, 4, 2), (0.5, 3, 2), (1.0, 7, 7), (0.01, 3, 1), (1, 10, 1), (5, 3, 5)]
+)
+def test_required_series(value, n, required):
+    assert quality.required_series(value, n) == required

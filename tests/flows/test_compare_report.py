@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 
 from cssl_core.replay.buffer import ReplayBuffer
-from tasks.compare_report import write_report
+from flows.compare_report import write_report
 from tasks.report import as_metric_tree
 
 STAGES, TASKS = ["s1", "s2"], ["ggo", "tumour"]
@@ -281,7 +281,7 @@ def test_privacy_table_plot_and_goal(tmp_path):
 
 def test_privacy_plot_points_and_baseline(tmp_path, monkeypatch):
     """The plot's points are the table's means with sample sds; the dashed line is the baseline's mean."""
-    import tasks.compare_report as compare_report
+    import flows.compare_report as compare_report
 
     drawn = {}
 
@@ -383,7 +383,7 @@ def test_no_buffer_only_and_no_audits(tmp_path):
 def test_audit_figures_reads_the_keys_run_audit_writes():
     """The table reads the figure names cssl_core.privacy.run_audit really writes (an image buffer: no model)."""
     from cssl_core.privacy import AuditConfig, run_audit
-    from tasks.compare_report import audit_figures
+    from flows.compare_report import audit_figures
 
     rng = np.random.default_rng(0)
     victims = rng.integers(0, 256, size=(10, 16, 16)).astype(np.uint8)
@@ -414,7 +414,7 @@ def test_audit_figures_reads_the_keys_run_audit_writes():
 
 
 def test_the_default_mode_rule_picks_the_most_private_mode_within_two_sd_of_plain_latent_replay():
-    from tasks.compare_report import default_mode_choice, privacy_summary
+    from flows.compare_report import default_mode_choice, privacy_summary
 
     plain = [_latent(0.95, 0.6, 0.9, f) for f in (0.010, 0.020, 0.030)]  # mean 0.02, sd 0.01 -> limit 0.04
     runs = {

@@ -18,6 +18,7 @@ import numpy as np
 
 from cssl_core.evaluation.probe_names import PROBE_NAMES as PROBES
 from cssl_core.layout import metrics_path, privacy_report
+from cssl_core.privacy.gate import strongest_ssim
 from cssl_core.replay.buffer import ReplayBuffer
 from cssl_core.reporting.figures import (
     LOSS_COLUMNS,
@@ -28,7 +29,6 @@ from cssl_core.reporting.figures import (
     parse_history,
     stages_back_to_back,
 )
-from tasks.privacy_gate import strongest_ssim
 from tasks.report import matrix_from_tree, ordered_names
 
 HEADLINE = "linear@1.0"

@@ -1,0 +1,30 @@
+"""The privacy gate's verdict (cssl_core/privacy/gate.py) on an audit's figures, without running an audit."""
+
+from __future__ import annotations
+
+import pytest
+
+from cssl_core.privacy.gate import PrivacyGateError, check, enforce, strongest_ssim
+
+FIGURES = {"ridge_ssim_p95": 0.31, "decoder_ssim_p95": 0.42, "baseline_ssim_p95": 0.9, "reid_auc": 0.7}
+
+
+def test_the_strongest_attack_is_the_closest_reconstruction_and_the_baseline_is_no_attack():
+    assert strongest_ssim(FIGURES) == ("decoder", 0.42)
+    assert strongest_ssim({"baseline_ssim_p95": 0.9}) == (None, None)
+
+
+def test_check_gives_one_reason_per_exceeded_threshold():
+    verdict = check(FIGURES, {"max_ssim_p95": 0.4, "max_reid_auc": 0.8, "mode": "fail"})
+    assert not verdict["passed"] and verdict["ssim_attacker"] == "decoder"
+    assert verdict["reasons"] == ["decoder SSIM p95 0.420 > privacy.gate.max_ssim_p95 0.4"]
+    assert check(FIGURES, {"max_ssim_p95": 0.5, "max_reid_auc": None, "mode": "fail"})["passed"]
+
+
+def test_enforce_raises_one_line_in_fail_mode_and_warns_in_warn_mode(capsys):
+    failing = check(FIGURES, {"max_ssim_p95": 0.4, "max_reid_auc": 0.6, "mode": "fail"})
+    with pytest.raises(PrivacyGateError) as caught:
+        enforce(failing, "s1", "data/privacy/s1.png", "data/privacy/s1.json")
+    assert "\n" not in str(caught.value) and "buffer s1 leaks" in str(caught.value)
+    enforce({**failing, "mode": "warn"}, "s1", "data/privacy/s1.png", "data/privacy/s1.json")
+    assert "[privacy.gate.mode: warn]" in capsys.readouterr().err
