@@ -1,7 +1,7 @@
 """Every dvc.yaml stage lists, as deps, the code its `cssl <command>` runs.
 
 Why: DVC re-runs a stage only when a listed dep changes. The code deps were written by hand and drifted (pretrain
-missed cssl_core/replay, tasks/continual.py and tasks/buffers.py), so an edit to code a stage runs left its outputs
+missed cssl_core/replay and two task modules), so an edit to code a stage runs left its outputs
 stale without a word. Here the code a stage runs is read from the source with `ast`: the `cssl` command's entry
 modules (the `from tasks.X import ...` / `from flows.X import ...` inside its function in flows/cli.py, so a new
 command is covered without editing this file), then everything they import from cssl_core, tasks and flows, at
@@ -258,6 +258,21 @@ def missing_code_deps(stages: Mapping[str, tuple[str, list[str]]], root: Path = 
     return missing
 
 
+def stale_code_deps(stages: Mapping[str, tuple[str, list[str]]], root: Path = REPO_ROOT) -> dict[str, list[str]]:
+    """{stage: code deps (under cssl_core/, tasks/, flows/) that do not exist or cover no file its command runs}:
+    a stale dep re-runs the stage on edits to code it never runs (or fails `dvc repro` when the file is gone)."""
+    entries, stop = command_entries(root), plumbing(root)
+    stale: dict[str, list[str]] = {}
+    for stage, (cmd, deps) in stages.items():
+        paths = [module_path(m, root) for m in closure(entries[cssl_command(cmd)], root, stop)]
+        files = [p.relative_to(root).as_posix() for p in paths if p is not None and not runs_nothing(p)]
+        code = [d for d in deps if d.split("/")[0] in PACKAGES]
+        unused = [d for d in code if not (root / d).exists() or not any(_covered(f, [d]) for f in files)]
+        if unused:
+            stale[stage] = unused
+    return stale
+
+
 def report(missing: Mapping[str, list[str]]) -> str:
     lines = [f"  {stage}: {', '.join(files)}" for stage, files in sorted(missing.items())]
     return "dvc.yaml stages run code they do not list as deps (add the file or its directory):\n" + "\n".join(lines)
@@ -273,17 +288,30 @@ def test_every_stage_lists_the_code_it_runs():
     assert not missing, report(missing)
 
 
+def test_no_stage_lists_code_it_does_not_run():
+    stages = stage_specs(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8")))
+    stale = stale_code_deps(stages)
+    assert not stale, "dvc.yaml stages list code deps they do not run (remove them):\n" + report(stale)
+
+
+def test_a_stale_code_dep_is_reported():
+    stages = stage_specs(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8")))
+    cmd, deps = stages["evaluate"]
+    stale = stale_code_deps({"evaluate": (cmd, [*deps, "cssl_core/distill", "tasks/gone.py"])})
+    assert stale == {"evaluate": ["cssl_core/distill", "tasks/gone.py"]}
+
+
 def test_a_stage_missing_a_code_dep_is_reported():
-    """The check can fail: pretrain without cssl_core/replay, nor tasks/continual.py (what it once lacked)."""
+    """The check can fail: pretrain without cssl_core/replay or cssl_core/layout.py."""
     stages = stage_specs(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text(encoding="utf-8")))
     cmd, deps = stages["pretrain"]
-    dropped = {"cssl_core/replay", "tasks/continual.py", "tasks/pretrain.py"}
+    dropped = {"cssl_core/replay", "cssl_core/layout.py", "tasks/pretrain.py"}
     assert dropped <= set(deps), "dvc.yaml changed: pick deps pretrain lists"
     missing = missing_code_deps({"pretrain": (cmd, [d for d in deps if d not in dropped])})
     assert set(missing) == {"pretrain"}
-    assert {"tasks/continual.py", "tasks/pretrain.py", "cssl_core/replay/buffer.py"} <= set(missing["pretrain"])
+    assert {"cssl_core/layout.py", "tasks/pretrain.py", "cssl_core/replay/buffer.py"} <= set(missing["pretrain"])
     assert all(f.startswith(tuple(dropped)) for f in missing["pretrain"]), missing
-    assert "pretrain: " in report(missing) and "tasks/continual.py" in report(missing)
+    assert "pretrain: " in report(missing) and "cssl_core/layout.py" in report(missing)
 
 
 def test_the_closure_follows_lazy_exports_and_function_level_imports():
