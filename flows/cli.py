@@ -304,20 +304,20 @@ def evaluate(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Evaluate one stage's frozen encoder: label-free forgetting and downstream probes (one R row)."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.evaluate import run_evaluate
 
-    row = run_evaluate(stage, loaded)
+    row = run_evaluate(stage, config)
     typer.echo(f"evaluate {stage}: {len(row['recon'])} label-free columns, probes {sorted(row['probes'])}")
 
 
 @app.command()
 def report(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """R matrices, BWT/FWT, plots and the MLflow model registration from every stage's evaluation."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.report import run_report
 
-    summary = run_report(loaded)
+    summary = run_report(config)
     typer.echo(f"report: stages {summary['stages']}, tasks {summary['tasks']} -> {SUMMARY}")
 
 

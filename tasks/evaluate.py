@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cssl_core.layout import INIT, eval_row, metrics_path, model_dir, stage_chain, stage_paths, windowed_dir
+from cssl_core.config import ProjectConfig
+from cssl_core.config.evaluation import EvalTask
+from cssl_core.layout import INIT, eval_row, metrics_path, model_dir, windowed_dir
 from cssl_core.models.io import load_model
 from cssl_core.windowing import to_unit
 from tasks import tracking
@@ -29,10 +31,10 @@ if TYPE_CHECKING:
     from cssl_core.evaluation.registry import ProbeData
 
 
-def ordered_stages(params: dict[str, Any]) -> list[str]:
+def ordered_stages(config: ProjectConfig) -> list[str]:
     """Every continual stage in training order (the longest prev-chain ends at the last one)."""
-    stages = params["continual"]["stages"]
-    return list(max((stage_chain(stages, name) for name in stages), key=len))
+    continual = config.continual
+    return list(max((continual.chain(name) for name in continual.stages), key=len))
 
 
 def _images(windowed: Path, rows: np.ndarray) -> torch.Tensor:
@@ -40,21 +42,21 @@ def _images(windowed: Path, rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(to_unit(slices[np.sort(rows)]))[:, None]
 
 
-def label_free_row(model, params: dict[str, Any], chain: list[str], label: str = "evaluate") -> dict[str, Any]:
+def label_free_row(model, config: ProjectConfig, chain: list[str], label: str = "evaluate") -> dict[str, Any]:
     from cssl_core.evaluation import Progress, extract_tokens, linear_cka, pooled, reconstruction_loss
 
-    block = params["eval"]
+    block = config.eval
     recon, cka = {}, {}
     progress = Progress(label, "label-free", len(chain))
     for earlier in chain:
-        paths = stage_paths(params, earlier)
+        paths = config.continual.paths(earlier)
         val_rows = np.asarray(json.loads(paths.split.read_text())["val_rows"], dtype=np.int64)
         if len(val_rows) == 0:
             progress.step(f"{earlier}: no held-out slices, skipped")
             continue
-        rows = np.sort(val_rows)[: int(block["recon_slices"])]
+        rows = np.sort(val_rows)[: block.recon_slices]
         decoder_model, _ = load_model(paths.model)
-        recon[earlier] = reconstruction_loss(model, decoder_model, _images(paths.windowed, rows), int(block["seed"]))
+        recon[earlier] = reconstruction_loss(model, decoder_model, _images(paths.windowed, rows), block.seed)
         slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
         mine = pooled(extract_tokens(model, slices, rows))
         theirs = pooled(extract_tokens(decoder_model, slices, rows))
@@ -63,12 +65,12 @@ def label_free_row(model, params: dict[str, Any], chain: list[str], label: str =
     return {"recon": recon, "cka": cka}
 
 
-def _task_data(task: dict[str, Any]) -> tuple[Path, pd.DataFrame, np.ndarray, np.ndarray]:
-    windowed = windowed_dir(task["cohort"], task["window"])
+def _task_data(task: EvalTask) -> tuple[Path, pd.DataFrame, np.ndarray, np.ndarray]:
+    windowed = windowed_dir(task.cohort, task.window)
     if not windowed.exists():
         raise FileNotFoundError(f"{windowed}: the task's cohort/window is not in ingest.cohorts x window.apply")
     index = pd.read_parquet(windowed / "index.parquet")
-    column = task["label"]
+    column = task.label
     if column not in index.columns:
         raise KeyError(f"{windowed}/index.parquet has no label column {column!r} (have: {list(index.columns)})")
     known = index[column].notna().to_numpy()
@@ -91,7 +93,7 @@ def _auc_line(by_fraction: dict[str, dict[str, float]]) -> str:
     return " ".join(shown) or "no result (no masks for the token probe)"
 
 
-def probe_row(model, params: dict[str, Any], with_pixels: bool, label: str = "evaluate") -> dict[str, Any]:
+def probe_row(model, config: ProjectConfig, with_pixels: bool, label: str = "evaluate") -> dict[str, Any]:
     from cssl_core.evaluation import (
         REFERENCE_PROBE,
         ProbeData,
@@ -104,13 +106,13 @@ def probe_row(model, params: dict[str, Any], with_pixels: bool, label: str = "ev
         token_labels_from_masks,
     )
 
-    block = params["eval"]
-    seed = int(block["seed"])
-    probes = list(block["probes"]) + ([REFERENCE_PROBE] if with_pixels else [])
+    block = config.eval
+    seed = block.seed
+    probes = list(block.probes) + ([REFERENCE_PROBE] if with_pixels else [])
     needs = needed_inputs(probes)
     results: dict[str, Any] = {probe: {} for probe in probes}
-    progress = Progress(label, "probe", len(block["tasks"]) * len(probes))  # tasks x probes
-    for task_name, task in block["tasks"].items():
+    progress = Progress(label, "probe", len(block.tasks) * len(probes))  # tasks x probes
+    for task_name, task in block.tasks.items():
         windowed, index, rows, labels = _task_data(task)
         slices = np.load(windowed / "slices.npy", mmap_mode="r")
         tokens = extract_tokens(model, slices, rows)
@@ -118,14 +120,12 @@ def probe_row(model, params: dict[str, Any], with_pixels: bool, label: str = "ev
         token_labels = None
         if "token_labels" in needs and (windowed / "masks.npy").exists():
             masks = np.load(windowed / "masks.npy", mmap_mode="r")
-            token_labels = token_labels_from_masks(
-                np.asarray(masks[rows]) == int(task["mask_class"]), model.config.patch_size
-            )
+            token_labels = token_labels_from_masks(np.asarray(masks[rows]) == task.mask_class, model.config.patch_size)
         pixels = pixel_features(slices, rows) if "pixels" in needs else None
         data = ProbeData(labels=labels, tokens=tokens, features=features, token_labels=token_labels, pixels=pixels)
         keys = index["patient_key"].to_numpy()[rows]
-        folds = patient_folds(keys, task.get("folds", block["folds"]), seed)
-        for probe, by_fraction in task_probe_rows(data, keys, folds, probes, block["fractions"], seed):
+        folds = patient_folds(keys, block.folds if task.folds is None else task.folds, seed)
+        for probe, by_fraction in task_probe_rows(data, keys, folds, probes, block.fractions, seed):
             results[probe][task_name] = by_fraction
             progress.step(f"{task_name} {probe} {_auc_line(by_fraction)}")
     return results
@@ -167,22 +167,22 @@ def timing_path(stage: str) -> Path:
     return metrics_path("evaluate", stage)
 
 
-def run_evaluate(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+def run_evaluate(stage: str, config: ProjectConfig) -> dict[str, Any]:
     """Write data/eval/<stage>.json: only numbers fixed by the inputs (a dependency of later evaluate stages
     and of report, so a re-run must not change it); the time taken goes to MLflow and timing_path()."""
-    chain = list(stage_chain(params["continual"]["stages"], stage))
-    seed = int(params["eval"]["seed"])
+    chain = list(config.continual.chain(stage))
+    seed = config.eval.seed
     label = f"evaluate@{stage}"
     with tracking.stage_run(
-        label, {"stage": stage, **params["eval"]}, tags={"cssl.strategy": str(params["ssl"]["strategy"])}
+        label, {"stage": stage, **config.eval.as_params()}, tags={"cssl.strategy": config.ssl.strategy}
     ):
         started = time.perf_counter()
         torch.manual_seed(seed)
         model, description = load_model(model_dir(stage))
         model.eval()
         row: dict[str, Any] = {"stage": stage, "index": len(chain), "strategy": description.get("strategy")}
-        row.update(label_free_row(model, params, chain, label) if chain else {"recon": {}, "cka": {}})
-        row["probes"] = probe_row(model, params, with_pixels=stage == INIT, label=label)
+        row.update(label_free_row(model, config, chain, label) if chain else {"recon": {}, "cka": {}})
+        row["probes"] = probe_row(model, config, with_pixels=stage == INIT, label=label)
         seconds = time.perf_counter() - started
         out = eval_row(stage)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from cssl_core.config import ProjectConfig
 from cssl_core.layout import (
     INIT,
     METRICS,
@@ -30,7 +31,6 @@ from cssl_core.layout import (
     eval_row,
     metrics_path,
     model_dir,
-    stage_paths,
 )
 from cssl_core.models.io import encoder_digest, load_model
 from cssl_core.reporting.figures import (
@@ -47,8 +47,8 @@ from tasks.evaluate import ordered_stages
 HEADLINE_FRACTION = "1.0"
 
 
-def load_rows(params: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    stages = ordered_stages(params)
+def load_rows(config: ProjectConfig) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    stages = ordered_stages(config)
     rows = {}
     for name in [INIT, *stages]:
         path = eval_row(name)
@@ -68,14 +68,14 @@ def label_free_matrix(stages: list[str], rows: dict[str, Any], family: str) -> n
     return matrix
 
 
-def task_stage_index(params: dict[str, Any], stages: list[str]) -> dict[str, int]:
+def task_stage_index(config: ProjectConfig, stages: list[str]) -> dict[str, int]:
     """The stage that trains on each task's cohort and window (-1: no stage does)."""
     owner = {}
-    for task, block in params["eval"]["tasks"].items():
+    for task, block in config.eval.tasks.items():
         owner[task] = -1
         for index, stage in enumerate(stages):
-            paths = stage_paths(params, stage)
-            if (paths.cohort, paths.window) == (block["cohort"], block["window"]):
+            paths = config.continual.paths(stage)
+            if (paths.cohort, paths.window) == (block.cohort, block.window):
                 owner[task] = index
                 break
     return owner
@@ -203,23 +203,23 @@ def stage_costs(stages: list[str]) -> dict[str, Any]:
     }
 
 
-def summarise(params: dict[str, Any]) -> dict[str, Any]:
-    stages, rows = load_rows(params)
-    return summary_from_rows(params, stages, rows, stage_costs(stages))
+def summarise(config: ProjectConfig) -> dict[str, Any]:
+    stages, rows = load_rows(config)
+    return summary_from_rows(config, stages, rows, stage_costs(stages))
 
 
 def summary_from_rows(
-    params: dict[str, Any], stages: list[str], rows: dict[str, dict[str, Any]], cost: dict[str, Any]
+    config: ProjectConfig, stages: list[str], rows: dict[str, dict[str, Any]], cost: dict[str, Any]
 ) -> dict[str, Any]:
     """The summary of the evaluation `rows` (stage name -> data/eval row, init included) and the run's `cost`:
     summarise without the disk, so the R matrices and their averages are tested on in-memory rows."""
     from cssl_core.evaluation import average_final, backward_transfer, forgetting_since_trained, forward_transfer
 
-    tasks = list(params["eval"]["tasks"])
-    owners = task_stage_index(params, stages)
+    tasks = list(config.eval.tasks)
+    owners = task_stage_index(config, stages)
     task_stage = np.array([owners[t] for t in tasks])
     stage_index = np.arange(len(stages))
-    summary: dict[str, Any] = {"stages": stages, "tasks": tasks, "strategy": params["ssl"]["strategy"]}
+    summary: dict[str, Any] = {"stages": stages, "tasks": tasks, "strategy": config.ssl.strategy}
     for family, higher in (("recon", False), ("cka", True)):
         matrix = label_free_matrix(stages, rows, family)
         summary[family] = {
@@ -229,9 +229,9 @@ def summary_from_rows(
             "forgetting": forgetting_since_trained(matrix, stage_index, higher_is_better=higher),
         }
     summary["cost"] = cost
-    probes = list(params["eval"]["probes"]) + ["pixels"]
+    probes = list(config.eval.probes) + ["pixels"]
     for probe in probes:
-        for fraction in (str(f) for f in params["eval"]["fractions"]):
+        for fraction in (str(f) for f in config.eval.fractions):
             matrix, reference = probe_matrix(stages, rows, tasks, probe, fraction)
             if np.isnan(matrix).all() and np.isnan(reference).all():
                 continue
@@ -305,18 +305,18 @@ def _headline(block: dict[str, Any]) -> str:
     return " ".join(shown)
 
 
-def run_report(params: dict[str, Any]) -> dict[str, Any]:
+def run_report(config: ProjectConfig) -> dict[str, Any]:
     """Figures, plot data and data/summary/metrics.json (fixed by the evaluation rows, models and buffers, so a
     forced re-run rewrites identical files), then the registry; timings go to the MLflow run only."""
     from cssl_core.evaluation import Progress
 
-    summary = summarise(params)
+    summary = summarise(config)
     figures = REPORT / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     SUMMARY.mkdir(parents=True, exist_ok=True)
     stages, tasks = summary["stages"], summary["tasks"]
     probe_keys = [k for k in summary if "@" in k and not k.startswith("pixels")]
-    register = bool(params["eval"].get("register", True))
+    register = config.eval.register
     progress = Progress("report", "step", 2 + len(probe_keys) + 3 + int(register))
     with tracking.stage_run("report", {"strategy": summary["strategy"], "stages": ",".join(stages)}):
         for family in ("recon", "cka"):
@@ -335,7 +335,7 @@ def run_report(params: dict[str, Any]) -> dict[str, Any]:
             progress.step(f"R {key} AUC {_headline(summary[key])}")
         _loss_curves(figures / "loss_curves.png", stages)
         progress.step("loss curves")
-        drawn = _buffer_embedding(figures / "buffer_tsne.png", stages[-1], int(params["eval"]["seed"]))
+        drawn = _buffer_embedding(figures / "buffer_tsne.png", stages[-1], config.eval.seed)
         progress.step("replay buffer t-SNE" if drawn else f"replay buffer t-SNE skipped (< {MIN_EMBEDDED_ITEMS} items)")
         _write_plot_data(summary)
         cleaned = as_metric_tree(summary)

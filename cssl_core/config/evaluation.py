@@ -29,16 +29,43 @@ class EvalTask:
     mask_class: int  # its class in masks.npy, for the token probe
     folds: int | str | None  # None: eval.folds
 
+    def as_params(self) -> dict[str, Any]:
+        """The task's block as params.yaml spells it (folds only where the task sets its own)."""
+        block: dict[str, Any] = {
+            "cohort": self.cohort,
+            "window": self.window,
+            "label": self.label,
+            "mask_class": self.mask_class,
+        }
+        if self.folds is not None:
+            block["folds"] = self.folds
+        return block
+
 
 @dataclass(frozen=True)
 class EvalConfig:
     recon_slices: int
     seed: int
     probes: tuple[str, ...]
+    # as written (an int 1 stays 1): the eval rows and the report key results by str(fraction), "1" is not "1.0"
     fractions: tuple[float, ...]
     folds: int | str
     tasks: Mapping[str, EvalTask]
     register: bool  # report registers the final encoder in MLflow
+    keys: tuple[str, ...]  # the keys params.yaml sets, in its order (register is optional)
+
+    def as_params(self) -> dict[str, Any]:
+        """The block as params.yaml spells it: evaluate@<stage> logs it as its MLflow params, as it always has."""
+        values = {
+            "recon_slices": self.recon_slices,
+            "seed": self.seed,
+            "probes": list(self.probes),
+            "fractions": list(self.fractions),
+            "folds": self.folds,
+            "tasks": {name: task.as_params() for name, task in self.tasks.items()},
+            "register": self.register,
+        }
+        return {key: values[key] for key in self.keys}
 
 
 def _folds(path: str, value: Any) -> int | str:
@@ -81,8 +108,9 @@ def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -
         recon_slices=checks.integer("eval.recon_slices", evaluation["recon_slices"], minimum=1),
         seed=checks.integer("eval.seed", evaluation["seed"]),
         probes=checks.names("eval.probes", evaluation["probes"], choices=PROBE_NAMES, what="one of the probes"),
-        fractions=tuple(float(f) for f in fractions),
+        fractions=tuple(fractions),
         folds=_folds("eval.folds", evaluation["folds"]),
         tasks=MappingProxyType(tasks),
         register=checks.boolean("eval.register", evaluation.get("register", True)),
+        keys=tuple(evaluation),
     )

@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
+from cssl_core.config import ProjectConfig
 from cssl_core.models import build_mae
 from cssl_core.models.io import save_model
 from tasks import tracking
 from tasks.evaluate import probe_row, run_evaluate, timing_path
+from tests.tasks.stage_project import stage_params
 
 SIZE, PATCH = 32, 8
 
@@ -33,7 +35,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         y, x = rng.integers(0, SIZE - 8, size=2)
         slices[i, y : y + 8, x : x + 8] = 240
         masks[i, y : y + 8, x : x + 8] = 2
-    windowed = tmp_path / "data/windowed/cohort_a-mediastinal"
+    windowed = tmp_path / "data/windowed/phantom_a-mediastinal"
     windowed.mkdir(parents=True)
     np.save(windowed / "slices.npy", slices)
     np.save(windowed / "masks.npy", masks)
@@ -45,21 +47,20 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _params() -> dict:
-    task = {"cohort": "cohort_a", "window": "mediastinal", "label": "has_lesion", "mask_class": 2}
-    return {
-        "eval": {"seed": 0, "probes": ["linear", "token"], "fractions": [1.0], "folds": 2, "recon_slices": 8,
-                 "tasks": {"lesion": task}},
-        "ssl": {"strategy": "finetune"},
-        "continual": {"stages": {}},
-    }
+def _config() -> ProjectConfig:
+    """The tiny project with one stage on the fixture's cohort and window, and one task on its lesions."""
+    params = stage_params("finetune")
+    task = {"cohort": "phantom_a", "window": "mediastinal", "label": "has_lesion", "mask_class": 2}
+    params["eval"] = {"seed": 0, "probes": ["linear", "token"], "fractions": [1.0], "folds": 2, "recon_slices": 8,
+                      "tasks": {"lesion": task}}
+    return ProjectConfig.from_params(params)
 
 
 def test_probe_row_prints_one_line_per_task_and_probe(project, capsys):
     from cssl_core.models.io import load_model
 
     model, _ = load_model(Path("data/models/init"))
-    row = probe_row(model.eval(), _params(), with_pixels=True, label="evaluate@init")
+    row = probe_row(model.eval(), _config(), with_pixels=True, label="evaluate@init")
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == [f"evaluate@init probe {i}/3" for i in (1, 2, 3)]
     shown = [line.split(": ")[1].split(" auc")[0] for line in lines]
@@ -69,7 +70,8 @@ def test_probe_row_prints_one_line_per_task_and_probe(project, capsys):
 
 
 def test_evaluate_output_holds_no_timing_and_a_rerun_rewrites_it_identically(project, capsys):
-    run_evaluate("init", _params())
+    config = _config()
+    run_evaluate("init", config)
     out = Path("data/eval/init.json")
     first = out.read_bytes()
     row = json.loads(first)
@@ -78,10 +80,17 @@ def test_evaluate_output_holds_no_timing_and_a_rerun_rewrites_it_identically(pro
     timing = json.loads(timing_path("init").read_text())
     assert timing["seconds"] > 0
 
-    run_evaluate("init", _params())
+    run_evaluate("init", config)
     assert out.read_bytes() == first
 
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=[tracking.DEFAULT_EXPERIMENT], output_format="pandas")
     assert (runs["metrics.seconds"] > 0).all() and len(runs) == 2  # the time went to MLflow instead
+    # the eval block as params.yaml spells it, flattened: the params every evaluate run has logged
+    logged = {k.removeprefix("params."): v for k, v in runs.iloc[0].items() if k.startswith("params.")}
+    assert logged == {
+        "stage": "init", "seed": "0", "probes": "['linear', 'token']", "fractions": "[1.0]", "folds": "2",
+        "recon_slices": "8", "tasks.lesion.cohort": "phantom_a", "tasks.lesion.window": "mediastinal",
+        "tasks.lesion.label": "has_lesion", "tasks.lesion.mask_class": "2",
+    }

@@ -3,33 +3,39 @@ sign conventions of cssl_core.evaluation.continual, the pixel reference, and the
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pytest
 
+from cssl_core.config import ProjectConfig
 from tasks.report import as_metric_tree, matrix_from_tree, summary_from_rows
+from tests.helpers import ATTACKER, tiny_params
 
 NAN = float("nan")
 COST = {"steps": 7, "buffer_bytes": 0, "buffer_kind": "none", "keeps_raw_images": False}
 
 
-def _params() -> dict:
-    tasks = {"ta": ("a", "w"), "tb": ("b", "w"), "tc": ("c", "w")}  # tc: a cohort no stage trains
-    return {
-        "eval": {
-            "probes": ["linear", "token"],
-            "fractions": [0.5, 1.0],
-            "tasks": {name: {"cohort": cohort, "window": window} for name, (cohort, window) in tasks.items()},
+@functools.cache
+def _config() -> ProjectConfig:
+    """The tiny project's two stages; tc's cohort (the audit's attacker) is one no stage trains."""
+    params = tiny_params()
+    tasks = {"ta": ("phantom_a", "mediastinal"), "tb": ("phantom_b", "lung"), "tc": (ATTACKER, "lung")}
+    params["eval"].update(
+        probes=["linear", "token"],
+        fractions=[0.5, 1.0],
+        tasks={
+            name: {"cohort": cohort, "window": window, "label": "has_lesion", "mask_class": 1}
+            for name, (cohort, window) in tasks.items()
         },
-        "ssl": {"strategy": "er"},
-        "continual": {
-            "stages": {
-                "s1": {"prev": "init", "cohort": "a", "window": "w"},
-                "s2": {"prev": "s1", "cohort": "b", "window": "w"},
-            }
-        },
+    )
+    params["ssl"]["strategy"] = "er"
+    params["continual"]["stages"] = {
+        "s1": {"prev": "init", "cohort": "phantom_a", "window": "mediastinal"},
+        "s2": {"prev": "s1", "cohort": "phantom_b", "window": "lung"},
     }
+    return ProjectConfig.from_params(params)
 
 
 def _auc(values: dict[str, float], fraction: str = "1.0") -> dict[str, dict[str, dict[str, float]]]:
@@ -62,7 +68,7 @@ def _rows() -> dict[str, dict]:
 
 
 def _summary() -> dict:
-    return summary_from_rows(_params(), ["s1", "s2"], _rows(), COST)
+    return summary_from_rows(_config(), ["s1", "s2"], _rows(), COST)
 
 
 def test_keys_come_in_the_order_metrics_json_is_written_in():

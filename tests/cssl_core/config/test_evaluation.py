@@ -1,0 +1,37 @@
+"""EvalConfig.as_params gives back the eval block as params.yaml spells it: evaluate@<stage> logs it to MLflow,
+and the eval rows and the report key results by str(fraction), so a fraction written `1` must stay `1`."""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from cssl_core.config.evaluation import parse_eval
+from tests.helpers import REPO_ROOT
+
+REAL = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+COHORTS, WINDOWS = tuple(REAL["ingest"]["cohorts"]), tuple(REAL["window"]["apply"])
+
+
+def _block(**changes) -> dict:
+    block = copy.deepcopy(REAL["eval"])
+    block.update(changes)
+    return block
+
+
+def test_the_shipped_block_comes_back_as_written():
+    block = _block()
+    config = parse_eval(block, COHORTS, WINDOWS)
+    assert config.as_params() == block and list(config.as_params()) == list(block)
+    assert "register" not in config.as_params() and config.register is True  # the default, not written
+    assert "folds" not in config.as_params()["tasks"]["ggo"] and config.tasks["ggo"].folds is None
+    assert config.as_params()["tasks"]["nsclc_tumor"]["folds"] == "loo"
+
+
+def test_a_written_register_and_integer_fractions_stay_as_written():
+    block = _block(fractions=[0.5, 1], register=False)
+    config = parse_eval(block, COHORTS, WINDOWS)
+    assert config.register is False and config.as_params()["register"] is False
+    assert [str(f) for f in config.fractions] == ["0.5", "1"]  # the row key "1", not "1.0"
+    assert config.as_params() == block
