@@ -248,10 +248,10 @@ def quality(
 @app.command("init-model")
 def init_model(params: ParamsOption = DEFAULT_PARAMS) -> None:
     """Write the seeded random encoder (data/models/init) every continual schedule starts from."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.init_model import run_init
 
-    summary = run_init(loaded)
+    summary = run_init(config)
     typer.echo(f"init: {summary['preset']} MAE with {summary['parameters']:,} parameters -> {model_dir(INIT)}")
 
 
@@ -276,10 +276,10 @@ def export(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Select and store the replay buffer of a finished stage (latents only for latent replay)."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.export import run_export
 
-    summary = run_export(stage, loaded)
+    summary = run_export(stage, config)
     typer.echo(
         f"export {stage}: {summary['kind']} buffer, {summary['selected']} new / {summary['buffer_samples']} total "
         f"samples, {summary['buffer_bytes']:,} bytes"
@@ -292,10 +292,10 @@ def audit(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Attack a stage's replay buffer with the shared model; write data/privacy/<stage>.json and apply the gate."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.privacy_audit import run_privacy_audit, summary_line
 
-    typer.echo(summary_line(run_privacy_audit(stage, loaded)))
+    typer.echo(summary_line(run_privacy_audit(stage, config)))
 
 
 @app.command()

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cssl_core.layout import StagePaths, stage_paths
+from cssl_core.config import ProjectConfig
+from cssl_core.layout import StagePaths
 from cssl_core.models.io import load_model
 from cssl_core.replay.directory import read_buffer, write_buffer
-from cssl_core.replay.release import keep_labels
 from cssl_core.windowing import to_unit
 from tasks import tracking
 
@@ -74,13 +74,6 @@ def shuffled(chosen: np.ndarray, seed: int, stage_index: int) -> np.ndarray:
     return np.asarray(chosen)[np.random.default_rng([seed, stage_index]).permutation(len(chosen))]
 
 
-def release_config(replay: dict[str, Any]):
-    """`replay.privacy`, validated (cssl_core/replay/release.py)."""
-    from cssl_core.replay.release import ReleaseConfig
-
-    return ReleaseConfig.from_dict(replay.get("privacy"))
-
-
 @dataclass
 class StageRows:
     """This stage's contribution to the buffer, and (for the audit's scoring only) where each stored row came from."""
@@ -111,32 +104,32 @@ class ExportPlan:
         return self.privacy.mode if self.kind == "latent" else "n/a"
 
 
-def export_plan(stage: str, params: dict[str, Any]) -> ExportPlan:
+def export_plan(stage: str, config: ProjectConfig) -> ExportPlan:
+    """The plan is seeded with ssl.train.seed, not a stage's train override: the audit rebuilds it the same way."""
     from cssl_core.strategies import build_strategy
 
-    strategy_name = params["ssl"]["strategy"]
-    strategy = build_strategy(strategy_name, params["ssl"].get("strategies", {}).get(strategy_name) or {})
-    replay = params["replay"]
+    strategy = build_strategy(config.ssl.strategy, dict(config.ssl.strategy_options))
+    replay = config.replay
     return ExportPlan(
-        paths=stage_paths(params, stage),
+        paths=config.continual.paths(stage),
         strategy=strategy,
         kind=strategy.kept_buffer_kind,
-        selection=strategy.buffer_selection or replay["selection"],
-        budget=strategy.buffer_budget if strategy.buffer_budget is not None else replay["budget"],
-        privacy=release_config(replay),
-        seed=int(params["ssl"]["train"]["seed"]),
+        selection=strategy.buffer_selection or replay.selection,
+        budget=strategy.buffer_budget if strategy.buffer_budget is not None else replay.budget,
+        privacy=replay.privacy,
+        seed=config.ssl.train.seed,
     )
 
 
-def build_stage_rows(stage: str, params: dict[str, Any], plan: ExportPlan | None = None) -> StageRows:
+def build_stage_rows(stage: str, config: ProjectConfig, plan: ExportPlan | None = None) -> StageRows:
     """Select, shuffle and release this stage's rows: deterministic for the same model, data and params, which is
     what lets the audit rebuild the provenance of a buffer instead of the buffer storing it."""
     from cssl_core.replay.buffer import ReplayBuffer
     from cssl_core.replay.release import release
     from cssl_core.replay.selection import budget_exceeds, resolve_budget, select
 
-    plan = plan or export_plan(stage, params)
-    paths, strategy, replay, privacy = plan.paths, plan.strategy, params["replay"], plan.privacy
+    plan = plan or export_plan(stage, config)
+    paths, strategy, replay, privacy = plan.paths, plan.strategy, config.replay, plan.privacy
     kind, selection, budget, seed = plan.kind, plan.selection, plan.budget, plan.seed
     empty = np.zeros(0, dtype=np.int64)
     if kind == "none":
@@ -161,11 +154,11 @@ def build_stage_rows(stage: str, params: dict[str, Any], plan: ExportPlan | None
         count,
         losses=encoded["losses"],
         seed=seed,
-        **(replay.get("selection_options") or {}),
+        **replay.selection_options,
     )
     chosen = shuffled(chosen, seed, paths.index)
     rows = candidates[chosen]
-    labels = finding_labels(index, rows) if keep_labels(replay) else {}
+    labels = finding_labels(index, rows) if replay.keep_labels else {}
     if kind == "latent":
         patients = index["patient_key"].to_numpy()[rows]  # grouping for `aggregate`; never stored
         released = release(encoded["latents"][chosen], patients, privacy, seed=seed * 1000 + paths.index)
@@ -189,9 +182,9 @@ def build_stage_rows(stage: str, params: dict[str, Any], plan: ExportPlan | None
     return StageRows(kind, selection, len(candidates), rows, members, new)
 
 
-def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
-    plan = export_plan(stage, params)
-    paths, strategy, strategy_name = plan.paths, plan.strategy, params["ssl"]["strategy"]
+def run_export(stage: str, config: ProjectConfig) -> dict[str, Any]:
+    plan = export_plan(stage, config)
+    paths, strategy, strategy_name = plan.paths, plan.strategy, config.ssl.strategy
     stage_name = f"export@{stage}"
     run_params = {
         "stage": stage,
@@ -209,7 +202,7 @@ def run_export(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     ):
         started = time.perf_counter()
         earlier = read_buffer(paths.prev_buffer)
-        built = build_stage_rows(stage, params, plan)
+        built = build_stage_rows(stage, config, plan)
         new = built.buffer
         nbytes = write_buffer(paths.buffer, earlier, new)
         total = (0 if earlier is None else len(earlier)) + (0 if new is None else len(new))

@@ -11,26 +11,27 @@ from typing import Any
 import torch
 
 from cssl_core.atomic_io import write_json
+from cssl_core.config import ProjectConfig
 from cssl_core.layout import INIT, PRIVACY, buffer_dir, model_dir, privacy_report
 from cssl_core.models.io import save_model
 from cssl_core.replay.directory import write_no_buffer
 from tasks import tracking
 
 
-def run_init(params: dict[str, Any]) -> dict[str, Any]:
-    from cssl_core.models import MAEConfig, build_mae
+def run_init(config: ProjectConfig) -> dict[str, Any]:
+    """Seed with ssl.train.seed (not a stage's override: no stage owns init) and save the preset's MAE."""
+    from cssl_core.models import build_mae
 
-    ssl = params["ssl"]
-    config = MAEConfig.from_preset(ssl["preset"], **(ssl.get("model") or {}))
-    seed = int(ssl["train"]["seed"])
-    with tracking.stage_run(INIT, {"preset": ssl["preset"], "seed": seed, **config.to_dict()}):
+    ssl = config.ssl
+    model_config, seed = ssl.model, ssl.train.seed  # MAEConfig: the preset with ssl.model on top
+    with tracking.stage_run(INIT, {"preset": ssl.preset, "seed": seed, **model_config.to_dict()}):
         torch.manual_seed(seed)
-        model = build_mae(config)
+        model = build_mae(model_config)
         n_params = sum(p.numel() for p in model.parameters())
         save_model(
             model_dir(INIT),
             model,
-            {"model_config": config.to_dict(), "stage": INIT, "strategy": None, "seed": seed},
+            {"model_config": model_config.to_dict(), "stage": INIT, "strategy": None, "seed": seed},
         )
         write_no_buffer(buffer_dir(INIT))
         # the first stage's pretrain waits on data/privacy/<prev>.json like every later one: nothing to audit here
@@ -38,4 +39,4 @@ def run_init(params: dict[str, Any]) -> dict[str, Any]:
         write_json(privacy_report(INIT), {"buffer": INIT, "kind": "none", "audited": False,
                                           "passed": True, "note": "no buffer: nothing to audit"})
         tracking.log_metrics({"parameters": n_params})
-    return {"parameters": n_params, "preset": ssl["preset"]}
+    return {"parameters": n_params, "preset": ssl.preset}

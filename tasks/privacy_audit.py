@@ -25,45 +25,28 @@ import numpy as np
 import pandas as pd
 
 from cssl_core.atomic_io import write_json
-from cssl_core.layout import (
-    METRICS,
-    PRIVACY,
-    metrics_path,
-    privacy_figure,
-    privacy_report,
-    stage_chain,
-    stage_paths,
-    windowed_dir,
-)
+from cssl_core.config import ProjectConfig
+from cssl_core.layout import METRICS, PRIVACY, metrics_path, privacy_figure, privacy_report, windowed_dir
 from cssl_core.models.io import load_model
-from cssl_core.privacy.config import audit_settings
 from cssl_core.privacy.gate import check, enforce
 from cssl_core.replay.directory import read_buffer
 from tasks import tracking
-from tasks.export import finding_labels, release_config
+from tasks.export import finding_labels
 
 FIGURE_ROWS = 4
 
 
-def settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The privacy block, checked before any work (a typo must not fall back to a default).
-
-    The rules are cssl_core/privacy/config.py's `audit_settings`, which the whole-params check (cssl_core.config)
-    runs too.
-    """
-    return audit_settings(params.get("privacy"))
-
-
-def attacker_data(params: dict[str, Any], stage: str, cohort: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def attacker_data(config: ProjectConfig, stage: str, cohort: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The attacker's own slices (the attacker cohort in the audited stage's window) and their findings.
 
-    Refuses a cohort that any stage up to this one trained on: its patients could be in the buffer.
+    Refuses a cohort that any stage up to this one trained on: its patients could be in the buffer. The config
+    check refuses such a privacy.attacker_cohort already; the attacker side keeps its own guard, as it reads
+    the slices.
     """
     from cssl_core.privacy.common import as_slices
 
-    paths = stage_paths(params, stage)
-    schedule = params["continual"]["stages"]
-    trained = {schedule[name]["cohort"] for name in stage_chain(schedule, stage)}
+    paths = config.continual.paths(stage)
+    trained = {config.continual.stages[name].cohort for name in config.continual.chain(stage)}
     if cohort in trained:
         raise ValueError(
             f"params.yaml privacy.attacker_cohort {cohort!r} is trained on by stage {stage} or earlier, so its "
@@ -100,23 +83,23 @@ def _no_buffer_report(stage: str) -> dict[str, Any]:
             "note": "this strategy keeps no replay buffer: nothing to audit"}
 
 
-def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
+def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
     """Audit this stage's rows of data/buffers/<stage>, write the report and figure, log them, apply the gate."""
     from cssl_core.privacy import draw_reconstructions, run_audit
     from cssl_core.privacy.figure import draw_note
     from cssl_core.replay.buffer import ReplayBuffer
     from tasks import privacy_scoring
 
-    paths = stage_paths(params, stage)
-    chosen = settings(params)
-    config = chosen["config"]
+    paths, privacy = config.continual.paths(stage), config.privacy
+    attack = privacy.attack  # AuditConfig, with privacy.seed and privacy.max_rows in it
+    gate = dict(privacy.gate)
     output, figure = privacy_report(stage), privacy_figure(stage)
     buffer = read_buffer(paths.buffer)
     for directory in (PRIVACY, METRICS):
         directory.mkdir(parents=True, exist_ok=True)
-    run_params = {"stage": stage, "attacker_cohort": chosen["attacker_cohort"], "queries": chosen["queries"],
-                  **config.to_dict(), "gate": chosen["gate"]}
-    tags = {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": params["ssl"]["strategy"]}
+    run_params = {"stage": stage, "attacker_cohort": privacy.attacker_cohort, "queries": privacy.queries,
+                  **attack.to_dict(), "gate": gate}
+    tags = {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": config.ssl.strategy}
     with tracking.stage_run(f"audit@{stage}", run_params, tags=tags):
         started = time.perf_counter()
         mine = np.flatnonzero(buffer.stage == stage) if buffer is not None else np.zeros(0, np.int64)
@@ -129,24 +112,24 @@ def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
         # attacker side: the buffer's rows (no labels), the shared model, the attacker cohort
         rows = ReplayBuffer(buffer.kind, np.asarray(buffer.data[mine]), buffer.stage[mine], buffer.window[mine])
         model = load_model(paths.model)[0].eval() if buffer.kind == "latent" else None
-        mode = release_config(params["replay"]) if buffer.kind == "latent" else None
+        mode = config.replay.privacy if buffer.kind == "latent" else None
         shared = None if model is None else attacker_view(model, mode)
-        attacker, attacker_labels = attacker_data(params, stage, chosen["attacker_cohort"])
+        attacker, attacker_labels = attacker_data(config, stage, privacy.attacker_cohort)
         # scoring side: the victims' true slices, findings and membership queries
-        victims = privacy_scoring.victims(stage, params, rows.data, model, chosen["queries"], config.seed)
+        victims = privacy_scoring.victims(stage, config, rows.data, model, privacy.queries, attack.seed)
         finding = _common_finding(attacker_labels, victims.labels)
         result = run_audit(
             shared,
             rows,
             victims.truth,
             attacker,
-            config=config,
+            config=attack,
             attacker_labels=None if finding is None else attacker_labels[finding],
             truth_labels=None if finding is None else victims.labels[finding],
             queries=victims.queries,
             query_is_member=victims.query_is_member,
         )
-        verdict = check(result.figures, chosen["gate"])
+        verdict = check(result.figures, gate)
         report = {
             "buffer": stage,
             "kind": buffer.kind,
@@ -156,9 +139,9 @@ def run_privacy_audit(stage: str, params: dict[str, Any]) -> dict[str, Any]:
             "passed": verdict["passed"],
             "gate": verdict,
             "labels_in_buffer": sorted(buffer.labels),  # replay.keep_labels: findings stored beside the rows
-            "attacker": {"cohort": chosen["attacker_cohort"], "window": paths.window, "n_slices": len(attacker)},
+            "attacker": {"cohort": privacy.attacker_cohort, "window": paths.window, "n_slices": len(attacker)},
             "finding_label": finding,
-            "config": config.to_dict(),
+            "config": attack.to_dict(),
             "figures": result.figures,
             "figure": str(figure),
         }

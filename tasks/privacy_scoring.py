@@ -17,12 +17,11 @@ mean. Patient keys only group the queries and are never written anywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cssl_core.layout import stage_paths
+from cssl_core.config import ProjectConfig
 from cssl_core.privacy.common import as_slices, encode
 from tasks.export import build_stage_rows, finding_labels
 
@@ -37,12 +36,12 @@ class Victims:
     query_is_member: np.ndarray | None
 
 
-def victims(stage: str, params: dict[str, Any], stored: np.ndarray, model, n_queries: int, seed: int) -> Victims:
+def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_queries: int, seed: int) -> Victims:
     """Truth, labels and queries for the stored rows of one stage.
 
     Args:
         stage: the audited stage; its windowed data are the victims' slices.
-        params: the run's params (the export's selection and privacy mode are rebuilt from them).
+        config: the run's params.yaml (the export's selection and privacy mode are rebuilt from it).
         stored: (n, ...) this stage's buffer rows, as stored (latents, cluster means or slices).
         model: the stage's MAE (the one that wrote the latents).
         n_queries: re-identification queries per group (members, non-members); 0 for none.
@@ -50,8 +49,8 @@ def victims(stage: str, params: dict[str, Any], stored: np.ndarray, model, n_que
     """
     import json
 
-    paths = stage_paths(params, stage)
-    built = build_stage_rows(stage, params)
+    paths = config.continual.paths(stage)
+    built = build_stage_rows(stage, config)
     rebuilt = None if built.buffer is None else np.asarray(built.buffer.data)
     if rebuilt is None or rebuilt.shape != stored.shape or not np.array_equal(rebuilt, np.asarray(stored)):
         raise ValueError(

@@ -100,4 +100,4 @@ def test_the_audit_attacks_with_buffer_model_and_attacker_cohort_and_scores_with
     # the attack side never names the victims' directory, nor the export code that reads it (to rebuild each row's
     # source): both are reached through scoring only
     assert "paths.windowed" not in audit_code and "build_stage_rows" not in audit_code
-    assert "privacy_scoring.victims(" in audit_code and "build_stage_rows(stage, params)" in scoring_code
+    assert "privacy_scoring.victims(" in audit_code and "build_stage_rows(stage, config)" in scoring_code

@@ -52,9 +52,11 @@ class ContinualConfig:
         return stage_chain(self.stages, name)
 
     def paths(self, name: str) -> StagePaths:
-        """Where stage `name` reads and writes (its index is its place in the prev-chain)."""
+        """Where stage `name` reads and writes (its index is its place in the prev-chain); the chain is walked
+        first so an unknown stage is stage_chain's one-line KeyError naming the known ones."""
+        index = len(self.chain(name)) - 1
         stage = self.stages[name]
-        return StagePaths(name, stage.prev, stage.cohort, stage.window, index=len(self.chain(name)) - 1)
+        return StagePaths(name, stage.prev, stage.cohort, stage.window, index=index)
 
 
 def _cycle_from(name: str, stages: Mapping[str, Mapping[str, Any]]) -> list[str] | None:

@@ -3,7 +3,7 @@
 The attacker cohort is checked against the schedule here, not when audit@<stage> first runs: its patients
 must be in no buffer, so no stage may train on it, and its slices must exist in the audited stage's window.
 The block itself goes through cssl_core/privacy/config.py `audit_settings` (AuditConfig, `gate_settings`),
-the functions the audit stage calls (tasks/privacy_audit.py `settings`, cssl_core/privacy/gate.py).
+the rules the gate runs too (cssl_core/privacy/gate.py); the audit stage (tasks/privacy_audit.py) reads PrivacyConfig.
 """
 
 from __future__ import annotations

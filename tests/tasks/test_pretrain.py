@@ -33,9 +33,10 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def _run(params: dict) -> dict:
     """What `dvc repro` does for a changed pretrain@s1: the init stage for these params, then the stage with
     its output removed first."""
-    run_init(params)
+    config = ProjectConfig.from_params(params)
+    run_init(config)
     shutil.rmtree(MODEL.parent, ignore_errors=True)
-    return run_pretrain("s1", ProjectConfig.from_params(params))
+    return run_pretrain("s1", config)
 
 
 def _dirs() -> set[str]:

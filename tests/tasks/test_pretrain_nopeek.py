@@ -19,9 +19,10 @@ CHECKPOINTS = Path("data/checkpoints/s1")
 
 
 def _run(params: dict) -> dict:
-    run_init(params)
+    config = ProjectConfig.from_params(params)
+    run_init(config)
     shutil.rmtree("data/models/s1", ignore_errors=True)
-    return run_pretrain("s1", ProjectConfig.from_params(params))
+    return run_pretrain("s1", config)
 
 
 def test_adversarial_mode_trains_and_logs_the_penalty(tmp_path, monkeypatch):

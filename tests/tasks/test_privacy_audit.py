@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cssl_core.config import ProjectConfig
+from cssl_core.config import ConfigError, ProjectConfig
 from cssl_core.layout import SPLIT_FILE
 from cssl_core.privacy.gate import PrivacyGateError
 from cssl_core.replay.buffer import load_buffer
@@ -17,7 +17,7 @@ from flows.errors import is_expected, message
 from tasks.export import run_export
 from tasks.init_model import run_init
 from tasks.pretrain import run_pretrain
-from tasks.privacy_audit import run_privacy_audit
+from tasks.privacy_audit import attacker_data, run_privacy_audit
 from tests.cssl_core.train.fixtures import write_windowed
 from tests.helpers import ATTACKER
 from tests.tasks.stage_project import N_PATIENTS, N_SLICES, make_stage_project, stage_params
@@ -46,8 +46,9 @@ def stage(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        run_init(params)
-        run_pretrain("s1", ProjectConfig.from_params(params))
+        config = ProjectConfig.from_params(params)
+        run_init(config)
+        run_pretrain("s1", config)
     finally:
         os.chdir(cwd)
     return root, params
@@ -59,7 +60,8 @@ def test_the_buffer_has_no_labels_and_its_rows_are_not_in_training_order(stage, 
     everything = copy.deepcopy(params)
     everything["ssl"]["strategy"] = "er"  # an image buffer: its rows can be compared with the slices themselves
     everything["replay"]["budget"] = 5000  # keep every training slice, so the order is the only difference
-    run_export("s1", everything)
+    config = ProjectConfig.from_params(everything)
+    run_export("s1", config)
     buffer = load_buffer(root / "data/buffers/s1")
     assert buffer.labels == {}
     assert json.loads((root / "data/buffers/s1/meta.json").read_text())["labels"] == []
@@ -73,15 +75,16 @@ def test_the_buffer_has_no_labels_and_its_rows_are_not_in_training_order(stage, 
     keys = pd.read_parquet(root / "data/windowed/phantom_a-mediastinal/index.parquet")["patient_key"].to_numpy()
     patients = keys[train[positions]]
     assert (patients[1:] != patients[:-1]).any() and len(set(patients)) == N_PATIENTS // 2
-    run_export("s1", everything)
+    run_export("s1", config)
     assert np.array_equal(load_buffer(root / "data/buffers/s1").data, buffer.data)  # seeded: the same order again
 
 
 def test_the_audit_is_deterministic_and_flags_stored_labels(stage, monkeypatch):
     root, params = stage
     monkeypatch.chdir(root)
-    run_export("s1", params)
-    first = run_privacy_audit("s1", params)
+    config = ProjectConfig.from_params(params)
+    run_export("s1", config)
+    first = run_privacy_audit("s1", config)
     text = (root / "data/privacy/s1.json").read_text()
     assert first["audited"] and first["kind"] == "latent" and first["labels_in_buffer"] == []
     figures = first["figures"]
@@ -90,25 +93,27 @@ def test_the_audit_is_deterministic_and_flags_stored_labels(stage, monkeypatch):
     assert first["finding_label"] is None  # the attacker cohort has no finding column
     assert (root / "data/privacy/s1.png").stat().st_size > 0
     assert json.loads((root / "data/metrics/audit-s1.json").read_text())["seconds"] > 0
-    run_privacy_audit("s1", params)
+    run_privacy_audit("s1", config)
     assert (root / "data/privacy/s1.json").read_text() == text
 
     labelled = copy.deepcopy(params)
     labelled["replay"]["keep_labels"] = True
-    run_export("s1", labelled)
+    labelled_config = ProjectConfig.from_params(labelled)
+    run_export("s1", labelled_config)
     assert sorted(load_buffer(root / "data/buffers/s1").labels) == ["nodule"]
-    assert run_privacy_audit("s1", labelled)["labels_in_buffer"] == ["nodule"]
+    assert run_privacy_audit("s1", labelled_config)["labels_in_buffer"] == ["nodule"]
 
 
 def test_the_gate_fails_with_one_line_above_its_threshold_and_passes_below(stage, monkeypatch, capsys):
     root, params = stage
     monkeypatch.chdir(root)
-    run_export("s1", params)
-    measured = run_privacy_audit("s1", params)["gate"]["ssim_p95"]
+    config = ProjectConfig.from_params(params)
+    run_export("s1", config)
+    measured = run_privacy_audit("s1", config)["gate"]["ssim_p95"]
     strict = copy.deepcopy(params)
     strict["privacy"]["gate"] = {"max_ssim_p95": round(measured - 0.01, 3), "max_reid_auc": None, "mode": "fail"}
     with pytest.raises(PrivacyGateError) as caught:
-        run_privacy_audit("s1", strict)
+        run_privacy_audit("s1", ProjectConfig.from_params(strict))
     line = message(caught.value)
     assert is_expected(caught.value) and "\n" not in line
     assert "buffer s1" in line and "data/privacy/s1.png" in line and "privacy.gate.max_ssim_p95" in line
@@ -117,29 +122,31 @@ def test_the_gate_fails_with_one_line_above_its_threshold_and_passes_below(stage
     lenient = copy.deepcopy(strict)
     lenient["privacy"]["gate"]["max_ssim_p95"] = 1.0
     capsys.readouterr()
-    assert run_privacy_audit("s1", lenient)["passed"] is True
+    assert run_privacy_audit("s1", ProjectConfig.from_params(lenient))["passed"] is True
     assert "privacy gate" not in capsys.readouterr().err
 
 
-def test_an_attacker_cohort_a_stage_trained_on_is_refused(stage, monkeypatch):
-    root, params = stage
-    monkeypatch.chdir(root)
-    run_export("s1", params)
+def test_an_attacker_cohort_a_stage_trained_on_is_refused():
+    """Before any stage runs (the config check), and again by the attacker side before it reads any slice."""
+    params = stage_params("latent_replay")
     wrong = copy.deepcopy(params)
     wrong["privacy"]["attacker_cohort"] = "phantom_a"
+    with pytest.raises(ConfigError, match="privacy.attacker_cohort: 'phantom_a' is not allowed: stage s1 trains on it"):
+        ProjectConfig.from_params(wrong)
     with pytest.raises(ValueError, match="attacker_cohort 'phantom_a' is trained on by stage s1"):
-        run_privacy_audit("s1", wrong)
+        attacker_data(ProjectConfig.from_params(params), "s1", "phantom_a")
 
 
 @pytest.mark.parametrize("mode", ["noise", "pool", "aggregate"])
 def test_every_buffer_mode_is_exported_and_audited_by_an_attacker_who_knows_it(stage, monkeypatch, mode):
     root, params = stage
     monkeypatch.chdir(root)
-    run_export("s1", params)
+    run_export("s1", ProjectConfig.from_params(params))
     plain = np.asarray(load_buffer(root / "data/buffers/s1").data, dtype=np.float32)
     chosen = copy.deepcopy(params)
     chosen["replay"]["privacy"] = {"mode": mode, "min_cluster_size": 3, "min_patients": 2}
-    summary = run_export("s1", chosen)
+    config = ProjectConfig.from_params(chosen)
+    summary = run_export("s1", config)
     buffer = load_buffer(root / "data/buffers/s1")
     stored = np.asarray(buffer.data, dtype=np.float32)
     assert summary["privacy_mode"] == mode and summary["selected"] == 6
@@ -154,11 +161,11 @@ def test_every_buffer_mode_is_exported_and_audited_by_an_attacker_who_knows_it(s
         epsilon = 0.05 * np.linalg.norm(plain.reshape(6, -1), axis=1).mean()
         distance = np.linalg.norm(stored.reshape(len(buffer), 1, -1) - plain.reshape(1, 6, -1), axis=-1)
         assert distance.min() > epsilon
-    report = run_privacy_audit("s1", chosen)
+    report = run_privacy_audit("s1", config)
     assert report["mode"] == mode and report["audited"]
     assert report["figures"]["n_rows"] == len(buffer)
     assert 0.0 <= report["gate"]["ssim_p95"] <= 1.0
-    assert run_privacy_audit("s1", chosen)["figures"] == report["figures"]  # seeded, mode or not
+    assert run_privacy_audit("s1", config)["figures"] == report["figures"]  # seeded, mode or not
 
 
 def test_aggregate_mode_refuses_a_stage_that_cannot_form_one_cluster(stage, monkeypatch):
@@ -167,17 +174,17 @@ def test_aggregate_mode_refuses_a_stage_that_cannot_form_one_cluster(stage, monk
     chosen = copy.deepcopy(params)
     chosen["replay"]["privacy"] = {"mode": "aggregate", "min_cluster_size": 3, "min_patients": 3}
     with pytest.raises(ValueError, match="min_patients=3 patients, but the stage selected 6 slices from 2 patients"):
-        run_export("s1", chosen)
+        run_export("s1", ProjectConfig.from_params(chosen))
 
 
 def test_a_buffer_that_its_export_would_not_write_is_refused_by_scoring(stage, monkeypatch):
     root, params = stage
     monkeypatch.chdir(root)
-    run_export("s1", params)
+    run_export("s1", ProjectConfig.from_params(params))
     other = copy.deepcopy(params)
     other["replay"]["privacy"] = {"mode": "noise"}  # the audit is told another mode than the buffer was written with
     with pytest.raises(ValueError, match="not what its export writes"):
-        run_privacy_audit("s1", other)
+        run_privacy_audit("s1", ProjectConfig.from_params(other))
 
 
 def test_a_strategy_without_a_buffer_is_reported_with_its_declared_figure(stage, monkeypatch):
@@ -185,8 +192,9 @@ def test_a_strategy_without_a_buffer_is_reported_with_its_declared_figure(stage,
     monkeypatch.chdir(root)
     plain = copy.deepcopy(params)
     plain["ssl"]["strategy"] = "finetune"
-    run_export("s1", plain)
-    report = run_privacy_audit("s1", plain)
+    config = ProjectConfig.from_params(plain)
+    run_export("s1", config)
+    report = run_privacy_audit("s1", config)
     assert report == json.loads((root / "data/privacy/s1.json").read_text())
     assert report["audited"] is False and report["passed"] is True and "no replay buffer" in report["note"]
     # dvc.yaml declares the PNG as an output of every audit stage: it must exist, saying why it is empty
