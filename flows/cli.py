@@ -130,13 +130,13 @@ def demo_data(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Write the built-in demo data (synthetic phantom DICOM and the real NSCLC series) as DICOM."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.demo_data import run_demo_data
 
-    names = [cohort] if cohort else sorted(loaded.get("data", {}).get("demo", {}))
+    names = [cohort] if cohort else sorted(config.data.demo)
     for name in names:
         target = out_dir if cohort else out_dir / name
-        summary = run_demo_data(target, name, loaded)
+        summary = run_demo_data(target, name, config)
         typer.echo(f"demo-data {name}: {summary.get('files', summary)} files -> {target}")
 
 
@@ -179,10 +179,10 @@ def screen(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Series-level quality gate before windowing: failing series are excluded (or stop the cohort)."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.screen import run_screen
 
-    report = run_screen(interim_dir(cohort, interim), output, loaded, cohort, raw_dir=raw_dir(cohort, raw).as_posix())
+    report = run_screen(interim_dir(cohort, interim), output, config, cohort, raw_dir=raw_dir(cohort, raw).as_posix())
     typer.echo(
         f"screen {cohort}: {report['n_passed']} of {report['n_series']} series passed, "
         f"{report['n_excluded']} excluded -> {screen_report(cohort, output)}"
@@ -201,7 +201,7 @@ def window(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Apply a CT window to the series that passed the screen: memory-mappable 2-D slices plus an index table."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.window import run_window
 
     meta = run_window(
@@ -209,7 +209,7 @@ def window(
         windowed_dir(cohort, window_name, output),
         cohort,
         window_name,
-        loaded,
+        config,
         passed_path=passed_list(cohort, quality),
     )
     typer.echo(
@@ -230,13 +230,13 @@ def quality(
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Great Expectations gate on the windowed slices (after `screen`); hard failures exit non-zero."""
-    loaded = _checked_params(params)
+    config = _checked_config(params)
     from tasks.quality import run_quality
 
     report = run_quality(
         windowed_dir(cohort, window_name, windowed),
         quality_report(cohort, window_name, output),
-        loaded["quality"],
+        config,
         stage_name=f"quality@{cohort}-{window_name}",
         files_path=interim_dir(cohort, interim) / "files.parquet",
     )

@@ -9,34 +9,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cssl_core.config import ProjectConfig
+from cssl_core.config.data import DemoCohort
 from cssl_core.demo import SOURCES
 from tasks import tracking
 
 
-def write_demo_cohort(out_dir: Path, cohort: str, block: dict[str, Any]) -> dict[str, Any]:
-    """Write the cohort described by its params block; returns the generator's summary."""
-    settings = dict(block)
-    source = settings.pop("source", None)
-    if source == "phantom":
-        from cssl_core.demo.phantom import PhantomConfig, write_phantom_cohort
+def write_demo_cohort(out_dir: Path, cohort: DemoCohort) -> dict[str, Any]:
+    """Write the cohort its checked params block describes; returns the generator's summary.
 
-        return write_phantom_cohort(out_dir, PhantomConfig.from_mapping(settings))
-    if source == "nsclc":
+    The block was validated with the whole params.yaml (cssl_core.config.data.parse_data), so only the
+    generator is chosen here; a source without a branch below is a bug (SOURCES grew), not a bad params.yaml.
+    """
+    if cohort.source == "phantom":
+        from cssl_core.demo.phantom import write_phantom_cohort
+
+        return write_phantom_cohort(out_dir, cohort.phantom)
+    if cohort.source == "nsclc":
         from cssl_core.demo.nsclc import copy_nsclc_cohort
 
-        if settings:
-            raise ValueError(f"data.demo.{cohort}: the nsclc source takes no settings, got {sorted(settings)}")
         return copy_nsclc_cohort(out_dir)
-    raise ValueError(f"data.demo.{cohort}.source must be one of {SOURCES}, got {source!r}")
+    raise ValueError(f"data.demo.{cohort.name}.source {cohort.source!r} has no writer here (sources: {SOURCES})")
 
 
-def run_demo_data(out_dir: Path, cohort: str, params: dict[str, Any]) -> dict[str, Any]:
-    demo = params.get("data", {}).get("demo", {})
+def run_demo_data(out_dir: Path, cohort: str, config: ProjectConfig) -> dict[str, Any]:
+    """Stage entry point: write demo cohort `cohort` of data.demo, logging its block and the summary's figures."""
+    demo = config.data.demo
     if cohort not in demo:
         raise KeyError(f"no demo cohort {cohort!r} in params.yaml data.demo (known: {', '.join(sorted(demo))})")
-    block = demo[cohort]
-    with tracking.stage_run(f"demo-data@{cohort}", block, tags={"cssl.cohort": cohort}):
-        summary = write_demo_cohort(out_dir, cohort, block)
+    with tracking.stage_run(f"demo-data@{cohort}", demo[cohort].as_params(), tags={"cssl.cohort": cohort}):
+        summary = write_demo_cohort(out_dir, demo[cohort])
         tracking.log_metrics(
             {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         )

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cssl_core import atomic_io
-from cssl_core.config.quality import effective_params
+from cssl_core.config import ProjectConfig
 from cssl_core.layout import raw_dir
 from cssl_core.quality.expectations import (
     HARD,
@@ -221,7 +221,7 @@ def _series_counts(meta: Mapping[str, Any]) -> dict[str, Any]:
 def run_quality(
     windowed_dir: Path,
     output_path: Path,
-    params: Mapping[str, Any],
+    config: ProjectConfig,
     stage_name: str,
     files_path: Path | None = None,
 ) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def run_quality(
     """
     stats, meta = _read_inputs(windowed_dir)
     cohort, window = _names(meta, stage_name)
-    settings = effective_params(params, cohort)
+    settings = config.quality.settings(cohort)
     slice_rules = slice_expectations(settings, stored_value_range(meta), int(meta["n_slices"]))
     with tracking.stage_run(stage_name, settings, tags={"cssl.cohort": cohort, "cssl.window": window}):
         started = time.perf_counter()

@@ -34,7 +34,8 @@ from typing import Any
 import pandas as pd
 
 from cssl_core import layout
-from cssl_core.config.quality import effective_params, required_series
+from cssl_core.config import ProjectConfig
+from cssl_core.config.quality import required_series
 from cssl_core.quality.expectations import (
     HARD,
     KEY_COLUMN,
@@ -64,31 +65,31 @@ def _num(value: Any) -> str:
     return f"{float(value):g}" if isinstance(value, int | float) else repr(value)
 
 
-def _bounds(params: Mapping[str, Any], key: str) -> tuple[float, float]:
-    low, high = params[key]
+def _bounds(settings: Mapping[str, Any], key: str) -> tuple[float, float]:
+    low, high = settings[key]
     return float(low), float(high)
 
 
-def _hu_min_reason(value: float, params: Mapping[str, Any]) -> str:
-    low, high = _bounds(params, "air_hu_min")
+def _hu_min_reason(value: float, settings: Mapping[str, Any]) -> str:
+    low, high = _bounds(settings, "air_hu_min")
     if value > high:
         return f"hu_min {value:g} HU: no air in the volume (expected {low:g} to {high:g}): a limb or cropped scan?"
     return f"hu_min {value:g} HU: below {low:g} HU: padding left in the volume, or a wrong rescale?"
 
 
-def _hu_max_reason(value: float, params: Mapping[str, Any]) -> str:
-    low, high = _bounds(params, "plausible_hu_max")
+def _hu_max_reason(value: float, settings: Mapping[str, Any]) -> str:
+    low, high = _bounds(settings, "plausible_hu_max")
     if value < low:
         return f"hu_max {value:g} HU: below {low:g} HU, no bone or contrast in the volume"
     return f"hu_max {value:g} HU: above {high:g} HU: metal, or a wrong rescale?"
 
 
-def _range_reason(column: str, value: float, params: Mapping[str, Any], key: str, unit: str) -> str:
-    low, high = _bounds(params, key)
+def _range_reason(column: str, value: float, settings: Mapping[str, Any], key: str, unit: str) -> str:
+    low, high = _bounds(settings, key)
     return f"{column} {value:g}{unit} outside {low:g} to {high:g}{unit}"
 
 
-def reason(outcome: Outcome, row: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+def reason(outcome: Outcome, row: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     """What was wrong with this series, in words, with the value that broke the rule."""
     kind, column = outcome.expectation.split("(", 1)[0], outcome.column or ""
     value = _value(row, column) if column in row else None
@@ -101,19 +102,21 @@ def reason(outcome: Outcome, row: Mapping[str, Any], params: Mapping[str, Any]) 
     if value is None:
         return f"{column}: no value ({outcome.rule})"
     if column == "modality":
-        return f"modality {value}: not one of {', '.join(map(str, params['modalities']))}"
+        return f"modality {value}: not one of {', '.join(map(str, settings['modalities']))}"
     if column == "hu_min":
-        return _hu_min_reason(float(value), params)
+        return _hu_min_reason(float(value), settings)
     if column == "hu_max":
-        return _hu_max_reason(float(value), params)
+        return _hu_max_reason(float(value), settings)
     if column in ("spacing_x", "spacing_y"):
-        return _range_reason(column, float(value), params, "spacing_xy_mm", " mm")
+        return _range_reason(column, float(value), settings, "spacing_xy_mm", " mm")
     if column == "spacing_z":
-        return _range_reason(column, float(value), params, "spacing_z_mm", " mm")
+        return _range_reason(column, float(value), settings, "spacing_z_mm", " mm")
     if column == "n_slices" and outcome.severity == SOFT:
-        return f"only {value:g} slices (fewer than {float(params['min_slices_soft']):g}): a scout or a partial series?"
+        return (
+            f"only {value:g} slices (fewer than {float(settings['min_slices_soft']):g}): a scout or a partial series?"
+        )
     if column == "n_slices":
-        return _range_reason(column, float(value), params, "n_slices", " slices")
+        return _range_reason(column, float(value), settings, "n_slices", " slices")
     return f"{column} {_num(value)}: {outcome.rule}"
 
 
@@ -126,7 +129,7 @@ def _action(outcome: str, params_hit: Sequence[str], cohort: str, raw_dir: str) 
     return f"left out of windowing; {keep}to drop it for good, remove its files from {raw_dir}"
 
 
-def _failure_entry(outcome: Outcome, row: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def _failure_entry(outcome: Outcome, row: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     column = outcome.column or ""
     observed = {c: _value(row, c) for c in column.split(", ") if c in row} if column else None
     return {
@@ -135,7 +138,7 @@ def _failure_entry(outcome: Outcome, row: Mapping[str, Any], params: Mapping[str
         "rule": outcome.rule,
         "param": outcome.param,
         "observed": observed,
-        "reason": reason(outcome, row, params),
+        "reason": reason(outcome, row, settings),
     }
 
 
@@ -143,7 +146,7 @@ def series_outcomes(
     manifest: pd.DataFrame,
     results: Sequence[Outcome],
     files: pd.DataFrame,
-    params: Mapping[str, Any],
+    settings: Mapping[str, Any],
     cohort: str,
     raw_dir: str,
 ) -> list[dict[str, Any]]:
@@ -153,7 +156,7 @@ def series_outcomes(
         for row in outcome.unexpected_rows:
             by_row.setdefault(row, []).append(outcome)
     files_of = series_files(files)
-    rejected = EXCLUDED if params["on_fail"] == "exclude" else FAILED
+    rejected = EXCLUDED if settings["on_fail"] == "exclude" else FAILED
     entries = []
     for row in manifest.to_dict("records"):
         failed = by_row.get(int(row[ROW_COLUMN]), [])
@@ -161,7 +164,7 @@ def series_outcomes(
         key = _value(row, KEY_COLUMN)
         entry: dict[str, Any] = {KEY_COLUMN: None if key is None else str(key), "outcome": rejected if hard else PASSED}
         if failed:
-            entry["failures"] = [_failure_entry(o, row, params) for o in hard + [o for o in failed if o not in hard]]
+            entry["failures"] = [_failure_entry(o, row, settings) for o in hard + [o for o in failed if o not in hard]]
         if hard:
             paths = files_of.get(str(key), []) if key is not None else []
             params_hit = sorted({o.param for o in hard if o.param})
@@ -171,10 +174,10 @@ def series_outcomes(
 
 
 def _verdict(
-    entries: Sequence[Mapping[str, Any]], table_failures: Sequence[Outcome], params: Mapping[str, Any]
+    entries: Sequence[Mapping[str, Any]], table_failures: Sequence[Outcome], settings: Mapping[str, Any]
 ) -> dict[str, Any]:
     counts = {kind: sum(e["outcome"] == kind for e in entries) for kind in (PASSED, EXCLUDED, FAILED)}
-    required = required_series(params["min_series"], len(entries))
+    required = required_series(settings["min_series"], len(entries))
     passed = not table_failures and counts[FAILED] == 0 and counts[PASSED] >= required
     return {
         "passed": passed,
@@ -190,16 +193,16 @@ def build_report(
     cohort: str,
     entries: Sequence[Mapping[str, Any]],
     results: Sequence[Outcome],
-    params: Mapping[str, Any],
+    settings: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The DVC metric: verdict and counts first, then every series' outcome."""
     table_failures = [o for o in results if not o.success and o.severity == HARD and not o.unexpected_rows]
     failed = [o for o in results if not o.success]
     report = {
         "cohort": cohort,
-        **_verdict(entries, table_failures, params),
-        "on_fail": params["on_fail"],
-        "min_series": params["min_series"],
+        **_verdict(entries, table_failures, settings),
+        "on_fail": settings["on_fail"],
+        "min_series": settings["min_series"],
         "n_expectations": len(results),
         "n_hard_failed": sum(o.severity == HARD for o in failed),
         "n_soft_failed": sum(o.severity == SOFT for o in failed),
@@ -273,13 +276,13 @@ def passed_series(report: Mapping[str, Any]) -> list[str]:
 
 
 def run_screen(
-    interim_dir: Path, quality_dir: Path, params: Mapping[str, Any], cohort: str, raw_dir: str | None = None
+    interim_dir: Path, quality_dir: Path, config: ProjectConfig, cohort: str, raw_dir: str | None = None
 ) -> dict[str, Any]:
     """Screen one cohort's series, write the report and the passed list, log counts to MLflow.
 
     Raises QualityGateError (one line) when the cohort cannot go on; the report is on disk by then.
     """
-    settings = effective_params(params, cohort)
+    settings = config.quality.settings(cohort)
     raw_label = raw_dir or layout.raw_dir(cohort).as_posix()
     manifest, files = _read_inputs(interim_dir)
     rules = manifest_expectations(settings)

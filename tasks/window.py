@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from cssl_core.config import ProjectConfig
 from cssl_core.resample import resize_hu, resize_mask
 from cssl_core.windowing import ApplyWindow, Window, stored_range
 from tasks import tracking
@@ -175,17 +176,16 @@ def run_window(
     output_dir: Path,
     cohort: str,
     window_name: str,
-    params: dict[str, Any],
+    config: ProjectConfig,
     passed_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Stage entry point: parse the window params, window the screened series, log to MLflow.
+    """Stage entry point: window the screened series with the checked window settings, log to MLflow.
 
     `passed_path` is the screen's list of passed series; None windows every ingested series.
     """
     series = read_passed(passed_path, cohort) if passed_path is not None else None
-    block = params["window"]
-    window = Window.from_preset(window_name, block["presets"])
-    size, dtype = int(block["size"]), str(block["dtype"])
+    window = config.window.preset(window_name)
+    size, dtype = config.window.size, config.window.dtype
     stage = f"window@{cohort}-{window_name}"
     stage_params = {"window": window_name, "width": window.width, "level": window.level, "size": size, "dtype": dtype}
     with tracking.stage_run(stage, stage_params, tags={"cssl.cohort": cohort, "cssl.window": window_name}):

@@ -327,8 +327,12 @@ def test_the_closure_follows_lazy_exports_and_function_level_imports():
     stop = plumbing()
     assert {"flows.cli", "flows.errors", "cssl_core.config", "cssl_core.config.project"} <= stop
     assert "cssl_core.config.load" in stop
-    # tasks/screen.py calls cssl_core/config/quality.py: required, but not the whole-params validation that
-    # importing it runs on the way (cssl_core/config/__init__.py and all it imports)
+    # importing cssl_core/config/quality.py runs the package __init__ on the way, but does not import it by name
+    found = imports_of_tree(ast.parse("from cssl_core.config.quality import required_series\n"), "tasks.example")
+    assert found["cssl_core.config.quality"] and not found["cssl_core.config"]
+    # tasks/screen.py takes ProjectConfig from cssl_core/config/__init__.py by name and calls
+    # cssl_core/config/quality.py: both required, but not the whole-params validation the package __init__
+    # imports in turn (cssl_core/config/project.py and all it imports)
     needed = closure({"tasks.screen"}, stop=stop)
-    assert "cssl_core.config.quality" in needed
-    assert not {"cssl_core.config", "cssl_core.config.project"} & needed
+    assert {"cssl_core.config", "cssl_core.config.quality"} <= needed
+    assert "cssl_core.config.project" not in needed

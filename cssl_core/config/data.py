@@ -3,7 +3,8 @@
 Each block is checked with the validator its stage uses (PhantomConfig for a demo cohort, Window for a
 preset, cssl_core/config/quality.py for the quality gate, which the screen and quality stages import), so
 `cssl check` refuses exactly what the stage would, minutes earlier. The quality settings are resolved per
-ingested cohort, because DVC refuses a stage whose `quality.cohorts.<cohort>` entry is missing.
+ingested cohort, because DVC refuses a stage whose `quality.cohorts.<cohort>` entry is missing (and for every
+other cohort with an entry, which `cssl screen --cohort` accepts as well).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from cssl_core.config import checks
 from cssl_core.config.errors import MISSING, ConfigError, reused
-from cssl_core.config.quality import cohort_override, effective_params
+from cssl_core.config.quality import cohort_override, effective_params, missing_entry
 from cssl_core.demo import SOURCES
 
 VOLUME_FORMATS = ("nii.gz", "nii")  # `cssl ingest --volume-format`
@@ -23,11 +24,20 @@ VOLUME_FORMATS = ("nii.gz", "nii")  # `cssl ingest --volume-format`
 
 @dataclass(frozen=True)
 class DemoCohort:
-    """One built-in demo cohort: `source` phantom (with its PhantomConfig) or nsclc (no settings)."""
+    """One built-in demo cohort: `source` phantom (with its PhantomConfig) or nsclc (no settings).
+
+    `block` is the cohort's entry as params.yaml spells it (source included): the demo-data stage logs that to
+    MLflow, not the PhantomConfig, whose defaults would add keys the file does not hold.
+    """
 
     name: str
     source: str
     phantom: Any | None  # cssl_core.demo.phantom.PhantomConfig for source phantom
+    block: Mapping[str, Any]
+
+    def as_params(self) -> dict[str, Any]:
+        """The cohort's block as params.yaml spells it (what DVC hashes for demo-data@<cohort>)."""
+        return dict(self.block)
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,26 @@ class WindowConfig:
     size: int
     dtype: str
 
+    def preset(self, name: str) -> Any:
+        """The cssl_core.windowing.Window called `name`; an unknown name is the window stage's one-line KeyError."""
+        if name not in self.presets:
+            known = ", ".join(sorted(self.presets))
+            raise KeyError(f"unknown window preset {name!r}; known presets: {known} (add it under window.presets)")
+        return self.presets[name]
+
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """The gate's effective settings per ingested cohort (defaults, the block, then the cohort's entry)."""
+    """The gate's effective settings per cohort with a `quality.cohorts` entry (defaults, the block, then the
+    cohort's entry); every ingested cohort has one."""
 
     cohorts: Mapping[str, Mapping[str, Any]]
+
+    def settings(self, cohort: str) -> dict[str, Any]:
+        """What the screen and quality stages apply to `cohort` (a fresh dict: they log it and pass it on)."""
+        if cohort not in self.cohorts:
+            raise missing_entry(cohort)
+        return dict(self.cohorts[cohort])
 
 
 def parse_data(block: Any) -> DataConfig:
@@ -77,7 +101,7 @@ def parse_data(block: Any) -> DataConfig:
         elif settings:
             key = next(iter(settings))
             raise ConfigError(f"{path}.{key}", settings[key], f"source {source} takes no settings; remove {key}")
-        cohorts[cohort] = DemoCohort(cohort, source, phantom)
+        cohorts[cohort] = DemoCohort(cohort, source, phantom, MappingProxyType(dict(entry)))
     return DataConfig(MappingProxyType(cohorts))
 
 
@@ -121,7 +145,7 @@ def parse_window(block: Any) -> WindowConfig:
 
 def parse_quality(params: Mapping[str, Any], ingest: IngestConfig) -> QualityConfig:
     """The quality gate's rules (cssl_core.config.quality), applied to every cohort that will be screened, and to
-    every entry."""
+    every entry; settings are resolved for every entry (a superset of ingest.cohorts)."""
     block = checks.mapping("quality", params.get("quality", MISSING))
     entries = checks.mapping("quality.cohorts", block.get("cohorts", MISSING))
     for cohort in ingest.cohorts:
@@ -135,5 +159,5 @@ def parse_quality(params: Mapping[str, Any], ingest: IngestConfig) -> QualityCon
     with reused("quality", block):
         for cohort in entries:
             cohort_override(block, cohort)
-        effective = {cohort: MappingProxyType(effective_params(params, cohort)) for cohort in ingest.cohorts}
+        effective = {cohort: MappingProxyType(effective_params(params, cohort)) for cohort in entries}
     return QualityConfig(MappingProxyType(effective))

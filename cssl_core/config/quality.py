@@ -12,9 +12,10 @@ cohort of `ingest.cohorts` needs an entry; an empty one means "the defaults".
 Every value is checked here, where the key that set it is known, so an error names exactly the line of
 params.yaml to fix (`quality.air_hu_min` or `quality.cohorts.<name>.air_hu_min`).
 
-Here, in cssl_core, because two callers need the same rules: the screen and quality stages (tasks/screen.py,
-tasks/quality.py) and the whole-params check that runs before every stage (cssl_core.config.data.parse_quality);
-cssl_core imports nothing from tasks/. `required_series` is the screen stage's reading of `min_series`.
+Here, in cssl_core, because the whole-params check that runs before every stage (cssl_core.config.data.parse_quality)
+resolves each cohort's settings with these rules, and the screen and quality stages (tasks/screen.py,
+tasks/quality.py) read exactly those (ProjectConfig.quality.settings); cssl_core imports nothing from tasks/.
+`required_series` is the screen stage's reading of `min_series`.
 """
 
 from __future__ import annotations
@@ -106,14 +107,19 @@ def _checked(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return dict(values)
 
 
+def missing_entry(cohort: str) -> KeyError:
+    """The error for a cohort without a `quality.cohorts` entry: here and in the typed config's lookup, one wording."""
+    return KeyError(
+        f"params.yaml has no quality.cohorts.{cohort}: add `{cohort}: {{}}` under quality.cohorts "
+        "(an empty entry keeps the defaults; DVC needs one entry per cohort of ingest.cohorts)"
+    )
+
+
 def cohort_override(block: Mapping[str, Any], cohort: str) -> dict[str, Any]:
     """`quality.cohorts.<cohort>`, validated; missing means DVC could not have run the stage, so it is an error."""
     cohorts = block.get("cohorts")
     if cohorts is None or not isinstance(cohorts, Mapping) or cohort not in cohorts:
-        raise KeyError(
-            f"params.yaml has no quality.cohorts.{cohort}: add `{cohort}: {{}}` under quality.cohorts "
-            "(an empty entry keeps the defaults; DVC needs one entry per cohort of ingest.cohorts)"
-        )
+        raise missing_entry(cohort)
     entry = cohorts[cohort]
     if entry is None:
         return {}

@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from cssl_core.config import ProjectConfig
 from tasks.quality import QualityGateError, run_quality
-from tests.tasks.quality_fixtures import quality_params
+from tests.tasks.quality_fixtures import quality_config, quality_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "quality-tests"
@@ -92,13 +93,17 @@ def windowed(tmp_path_factory) -> Path:
     return write_windowed(tmp_path_factory.mktemp("windowed") / "nsclc-lung", good_slices())
 
 
-def gate(tmp_path: Path, windowed_dir: Path, params: dict | None = None, files_path: Path | None = None):
-    """Run the stage; returns (report read back from disk, QualityGateError or None, stage name)."""
+def gate(
+    tmp_path: Path, windowed_dir: Path, params: dict | ProjectConfig | None = None, files_path: Path | None = None
+):
+    """Run the stage with a quality block (in the tiny configuration) or a whole config; returns (report read back
+    from disk, QualityGateError or None, stage name)."""
     output = tmp_path / "quality" / "nsclc-lung.json"
     stage = f"quality@{tmp_path.name}"  # unique per test, so the MLflow run can be found by name
+    config = params if isinstance(params, ProjectConfig) else quality_config(params or PARAMS)
     error = None
     try:
-        returned = run_quality(windowed_dir, output, params or PARAMS, stage_name=stage, files_path=files_path)
+        returned = run_quality(windowed_dir, output, config, stage_name=stage, files_path=files_path)
     except QualityGateError as caught:
         error, returned = caught, caught.report
     report = json.loads(output.read_text())
@@ -266,7 +271,7 @@ def test_offending_series_are_capped_at_twenty(tmp_path, capsys):
 
 def test_full_params_file_is_accepted_and_shipped_block_builds(tmp_path, windowed):
     shipped = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    report, error, _ = gate(tmp_path, windowed, shipped)
+    report, error, _ = gate(tmp_path, windowed, ProjectConfig.from_params(shipped))
     assert error is None and report["n_expectations"] == 6
 
 

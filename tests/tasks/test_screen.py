@@ -16,10 +16,12 @@ import pytest
 import yaml
 
 from cssl_core import layout
+from cssl_core.config import ProjectConfig
 from cssl_core.config.quality import effective_params
 from tasks.quality import QualityGateError
 from tasks.screen import run_screen
-from tests.tasks.quality_fixtures import quality_params
+from tests.helpers import tiny_params
+from tests.tasks.quality_fixtures import quality_config, quality_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = "screen-tests"
@@ -95,7 +97,7 @@ def screen(tmp_path: Path, manifest: pd.DataFrame, params: dict | None = None, f
     quality = tmp_path / "quality"
     error = None
     try:
-        returned = run_screen(interim, quality, params or PARAMS, COHORT)
+        returned = run_screen(interim, quality, quality_config(params or PARAMS), COHORT)
     except QualityGateError as caught:
         error, returned = caught, caught.report
     report = json.loads(layout.screen_report(COHORT, quality).read_text())
@@ -329,7 +331,7 @@ def test_real_cropped_series_is_excluded_and_not_windowed(cropped_cohort, tmp_pa
     root, info = cropped_cohort
     interim = root / "interim" / COHORT
     quality = tmp_path / "quality"
-    report = run_screen(interim, quality, PARAMS, COHORT, raw_dir=f"data/raw/{COHORT}")
+    report = run_screen(interim, quality, quality_config(PARAMS), COHORT, raw_dir=f"data/raw/{COHORT}")
     assert (report["n_series"], report["n_passed"], report["n_excluded"]) == (3, 2, 1)
     [entry] = rejected(report)
     assert entry["files"] == info["files"]  # relative to the cohort folder, every file of the crop
@@ -339,10 +341,10 @@ def test_real_cropped_series_is_excluded_and_not_windowed(cropped_cohort, tmp_pa
     [line] = capsys.readouterr().err.splitlines()
     assert f"files: cropped/ ({len(info['files'])} files)" in line
 
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["window"]["size"] = 32
+    config = ProjectConfig.from_params(tiny_params())  # the shipped window presets, at 32 px
+    assert config.window.size == 32
     out = tmp_path / "windowed" / f"{COHORT}-lung"
-    meta = run_window(interim, out, COHORT, "lung", params, passed_path=layout.passed_list(COHORT, quality))
+    meta = run_window(interim, out, COHORT, "lung", config, passed_path=layout.passed_list(COHORT, quality))
     index = pd.read_parquet(out / "index.parquet")
     windowed = set(index["series_key"])
     assert windowed == set(passed_list(tmp_path)) and entry["series_key"] not in windowed

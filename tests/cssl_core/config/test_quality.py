@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-import tasks.quality
 import tasks.screen
-from cssl_core.config import quality
+from cssl_core.config import ProjectConfig, quality
+from tests.helpers import tiny_params
 
 
 def test_the_stages_use_the_library_rules_themselves():
-    assert tasks.screen.effective_params is quality.effective_params
+    """The stages read config.quality.settings(cohort), which the whole-params check builds with these rules."""
     assert tasks.screen.required_series is quality.required_series
-    assert tasks.quality.effective_params is quality.effective_params
+    params = tiny_params()
+    params["quality"]["air_hu_min"] = [-1100, -900]
+    params["quality"]["cohorts"]["phantom_b"] = {"min_series": 2}
+    config = ProjectConfig.from_params(params)
+    for cohort in params["quality"]["cohorts"]:
+        assert config.quality.settings(cohort) == quality.effective_params(params, cohort)
+    assert config.quality.settings("phantom_b")["min_series"] == 2
+    assert config.quality.settings("phantom_a")["air_hu_min"] == [-1100, -900]
 
 
 def test_defaults_then_block_then_the_cohorts_own_entry():
