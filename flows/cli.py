@@ -74,12 +74,8 @@ def _read_json(path: Path, remedy: str) -> Any:
 
 
 def _checked_params(path: Path) -> dict[str, Any]:
-    """params.yaml, loaded and validated as a whole (cssl_core.config) before the command does any work.
-
-    Every stage command calls this first: a typo or an inconsistent schedule is then one `error:` line at
-    the start of the first stage DVC runs, not a traceback (or a missing path) stages later. The stage
-    functions still receive the raw dict.
-    """
+    """params.yaml, loaded and validated as a whole (cssl_core.config), as the raw dict: for `cssl compare`,
+    whose variants are overrides of the raw file."""
     from cssl_core.config import ProjectConfig
     from cssl_core.config.load import load_params
 
@@ -89,7 +85,12 @@ def _checked_params(path: Path) -> dict[str, Any]:
 
 
 def _checked_config(path: Path) -> Any:
-    """The typed ProjectConfig of params.yaml, for stage functions that read it rather than the raw dict."""
+    """params.yaml as the typed ProjectConfig, validated as a whole before the command does any work.
+
+    Every stage command calls this first and hands the result to its stage function: a typo or an inconsistent
+    schedule is then one `error:` line at the start of the first stage DVC runs, not a traceback (or a missing
+    path) stages later, and no stage indexes the raw file.
+    """
     from cssl_core.config import ProjectConfig
     from cssl_core.config.load import load_params
 

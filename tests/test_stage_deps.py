@@ -28,7 +28,8 @@ from tests.helpers import REPO_ROOT
 
 PACKAGES = ("cssl_core", "tasks", "flows")
 CLI = "flows.cli"
-PLUMBING_HELPERS = ("_checked_params", "_check_params_if_present")  # run by stage commands before their own code
+# run by stage commands before their own code
+PLUMBING_HELPERS = ("_checked_params", "_checked_config", "_check_params_if_present")
 
 
 # -- modules and their imports ---------------------------------------------------------------------------------
@@ -242,6 +243,17 @@ def _covered(file: str, deps: Iterable[str]) -> bool:
     return any(file == dep.rstrip("/") or file.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+def stage_files(paths: Iterable[Path | None], root: Path = REPO_ROOT) -> list[str]:
+    """The repo files of a stage's closure. A stage that takes the typed ProjectConfig (imports cssl_core.config)
+    reads values every module of cssl_core/config computed (defaults, merged overrides): the whole package is its
+    code, though the objects, not imports, carry it there."""
+    files = {p.relative_to(root).as_posix() for p in paths if p is not None and not runs_nothing(p)}
+    if "cssl_core/config/__init__.py" in files:
+        config = root / "cssl_core" / "config"
+        files |= {p.relative_to(root).as_posix() for p in config.glob("*.py") if not runs_nothing(p)}
+    return sorted(files)
+
+
 def missing_code_deps(stages: Mapping[str, tuple[str, list[str]]], root: Path = REPO_ROOT) -> dict[str, list[str]]:
     """{stage: the repo files its command runs that no dep covers (sorted)}, only stages with some missing."""
     entries, stop = command_entries(root), plumbing(root)
@@ -251,7 +263,7 @@ def missing_code_deps(stages: Mapping[str, tuple[str, list[str]]], root: Path = 
         assert command in entries, f"stage {stage}: `cssl {command}` is not a command of flows/cli.py"
         assert entries[command], f"stage {stage}: `cssl {command}` imports no tasks/flows module in flows/cli.py"
         paths = [module_path(m, root) for m in closure(entries[command], root, stop)]
-        files = sorted(p.relative_to(root).as_posix() for p in paths if p is not None and not runs_nothing(p))
+        files = stage_files(paths, root)
         gaps = [f for f in files if not _covered(f, deps)]
         if gaps:
             missing[stage] = gaps
@@ -265,7 +277,7 @@ def stale_code_deps(stages: Mapping[str, tuple[str, list[str]]], root: Path = RE
     stale: dict[str, list[str]] = {}
     for stage, (cmd, deps) in stages.items():
         paths = [module_path(m, root) for m in closure(entries[cssl_command(cmd)], root, stop)]
-        files = [p.relative_to(root).as_posix() for p in paths if p is not None and not runs_nothing(p)]
+        files = stage_files(paths, root)
         code = [d for d in deps if d.split("/")[0] in PACKAGES]
         unused = [d for d in code if not (root / d).exists() or not any(_covered(f, [d]) for f in files)]
         if unused:
