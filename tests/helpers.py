@@ -103,3 +103,13 @@ def find_leaks(roots: Iterable[Path], needles: Iterable[str]) -> list[tuple[str,
                     if raw in blob:
                         hits.append((str(path), needle))
     return sorted(set(hits))
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The expected-failure contract of every `cssl` command: exit 2, exactly one stderr line starting `error:`,
+    no traceback."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]

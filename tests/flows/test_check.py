@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cssl_core.config import ConfigError
 from flows.cli import app
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, one_error_line
 
 REAL = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 
@@ -46,14 +46,6 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def error_line(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
 def test_check_accepts_the_shipped_params_yaml(tmp_path):
     project_with(tmp_path)
     result = cli("check", cwd=tmp_path)
@@ -65,10 +57,11 @@ def test_check_accepts_the_shipped_params_yaml(tmp_path):
 def test_check_refuses_bad_params_with_one_line_and_exit_2(tmp_path):
     project_with(tmp_path, lr_fast)
     result = cli("check", cwd=tmp_path)
-    assert error_line(result) == "error: params.yaml ssl.train.lr: 'fast' is not allowed: ssl.train.lr must be a number"
+    expected = "error: params.yaml ssl.train.lr: 'fast' is not allowed: ssl.train.lr must be a number"
+    assert one_error_line(result) == expected
     assert not result.stdout
     project_with(tmp_path, prev_s9, name="conf/other.yaml")
-    named = error_line(cli("check", "--params", "conf/other.yaml", cwd=tmp_path))
+    named = one_error_line(cli("check", "--params", "conf/other.yaml", cwd=tmp_path))
     assert named.startswith("error: conf/other.yaml continual.stages.s2.prev: 's9' is not allowed: ")
 
 
@@ -77,7 +70,7 @@ def test_a_stage_command_refuses_bad_params_at_once_and_touches_nothing(tmp_path
     started = time.perf_counter()
     result = cli("pretrain", "--stage", "s1", cwd=tmp_path)
     elapsed = time.perf_counter() - started
-    line = error_line(result)
+    line = one_error_line(result)
     assert line.startswith("error: params.yaml continual.stages.s2.prev: 's9' is not allowed: ") and "init, s1" in line
     assert elapsed < 5.0, f"took {elapsed:.1f} s"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no data/, no MLflow store

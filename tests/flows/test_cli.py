@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.errors import is_expected, message
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, one_error_line
 
 runner = CliRunner()
 CSSL = str(Path(sys.executable).parent / "cssl")
@@ -21,15 +21,6 @@ CSSL = str(Path(sys.executable).parent / "cssl")
 def cssl(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     """The installed `cssl` entry point, as an operator runs it."""
     return subprocess.run([CSSL, *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **env})
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The expected-failure contract: exit 2, exactly one stderr line starting `error:`, no traceback."""
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_help_lists_every_command_with_a_description():
