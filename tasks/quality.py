@@ -35,7 +35,10 @@ import pandas as pd
 from cssl_core import atomic_io
 from cssl_core.config import ProjectConfig
 from cssl_core.layout import raw_dir
-from cssl_core.quality.expectations import (
+from cssl_core.quality.series_files import files_summary, read_files_table, series_files
+from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
+from tasks import tracking
+from tasks.expectations import (
     HARD,
     MAX_SERIES,
     SLICES_SUITE,
@@ -46,9 +49,6 @@ from cssl_core.quality.expectations import (
     slice_expectations,
     validate,
 )
-from cssl_core.quality.series_files import files_summary, read_files_table, series_files
-from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
-from tasks import tracking
 
 METRIC_KEYS = ("n_expectations", "n_passed", "n_hard_failed", "n_soft_failed")
 

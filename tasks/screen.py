@@ -1,7 +1,7 @@
 """Stage `screen@<cohort>`: the series-level quality gate, run before windowing.
 
 One bad series (a limb scan, a cropped reconstruction, a scout) must not block a cohort, and the person
-who has to act on it knows files, not series keys. So the manifest suite (cssl_core/quality/expectations.py) runs
+who has to act on it knows files, not series keys. So the manifest suite (tasks/expectations.py) runs
 here with the cohort's own thresholds (cssl_core/config/quality.py), every hard failure is attributed to its
 series, and each series gets an outcome:
 
@@ -36,7 +36,9 @@ import pandas as pd
 from cssl_core import layout
 from cssl_core.config import ProjectConfig
 from cssl_core.config.quality import required_series
-from cssl_core.quality.expectations import (
+from cssl_core.quality.series_files import files_summary, read_files_table, series_files
+from tasks import tracking
+from tasks.expectations import (
     HARD,
     KEY_COLUMN,
     MANIFEST_SUITE,
@@ -47,8 +49,6 @@ from cssl_core.quality.expectations import (
     outcomes,
     validate,
 )
-from cssl_core.quality.series_files import files_summary, read_files_table, series_files
-from tasks import tracking
 from tasks.quality import QualityGateError, failure_line, jsonable, write_html, write_json
 
 PASSED, EXCLUDED, FAILED = "passed", "excluded", "failed"
