@@ -1,4 +1,4 @@
-"""Ingestion throughput (slices/s) against SimpleITK's ImageSeriesReader, 1 vs 2 workers.
+"""Ingestion throughput (slices/s) against SimpleITK's ImageSeriesReader, 1 vs 2 workers, process pool vs Dask.
 
 Prints one JSON line to stdout; progress goes to stderr. The corpus is the four real chest CT series of
 pycerr (pat_1..4, ~200 CT slices + 4 RTSTRUCT) replicated with fresh Study/Series/SOP/FrameOfReference
@@ -11,6 +11,10 @@ Measured per variant and output format (.nii.gz and .nii):
   file (RTSTRUCTs included), keyed pseudonyms, HU volumes, parquet tables.
 - `ingest_w2_forkserver`: the same with a helper thread alive in the caller (as under MLflow system
   metrics), so workers start from a fork server (~0.3 s once) instead of a plain fork.
+- `ingest_dask_w2`: the same run with `executor="dask"`: a LocalCluster of 2 single-threaded worker processes on
+  127.0.0.1, started and closed inside the timed run (as `cssl ingest --executor dask` does), series as Dask tasks.
+  `dask_output_identical` says whether its output folder has the process pool's bytes, file for file;
+  `dask_cluster_start_s` is the start-up plus shutdown of such a cluster alone, measured once in a fresh process.
 - `simpleitk`: for every folder, `ImageSeriesReader.GetGDCMSeriesIDs` + `GetGDCMSeriesFileNames`, read
   each series and `sitk.WriteImage` it to the same format (ITK compresses .nii.gz itself). SimpleITK runs
   with its default thread count (reported as `sitk_threads`).
@@ -119,6 +123,15 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether two output folders hold the same files with the same bytes."""
+
+    def contents(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    return contents(a) == contents(b)
+
+
 def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -133,12 +146,21 @@ def run_one(tool: str, corpus: Path, out: Path, workers: int, compress: bool) ->
 
     if tool == "ingest_threaded":
         threading.Thread(target=threading.Event().wait, daemon=True).start()
+    if tool == "dask_cluster":  # start-up and shutdown of the LocalCluster `executor="dask"` uses, nothing else
+        from cssl_core.ingest.executor import DaskRunner
+
+        start = time.perf_counter()
+        with DaskRunner(None, workers, progress=False):
+            pass
+        return {"seconds": time.perf_counter() - start, "slices": 0}
 
     if out.exists():
         shutil.rmtree(out)
     start = time.perf_counter()
     if tool.startswith("ingest"):
-        slices = ingest_directory(corpus, out, workers=workers, secret=SECRET, compress=compress).n_slices
+        executor = "dask" if tool == "ingest_dask" else "processes"
+        summary = ingest_directory(corpus, out, workers=workers, secret=SECRET, compress=compress, executor=executor)
+        slices = summary.n_slices
     else:
         slices = run_simpleitk(corpus, _fresh(out), compress)
     return {"seconds": time.perf_counter() - start, "slices": slices}
@@ -188,10 +210,11 @@ def measure(corpus: Path, scratch: Path, repeats: int, max_repeats: int) -> dict
     for compress, fmt in ((True, "nii.gz"), (False, "nii")):
         configs += [(fmt, f"ingest_w{w}", "ingest", w, compress) for w in (1, 2)]
         configs.append((fmt, "ingest_w2_forkserver", "ingest_threaded", 2, compress))
+        configs.append((fmt, "ingest_dask_w2", "ingest_dask", 2, compress))
         configs.append((fmt, "simpleitk", "sitk", 1, compress))
     runs: dict[tuple[str, str], list[tuple[float, float]]] = {(c[0], c[1]): [] for c in configs}
     slices: dict[tuple[str, str], int] = {}
-    parallel = [(fmt, name) for fmt, name, *_ in configs if name.startswith("ingest_w2")]
+    parallel = [(fmt, name) for fmt, name, *_ in configs if "w2" in name]
     rounds = 0
     while rounds < repeats or (rounds < max_repeats and not all(_uncontended(runs, *k) for k in parallel)):
         rounds += 1
@@ -218,6 +241,9 @@ def measure(corpus: Path, scratch: Path, repeats: int, max_repeats: int) -> dict
             "seconds_and_probe_all": {name: [(round(s, 3), p) for s, p in runs[(fmt, name)]] for name in names},
             "speedup_2v1": round(best["ingest_w1"] / best["ingest_w2"], 3),
             "speedup_2v1_forkserver": round(best["ingest_w1"] / best["ingest_w2_forkserver"], 3),
+            "speedup_2v1_dask": round(best["ingest_w1"] / best["ingest_dask_w2"], 3),
+            "dask_vs_processes_w2": round(best["ingest_w2"] / best["ingest_dask_w2"], 3),
+            "dask_output_identical": _same_files(scratch / f"ingest_w2_{fmt}", scratch / f"ingest_dask_w2_{fmt}"),
             "speedup_2v1_free_core": {
                 name: (round(best["ingest_w1"] / s, 3) if s else None) for name, s in free.items()
             },
@@ -271,6 +297,9 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         tmp_path = Path(tmp)
+        cluster = _subprocess("dask_cluster", tmp_path, tmp_path / "unused", 2, True)
+        report["dask_cluster_start_s"] = round(cluster["seconds"], 3)
+        _log(f"dask LocalCluster (2 workers) start + close: {cluster['seconds']:.2f} s")
         for variant in args.variants:
             corpus = tmp_path / variant / "cohort"
             _log(f"building {variant} corpus (~{args.slices} slices)")

@@ -45,6 +45,15 @@ app.add_typer(
     flow_app, name="flow", help="Run or schedule the pipeline as a Prefect flow (reads the DAG from dvc.yaml)."
 )
 
+site_app = typer.Typer(
+    no_args_is_help=True, help="Share one continual schedule between sites: push/pull a stage's model and buffer."
+)
+app.add_typer(
+    site_app,
+    name="site",
+    help="Hand a finished stage to the next site over the shared DVC remote (models and buffers only, no images).",
+)
+
 DEFAULT_PARAMS = Path("params.yaml")
 ParamsOption = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
 OptionalParams = Annotated[
@@ -147,6 +156,13 @@ def ingest(
     output: Annotated[Path, typer.Option("--output", help="Folder for volumes, manifest and accounting.")],
     workers: Annotated[int, typer.Option(help="Worker processes over series.")] = 1,
     volume_format: Annotated[str, typer.Option(help="nii.gz (compressed) or nii.")] = "nii.gz",
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="processes (a local process pool), dask (a local Dask cluster) or dask://host:port (an existing "
+            "Dask scheduler)."
+        ),
+    ] = "processes",
     secret_file: Annotated[
         Path | None,
         typer.Option(help="The site's key secret file (else CSSL_SECRET_FILE, else the project's .cssl/secret.key)."),
@@ -160,8 +176,10 @@ def ingest(
 
     if volume_format not in ("nii.gz", "nii"):
         raise ValueError(f"--volume-format must be nii.gz or nii, got {volume_format!r}")
+    if executor not in ("processes", "dask") and not executor.startswith("dask://"):
+        raise ValueError(f"--executor must be processes, dask or dask://host:port, got {executor!r}")
     new_secret = choose_secret(secret_file)  # outside a project, refuses before anything is written
-    summary = run_ingest(input, output, workers=workers, compress=volume_format == "nii.gz")
+    summary = run_ingest(input, output, workers=workers, compress=volume_format == "nii.gz", executor=executor)
     typer.echo(
         f"ingest: {summary.get('n_series')} series, {summary.get('n_slices')} slices; files: "
         f"{summary.get('n_ingested')} ingested, {summary.get('n_quarantined')} quarantined, "
@@ -241,9 +259,7 @@ def quality(
         stage_name=f"quality@{cohort}-{window_name}",
         files_path=interim_dir(cohort, interim) / "files.parquet",
     )
-    typer.echo(
-        f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed"
-    )
+    typer.echo(f"quality {cohort}-{window_name}: {report['n_passed']}/{report['n_expectations']} expectations passed")
 
 
 @app.command("init-model")
@@ -261,11 +277,24 @@ def pretrain(
     stage: Annotated[str, typer.Option(help="Continual stage name from params continual.stages.")],
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Train one continual SSL stage (resumes from its last checkpoint after a crash)."""
-    config = _checked_config(params)
-    from tasks.pretrain import run_pretrain
+    """Train one continual SSL stage (resumes from its last checkpoint after a crash).
 
+    With ssl.distributed over more than one process, relaunches itself through torchrun and exits with its code.
+    """
+    config = _checked_config(params)
+    from tasks.pretrain import run_pretrain, torchrun_command, under_torchrun
+
+    if config.ssl.distributed.enabled and not under_torchrun():
+        import subprocess
+
+        typer.echo(f"pretrain {stage}: {config.ssl.distributed.world_size} processes through torchrun")
+        code = subprocess.call(torchrun_command(stage, params, config.ssl.distributed))
+        if code:
+            raise typer.Exit(code)
+        return
     summary = run_pretrain(stage, config)
+    if os.environ.get("RANK", "0") != "0":
+        return  # rank 0 reports for the stage
     typer.echo(
         f"pretrain {stage}: {summary['epochs']} epochs, final loss {summary.get('loss_total', float('nan')):.4f}"
     )
@@ -404,13 +433,17 @@ def repro(
 def flow_run(
     retries: Annotated[int, typer.Option(help="Retries per stage task.")] = 1,
     force: Annotated[bool, typer.Option(help="Re-run stages even if unchanged.")] = False,
+    runner: Annotated[
+        str, typer.Option(help="sequential (one stage at a time) or dask (independent stages side by side).")
+    ] = "sequential",
+    workers: Annotated[int, typer.Option(help="With --runner dask: stages run at once.")] = 2,
     params: OptionalParams = None,
 ) -> None:
     """Run the pipeline once as a Prefect flow (ephemeral API unless PREFECT_API_URL is set)."""
     _check_params_if_present(params)
     from flows.pipeline import run_pipeline
 
-    result = run_pipeline(project_dir=str(Path.cwd()), retries=retries, force=force)
+    result = run_pipeline(project_dir=str(Path.cwd()), retries=retries, force=force, runner=runner, workers=workers)
     for name, state in result.items():
         typer.echo(f"{state:>10}  {name}")
     failed = [name for name, state in result.items() if state != "succeeded"]
@@ -426,6 +459,93 @@ def flow_serve(
     from flows.pipeline import serve_pipeline
 
     serve_pipeline(project_dir=str(Path.cwd()), cron=cron, name=name)
+
+
+@flow_app.command("deploy")
+def flow_deploy(
+    pool: Annotated[str, typer.Option(help="Process work pool to deploy to (created when missing).")],
+    cron: Annotated[str, typer.Option(help="Cron schedule, e.g. '0 2 * * *' for 02:00 every night.")] = "0 2 * * *",
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "cssl-nightly",
+    params: OptionalParams = None,
+) -> None:
+    """Deploy the scheduled pipeline to a Prefect work pool; `prefect worker start --pool NAME` then runs it.
+
+    Needs PREFECT_API_URL (a `prefect server start`). Unlike `flow serve`, nothing stays in the foreground:
+    the server keeps the schedule and any worker polling the pool (restartable, on this machine) runs it.
+    """
+    _check_params_if_present(params)
+    from flows.pipeline import deploy_pipeline
+
+    deployment_id = deploy_pipeline(project_dir=str(Path.cwd()), pool=pool, cron=cron, name=name)
+    typer.echo(f"deployed cssl-pipeline/{name} ({deployment_id}) to work pool {pool!r}, schedule '{cron}'")
+    typer.echo(f"run it with a worker: prefect worker start --pool {pool}")
+
+
+RemoteOption = Annotated[
+    str | None, typer.Option("--remote", help="DVC remote to use (default: the project's default remote).")
+]
+
+
+def _site_artifacts(stage: str, params: Path) -> tuple[Path, Any]:
+    """The project root (DVC's) and the stage's allowed artifacts, after params.yaml is checked as a whole."""
+    from cssl_core.project import find_project_root, not_a_project_text
+    from flows.site import stage_artifacts
+
+    root = find_project_root()
+    if root is None:
+        raise CliError(f"{not_a_project_text()}; run `cssl site` in the project folder")
+    config = _checked_config(root / params if not params.is_absolute() else params)
+    return root, stage_artifacts(config.continual.paths(stage))
+
+
+@site_app.command("push")
+def site_push(
+    stage: Annotated[str, typer.Option(help="Continual stage whose model, buffer and audit report to share.")],
+    targets: Annotated[
+        list[Path] | None,
+        typer.Argument(help="More artifacts of other stages (data/models/<s>, data/buffers/<s>); checked the same."),
+    ] = None,
+    remote: RemoteOption = None,
+    allow_image_buffer: Annotated[
+        bool, typer.Option("--allow-image-buffer", help="Let an image replay buffer (raw slices) leave the site.")
+    ] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Push exactly data/models/<stage> and data/buffers/<stage> to the shared DVC remote; refuse anything else.
+
+    data/raw, data/interim, data/windowed and data/quality never leave the site, nor does an image buffer without
+    --allow-image-buffer. The audit report data/privacy/<stage>.json and dvc.lock go by git (printed as a reminder).
+    """
+    from flows.site import plan_push, push
+
+    root, artifacts = _site_artifacts(stage, params)
+    plan = plan_push(root, artifacts, targets or [], allow_image_buffer=allow_image_buffer)
+    uploaded = push(root, plan, remote=remote)
+    typer.echo(f"site push {stage}: {', '.join(map(str, plan.dvc_targets))} -> DVC remote "
+               f"{remote or '(default)'} ({uploaded} objects uploaded)")
+    typer.echo(f"now commit and push with git: git add dvc.lock {' '.join(map(str, plan.git_files))} && "
+               f"git commit -m 'stage {stage}' && git push")
+
+
+@site_app.command("pull")
+def site_pull(
+    stage: Annotated[str, typer.Option(help="Continual stage whose model and buffer to fetch (another site's).")],
+    remote: RemoteOption = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Pull exactly data/models/<stage> and data/buffers/<stage>, the versions dvc.lock (from git) names.
+
+    Run `git pull` first: dvc.lock and data/privacy/<stage>.json come from the other site through git.
+    """
+    from flows.site import missing_git_files, pull
+
+    root, artifacts = _site_artifacts(stage, params)
+    missing = missing_git_files(root, artifacts)
+    if missing:
+        raise CliError(f"{missing[0]}: missing; `git pull` the other site's commit of stage {stage} first "
+                       "(it carries dvc.lock and the audit report)")
+    fetched = pull(root, artifacts, remote=remote)
+    typer.echo(f"site pull {stage}: {', '.join(map(str, artifacts.dvc_targets))} ({fetched} objects fetched)")
 
 
 def main() -> None:

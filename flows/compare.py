@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from cssl_core.layout import METRICS, PRIVACY, SUMMARY_METRICS
+from cssl_core.share import SHARE_ENV
 from flows.stage_runner import stage_env
 
 REPORTS = Path("reports")
 POLL_SECONDS = 20
 MAX_WORKER_STARTS = 4
+SHARE = Path(".cssl") / "share"  # results the experiments share (cssl_core.share): finished first stages, their probes
+SHARED_KINDS = ("checkpoints", "probes")  # the kinds of cssl_core.share.share_dir the stages write
 RUN_RECORD = "compare-run.json"  # wall time of the last full run, so a later --collect-only still states it
 METRICS_FILES = (SUMMARY_METRICS.as_posix(),)
 # per-stage metric files merged into an experiment's metrics under a key of their own, {stage: content}:
@@ -44,10 +48,23 @@ def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.Comple
 
 
 def _overrides(settings: dict[str, Any]) -> list[str]:
+    """`-S key=value` arguments for `dvc exp run`. A dict value becomes one override per leaf
+    (`eval.finetune.steps=30`): Hydra's grammar, which DVC parses -S with, rejects JSON's quoted keys, and a leaf
+    at a time also leaves the block's other keys as params.yaml has them."""
     out = []
-    for key, value in settings.items():
-        out += ["-S", f"{key}={json.dumps(value) if isinstance(value, bool | list | dict) else value}"]
+    for key, value in _leaves(settings):
+        out += ["-S", f"{key}={json.dumps(value) if isinstance(value, bool | list) else value}"]
     return out
+
+
+def _leaves(settings: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    leaves: list[tuple[str, Any]] = []
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            leaves += _leaves(value, f"{prefix}{key}.")
+        else:
+            leaves.append((f"{prefix}{key}", value))
+    return leaves
 
 
 def experiment_names(params: dict[str, Any], config: str) -> list[tuple[str, str, int, dict[str, Any]]]:
@@ -69,13 +86,24 @@ def experiment_names(params: dict[str, Any], config: str) -> list[tuple[str, str
     return runs
 
 
+def empty_share(share: Path) -> None:
+    """What the experiments share is valid for one run's code only: a run starts without earlier entries. Only
+    the kinds this project writes are removed, should CSSL_SHARE name a directory that holds anything else."""
+    for kind in SHARED_KINDS:
+        shutil.rmtree(share / kind, ignore_errors=True)
+
+
 def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]]) -> None:
     absolute = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{(project_dir / 'mlflow.db').resolve()}",
         "CSSL_SECRET_FILE": str((project_dir / ".cssl" / "secret.key").resolve()),
+        # stage 1 trains alike under every strategy (Strategy.training_identity): the first experiment of a
+        # seed trains and evaluates it, the others take both from here instead of recomputing the same numbers
+        SHARE_ENV: str((project_dir / SHARE).resolve()),
     }
     for key, value in absolute.items():
         os.environ.setdefault(key, value)  # queued experiments run in temp copies of the repo
+    empty_share(Path(os.environ[SHARE_ENV]))
     for name, _, _, settings in runs:
         _dvc(project_dir, "exp", "remove", name, check=False)
         _dvc(project_dir, "exp", "run", "--queue", "-n", name, *_overrides(settings))
@@ -143,11 +171,31 @@ def queue_status(project_dir: Path) -> tuple[int, int]:
     return queue_state(tasks, workers)
 
 
+def unfinished_names(project_dir: Path) -> set[str]:
+    """Names of the experiments the DVC queue still holds as queued or running (none when it cannot be read)."""
+    from dvc.repo import Repo
+
+    with Repo(str(project_dir)) as repo:
+        try:
+            tasks = repo.experiments.celery_queue.status()
+        except Exception:  # no queue (never used) reads as nothing waiting
+            return set()
+    return unfinished_in(tasks)
+
+
+def unfinished_in(tasks: list[dict[str, Any]]) -> set[str]:
+    return {task["name"] for task in tasks if task.get("status") in ("Queued", "Running") and task.get("name")}
+
+
 def queue_state(tasks: list[dict[str, Any]], workers: dict[str, list[Any]] | None) -> tuple[int, int]:
     """(experiments queued or running, queue workers alive) from the queue's tasks and its workers' active
-    tasks (None: unknown, counted as one so that it never triggers a restart)."""
+    tasks (None: unknown, counted as one so that it never triggers a restart). A running experiment counts as a
+    live worker too: on a loaded machine celery's worker inspection can time out and report none while an
+    experiment runs (seen with 170-s experiments on 2 busy cores), and restarting then only adds idle workers."""
     pending = sum(task.get("status") in ("Queued", "Running") for task in tasks)
-    return pending, 1 if workers is None else len(workers)
+    running = any(task.get("status") == "Running" for task in tasks)
+    alive = 1 if workers is None else len(workers)
+    return pending, max(alive, 1) if running else alive
 
 
 def _walk(node: Any):
@@ -262,6 +310,7 @@ def run_compare(project_dir: Path, params: dict[str, Any], config: str, collect_
     if not collect_only:
         queue_and_run(project_dir, runs)
     results, revs = collect(project_dir, [name for name, *_ in runs])
+    unfinished = unfinished_names(project_dir) if collect_only else set()
     elapsed = _wall_time(project_dir / REPORTS, config, None if collect_only else time.perf_counter() - started)
     with ExperimentFiles(project_dir, revs) as files:
-        return write_report(project_dir / REPORTS, runs, results, params, config, elapsed, files)
+        return write_report(project_dir / REPORTS, runs, results, params, config, elapsed, files, unfinished)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +28,14 @@ from cssl_core.reporting.figures import (
     parse_history,
     stages_back_to_back,
 )
+from flows.compare_sanity import NO_FLAGS, Flags, flags, mark, plasticity_section, sanity_block
+from flows.compare_stats import fmt as _fmt
+from flows.compare_stats import mean as _mean
+from flows.compare_stats import metric as _get
+from flows.compare_stats import nanmean as _nanmean
+from flows.compare_stats import num as _num
+from flows.compare_stats import sd as _sd
+from flows.compare_stats import table as _table
 from tasks.report import matrix_from_tree, ordered_names
 
 HEADLINE = "linear@1.0"
@@ -53,41 +60,14 @@ class RunFiles(Protocol):
     def buffer(self, name: str, stage: str) -> ReplayBuffer | None: ...
 
 
-def _get(metrics: dict[str, Any], *keys: str) -> float:
-    node: Any = metrics
-    for key in keys:
-        if not isinstance(node, dict) or key not in node:
-            return float("nan")
-        node = node[key]
-    return float(node) if isinstance(node, int | float) and node is not None else float("nan")
-
-
-def _fmt(values: list[float], digits: int = 3) -> str:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return "n/a"
-    if len(finite) == 1:
-        return f"{finite[0]:.{digits}f}"
-    return f"{np.mean(finite):.{digits}f} ± {np.std(finite, ddof=1):.{digits}f}"
-
-
-def _nanmean(values, axis: int | None = None):
-    """Mean ignoring nan; nan (and no warning) where every value is nan, e.g. R cells never evaluated."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values, axis=axis)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def _final_row(metrics: dict[str, Any], key: str, column: int) -> float:
     matrix = matrix_from_tree(metrics, key)
     return float(matrix[-1, column]) if matrix is not None else float("nan")
 
 
-def main_table(variants: dict[str, Seeds], tasks: list[str]) -> list[str]:
+def main_table(variants: dict[str, Seeds], tasks: list[str], marks: Flags = NO_FLAGS) -> list[str]:
+    """One row per strategy; a headline AUC cell or average the sanity block found uninformative (`marks`:
+    pretraining does not beat random there) is marked."""
     header = (
         ["strategy", "keeps raw images", "seeds ok/failed"]
         + [f"{t} AUC" for t in tasks]
@@ -115,10 +95,14 @@ def main_table(variants: dict[str, Seeds], tasks: list[str]) -> list[str]:
                 variant,
                 str(ok[0].get("cost", {}).get("keeps_raw_images", "?")).lower(),
                 f"{len(ok)}/{len(failed)}" + (f" (failed: seeds {failed})" if failed else ""),
-                *(_fmt([_final_row(m, HEADLINE, j) for m in ok]) for j in range(len(tasks))),
-                _fmt([_get(m, HEADLINE, "average_final") for m in ok]),
-                _fmt([_get(m, HEADLINE, "bwt") for m in ok]),
-                _fmt([_get(m, HEADLINE, "fwt") for m in ok]),
+                *(
+                    mark(_fmt([_final_row(m, HEADLINE, j) for m in ok]), marks.task(HEADLINE, t))
+                    for j, t in enumerate(tasks)
+                ),
+                *(
+                    mark(_fmt([_get(m, HEADLINE, f) for m in ok]), marks.field(HEADLINE, f))
+                    for f in ("average_final", "bwt", "fwt")
+                ),
                 _fmt([_get(m, "recon", "average_final") for m in ok], 4),
                 _fmt([_get(m, "recon", "bwt") for m in ok], 4),
                 _fmt([_get(m, "cka", "bwt") for m in ok]),
@@ -130,29 +114,56 @@ def main_table(variants: dict[str, Seeds], tasks: list[str]) -> list[str]:
     return _table(header, rows)
 
 
-def probe_table(variants: dict[str, Seeds], tasks: list[str], fraction: str = "1.0") -> list[str]:
-    """Average final AUC and BWT of every probe, with the random-encoder and raw-pixel references."""
+def probe_table(
+    variants: dict[str, Seeds], tasks: list[str], fraction: str = "1.0", marks: Flags = NO_FLAGS
+) -> list[str]:
+    """Average final AUC and BWT of every probe, with the random-encoder and raw-pixel references; a cell the
+    sanity block found uninformative (`marks`) is marked."""
     probes = [p for p in PROBES if any(f"{p}@{fraction}" in m for seeds in variants.values() for _, m in seeds if m)]
-    header = ["strategy"] + [f"{p} {what}" for p in probes for what in ("avg AUC", "BWT")]
+    header = ["strategy"] + [f"{p} {what}" for p in probes for what in ("avg AUC", "BWT", "FWT")]
     rows = []
     every_run = [m for seeds in variants.values() for _, m in seeds if m]
     for variant, seeds in variants.items():
         ok = [m for _, m in seeds if m]
-        cells = [variant]
+        row = [variant]
         for probe in probes:
             key = f"{probe}@{fraction}"
-            cells += [_fmt([_get(m, key, "average_final") for m in ok]), _fmt([_get(m, key, "bwt") for m in ok])]
-        rows.append(cells)
+            row += [
+                mark(_fmt([_get(m, key, f) for m in ok]), marks.field(key, f)) for f in ("average_final", "bwt", "fwt")
+            ]
+        rows.append(row)
 
     def reference(*path: str) -> str:
         # the same seed gives the same random encoder and pixels in every variant: average per run
         return _fmt([float(_nanmean([_get(m, *path, t) for t in tasks])) for m in every_run])
 
     random_encoder = [reference(f"{p}@{fraction}", "random_encoder") for p in probes]
-    rows.append(["(random encoder)"] + [c for value in random_encoder for c in (value, "")])
+    rows.append(["(random encoder)"] + [c for value in random_encoder for c in (value, "", "")])
     pixels = reference(f"pixels@{fraction}", "per_task")
-    rows.append(["(raw pixels, linear)"] + [c for p in probes for c in (pixels if p == "linear" else "", "")])
+    rows.append(["(raw pixels, linear)"] + [c for p in probes for c in (pixels if p == "linear" else "", "", "")])
     return _table(header, rows)
+
+
+def probe_fractions(variants: dict[str, Seeds]) -> list[str]:
+    """The label fractions some probe was run at ("1.0", "0.1", ...), all labels first, then descending."""
+    found = {
+        key.split("@", 1)[1]
+        for seeds in variants.values()
+        for _, m in seeds
+        if m
+        for key in m
+        if "@" in key and key.split("@", 1)[0] in PROBES
+    }
+    return sorted(found, key=lambda f: -float(f))
+
+
+def probe_tables(variants: dict[str, Seeds], tasks: list[str], marks: Flags = NO_FLAGS) -> list[str]:
+    """probe_table at every label fraction present, each under a line naming the fraction."""
+    lines: list[str] = []
+    for fraction in probe_fractions(variants):
+        share = "all training labels" if float(fraction) == 1.0 else f"{float(fraction):.0%} of the training patients"
+        lines += [f"With {share} (`@{fraction}`):", "", *probe_table(variants, tasks, fraction, marks), ""]
+    return lines
 
 
 def recon_heatmaps(figures: Path, variants: dict[str, Seeds], stages: list[str]) -> None:
@@ -307,16 +318,6 @@ def _values(audits: list[dict[str, Any]], key: str) -> list[float]:
     return [a[key] for a in audits]
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def _sd(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-
-
 def _attackers(audits: list[dict[str, Any]]) -> str:
     counts = Counter(a["attacker"] for a in audits)
     if len(counts) == 1:
@@ -403,10 +404,6 @@ def per_stage_privacy_table(variants: dict[str, Seeds], stages: list[str]) -> li
 
 def _yes(ok: bool) -> str:
     return "yes" if ok else "no"
-
-
-def _num(value: float, digits: int) -> str:
-    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
 
 
 def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
@@ -582,7 +579,11 @@ def write_report(
     config: str,
     elapsed: float | None,
     files: RunFiles | None = None,
+    unfinished: frozenset[str] | set[str] = frozenset(),
 ) -> Path:
+    """`unfinished`: experiment names still queued or running when the report is written (`--collect-only`
+    during a run, or after the run was stopped). They are left out of every mean and named once, so that a
+    run that never happened is not counted as a failed seed."""
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     for old in figures.glob("*.png"):  # figures of an earlier comparison must not be listed as this one's
@@ -591,7 +592,9 @@ def write_report(
         results = with_full_privacy_reports(runs, results, files)
     variants: dict[str, Seeds] = {}
     for name, variant, seed, _ in runs:
-        variants.setdefault(variant, []).append((seed, results.get(name)))
+        if name not in unfinished:
+            variants.setdefault(variant, []).append((seed, results.get(name)))
+    waiting = [name for name, *_ in runs if name in unfinished]
 
     first = next((m for _, seeds in variants.items() for _, m in seeds if m), {})
     tasks, stages = ordered_names(first, "tasks"), ordered_names(first, "stages")
@@ -602,6 +605,8 @@ def write_report(
         loss_curves(figures / "loss_curves.png", runs, files, stages)
         buffer_embeddings(figures / "buffer_tsne.png", variants, files, stages[-1], runs)
     privacy = privacy_section(figures, variants, stages)  # draws privacy_utility.png before the figure list
+    plasticity = plasticity_section(figures, variants, tasks, stages)  # draws stability_plasticity.png
+    marks = flags(variants, tasks, stages)
 
     config_block = params["compare"]["configs"][config]
     text = [
@@ -610,6 +615,16 @@ def write_report(
         f"Config `{config}`: seeds {config_block['seeds']}, overrides `{config_block.get('overrides', {})}`; every "
         "variant trains the same epochs x steps on the new data of each stage (replay batches come on top).",
         f"Measured wall time of the whole comparison: {elapsed / 60:.1f} min." if elapsed else "",
+        (
+            f"**Not finished when this report was written** ({len(waiting)} of {len(runs)} experiments still "
+            f"queued or running, or the comparison was stopped before them): {', '.join(waiting)}. Every figure "
+            "below is over the experiments that finished."
+            if waiting
+            else ""
+        ),
+        "",
+        *sanity_block(variants, tasks, stages),
+        "## Strategies",
         "",
         "AUC columns: linear probe on pooled tokens with all training labels, encoder after the last stage, "
         "patient-level folds. BWT < 0 = forgetting; FWT = after the previous stage vs the random encoder. "
@@ -617,17 +632,18 @@ def write_report(
         "better); recon forgetting > 0 = worse than right after that stage. steps: optimiser steps over all "
         "stages (equal budgets; replay batches ride on the same steps).",
         "",
-        *main_table(variants, tasks),
+        *main_table(variants, tasks, marks),
         "",
         "## Every probe",
         "",
-        "Average over tasks of the final AUC (encoder after the last stage) and its BWT, per probe: linear on "
-        "pooled tokens, attentive (learned query over the tokens), token (one prediction per patch against the "
-        "lesion masks). References on the same folds: the random encoder of `evaluate-init`, and a linear probe "
-        "on raw downsampled pixels.",
+        "Average over tasks of the final AUC (encoder after the last stage), its BWT and FWT, per probe: linear "
+        "and kNN on pooled tokens, attentive (learned query over the tokens), token (one prediction per patch "
+        "against the lesion masks), finetune (a copy of the encoder and a head trained end to end for the fixed "
+        "`eval.finetune` budget). References on the same folds: the random encoder of `evaluate-init`, and a "
+        "linear probe on raw downsampled pixels.",
         "",
-        *probe_table(variants, tasks),
-        "",
+        *probe_tables(variants, tasks, marks),
+        *plasticity,
         *privacy,
         "Figures: " + ", ".join(f"[{p.name}](figures/{p.name})" for p in sorted(figures.glob("*.png"))),
         "",

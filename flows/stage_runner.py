@@ -34,9 +34,15 @@ def dvc_repro(
     force: bool = False,
     parent_run_id: str | None = None,
     on_line: Callable[[str], None] = lambda line: print(line, flush=True),
+    wait_for_lock: bool = False,
 ) -> tuple[int, list[str]]:
-    """Run `dvc repro`; stream each output line to `on_line`; return (exit code, output lines)."""
-    command = [sys.executable, "-m", "dvc", "repro", *targets]
+    """Run `dvc repro`; stream each output line to `on_line`; return (exit code, output lines).
+
+    `wait_for_lock` (DVC's global `--wait-for-lock`) is for stages run side by side in one workspace: DVC releases
+    its repository lock while a stage's command runs, but takes it before and after, and without this flag a
+    process that finds it taken gives up after ~3 s ("Unable to acquire lock"; see docs/scale-out.md).
+    """
+    command = [sys.executable, "-m", "dvc", *(["--wait-for-lock"] if wait_for_lock else []), "repro", *targets]
     if single_item:
         command.append("--single-item")
     if force:

@@ -2,8 +2,9 @@
 
 Two families (docs/design.md, Evaluation). Label-free forgetting: for every stage j up to this one, the
 masked-reconstruction loss on stage j's held-out slices with this encoder and stage j's own decoder, and
-linear CKA between stage j's encoder and this one on those slices. Downstream probes: linear on pooled
-tokens, attentive over the tokens, token-level against lesion masks, on every labelled task of
+linear CKA between stage j's encoder and this one on those slices. Downstream probes: linear and kNN on pooled
+tokens, attentive over the tokens, token-level against lesion masks, and end-to-end fine-tuning of a copy of
+the encoder for a fixed budget (`eval.finetune`), those of `eval.probes`, on every labelled task of
 `eval.tasks`, with patient-level folds and few-shot label fractions. `evaluate@init` adds the reference
 probe on raw downsampled pixels, so the report can show what pretraining adds.
 """
@@ -98,6 +99,7 @@ def probe_row(model, config: ProjectConfig, with_pixels: bool, label: str = "eva
         REFERENCE_PROBE,
         ProbeData,
         Progress,
+        as_images,
         extract_tokens,
         needed_inputs,
         patient_folds,
@@ -122,7 +124,16 @@ def probe_row(model, config: ProjectConfig, with_pixels: bool, label: str = "eva
             masks = np.load(windowed / "masks.npy", mmap_mode="r")
             token_labels = token_labels_from_masks(np.asarray(masks[rows]) == task.mask_class, model.config.patch_size)
         pixels = pixel_features(slices, rows) if "pixels" in needs else None
-        data = ProbeData(labels=labels, tokens=tokens, features=features, token_labels=token_labels, pixels=pixels)
+        data = ProbeData(
+            labels=labels,
+            tokens=tokens,
+            features=features,
+            token_labels=token_labels,
+            pixels=pixels,
+            images=as_images(slices, rows) if "images" in needs else None,
+            model=model if "model" in needs else None,
+            finetune=block.finetune,
+        )
         keys = index["patient_key"].to_numpy()[rows]
         folds = patient_folds(keys, block.folds if task.folds is None else task.folds, seed)
         for probe, by_fraction in task_probe_rows(data, keys, folds, probes, block.fractions, seed):
@@ -162,6 +173,23 @@ def task_probe_rows(
         yield probe, by_fraction
 
 
+def shared_probe_row(model, config: ProjectConfig, with_pixels: bool, label: str = "evaluate") -> dict[str, Any]:
+    """probe_row, or its result for the same weights, eval params and task data from the share of a comparison's
+    experiments (cssl_core.evaluation.shared; without $CSSL_SHARE always computed)."""
+    from cssl_core.evaluation.shared import probe_key, shared_result, task_digests
+    from cssl_core.models.io import encoder_digest
+    from cssl_core.share import share_dir
+
+    share = share_dir("probes")
+    if share is None:
+        return probe_row(model, config, with_pixels, label)
+    tasks = task_digests({name: windowed_dir(task.cohort, task.window) for name, task in config.eval.tasks.items()})
+    key = probe_key(encoder_digest(model), config.eval.as_params(), tasks, with_pixels)
+    return shared_result(
+        share, key, lambda: probe_row(model, config, with_pixels, label), say=lambda line: print(f"{label}: {line}")
+    )
+
+
 def timing_path(stage: str) -> Path:
     """Where evaluate@<stage> records its wall-clock time: a `cache: false` metric nothing depends on."""
     return metrics_path("evaluate", stage)
@@ -182,7 +210,7 @@ def run_evaluate(stage: str, config: ProjectConfig) -> dict[str, Any]:
         model.eval()
         row: dict[str, Any] = {"stage": stage, "index": len(chain), "strategy": description.get("strategy")}
         row.update(label_free_row(model, config, chain, label) if chain else {"recon": {}, "cka": {}})
-        row["probes"] = probe_row(model, config, with_pixels=stage == INIT, label=label)
+        row["probes"] = shared_probe_row(model, config, with_pixels=stage == INIT, label=label)
         seconds = time.perf_counter() - started
         out = eval_row(stage)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,15 +10,25 @@ from tasks import tracking
 
 
 def run_ingest(
-    input_dir: Path, output_dir: Path, workers: int, compress: bool, stage_name: str | None = None
+    input_dir: Path,
+    output_dir: Path,
+    workers: int,
+    compress: bool,
+    stage_name: str | None = None,
+    executor: str = "processes",
 ) -> dict[str, Any]:
+    """Ingest one cohort under an MLflow stage run; `executor` (processes | dask | dask://host:port) only says where
+    the series are converted, never what comes out."""
     from cssl_core.ingest.keys import load_secret
     from cssl_core.ingest.pipeline import ingest_directory
 
     cohort = input_dir.resolve().name
     stage = stage_name or f"ingest@{cohort}"
-    with tracking.stage_run(stage, {"workers": workers, "compress": compress}, tags={"cssl.cohort": cohort}):
-        summary = ingest_directory(input_dir, output_dir, workers=workers, secret=load_secret(), compress=compress)
+    logged = {"workers": workers, "compress": compress, "executor": executor}
+    with tracking.stage_run(stage, logged, tags={"cssl.cohort": cohort}):
+        summary = ingest_directory(
+            input_dir, output_dir, workers=workers, secret=load_secret(), compress=compress, executor=executor
+        )
         figures = {k: v for k, v in asdict(summary).items() if isinstance(v, int | float) and not isinstance(v, bool)}
         tracking.log_metrics(figures)
         if (output_dir / "summary.json").exists():

@@ -11,20 +11,27 @@ data/models/<stage> before every run; the final checkpoint rebuilds it in second
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import socket
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
+from cssl_core.config.ssl import DistributedConfig
 from cssl_core.layout import StagePaths
 from tasks import tracking
 
 
 def input_digests(paths: StagePaths, config: ProjectConfig) -> dict[str, Any]:
     """What a checkpoint must have been trained on to be resumed: upstream files and the params outside the
-    TrainConfig (the loop adds its own settings)."""
+    TrainConfig. The loop adds its own settings and the strategy's training identity, which on a first stage is
+    the same for every strategy that trains plain MAE there (so a comparison trains stage 1 once per seed)."""
     from cssl_core.train.digests import input_digests as digests
 
     whole = {
@@ -37,17 +44,46 @@ def input_digests(paths: StagePaths, config: ProjectConfig) -> dict[str, Any]:
     ssl = config.ssl
     settings = {
         "stage": config.continual.stages[paths.name].as_params(),
-        "strategy": ssl.strategy,
-        "strategy_options": dict(ssl.strategy_options),
         "val_fraction": ssl.val_fraction,
         "batch_size": ssl.batch_size,
     }
+    if ssl.augment != "sample":  # only when set: checkpoints of the default keep the keys they always had
+        settings["augment"] = ssl.augment
     return digests(whole, sampled, settings)
 
 
+def under_torchrun() -> bool:
+    """Whether this process is one rank that torchrun started (it sets LOCAL_RANK and TORCHELASTIC_RUN_ID)."""
+    return "LOCAL_RANK" in os.environ and "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def torchrun_command(stage: str, params: Path, distributed: DistributedConfig) -> list[str]:
+    """`cssl pretrain --stage <stage>` again, as `python -m torch.distributed.run`: nproc_per_node ranks on each of
+    nnodes nodes, meeting at rdzv_endpoint (c10d), or on one node at 127.0.0.1 on a free port (never a public
+    interface). No restarts: a crashed stage is rerun by DVC / Prefect and resumes from its checkpoint."""
+    endpoint = distributed.rdzv_endpoint or f"127.0.0.1:{_free_port()}"
+    return [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nnodes", str(distributed.nnodes), "--nproc-per-node", str(distributed.nproc_per_node),
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--max-restarts", "0",
+        "-m", "flows.cli", "pretrain", "--stage", stage, "--params", str(params),
+    ]  # fmt: skip
+
+
 def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
-    """Load the previous model, build the stage's loaders and strategy, train (resuming), save the outputs."""
-    from cssl_core.data.stage import stage_loaders
+    """Load the previous model, build the stage's loaders and strategy, train (resuming), save the outputs.
+
+    Under torchrun every rank trains (per-rank batch = ssl.batch_size / processes); rank 0 alone opens the
+    MLflow run and writes the model, split and metrics. Other ranks return the same summary without writing.
+    """
+    from cssl_core.data.stage import batch_augmenter, stage_loaders
+    from cssl_core.distributed import rank_from_env
     from cssl_core.models.io import load_model, save_model
     from cssl_core.replay.directory import read_buffer
     from cssl_core.strategies import build_strategy
@@ -56,20 +92,31 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
     from cssl_core.train.history import stage_summary, write_history
 
     paths, ssl, train = config.continual.paths(stage), config.ssl, config.ssl.stage_train[stage]
+    where = rank_from_env()
     model, _ = load_model(paths.prev_model)
     loaders, split = stage_loaders(
-        paths.windowed, model.config.img_size, ssl.val_fraction, ssl.batch_size, ssl.workers, train.seed
-    )
+        paths.windowed, model.config.img_size, ssl.val_fraction, ssl.batch_size // where.world_size, ssl.workers,
+        train.seed, ssl.augment,
+    )  # fmt: skip
     # replay.privacy.mode adversarial adds a NoPeek penalty on the lower encoder; the other modes act at export
     strategy = with_privacy_penalty(build_strategy(ssl.strategy, dict(ssl.strategy_options)), config.replay.privacy)
     replay = read_buffer(paths.prev_buffer)
     name, identity = f"pretrain@{stage}", _identity(paths, ssl.strategy, strategy)
-    with tracking.stage_run(name, _run_params(identity, config, model, replay), tags=_tags(paths, ssl.strategy)):
+    if where.is_main:
+        run = tracking.stage_run(name, _run_params(identity, config, model, replay), tags=_tags(paths, ssl.strategy))
+    else:
+        run = contextlib.nullcontext()
+    with run:
         started = time.perf_counter()
         result = train_stage(
-            model, strategy, loaders, train, paths.checkpoints, _reporter(name, train.epochs),
+            model, strategy, loaders, train, paths.checkpoints,
+            _reporter(name, train.epochs) if where.is_main else None,
             inputs=input_digests(paths, config), stage_index=paths.index, stage_name=stage, replay=replay,
+            augment=batch_augmenter(ssl.augment, model.config.img_size),
+            backend=ssl.distributed.backend,
         )  # fmt: skip
+        if not where.is_main:
+            return stage_summary(result, time.perf_counter() - started, len(loaders["train"]))
         _say_what_happened(name, result)
         tracking.log_params({"checkpoint_key": result.checkpoint_dir.name, "lower_frozen": model.lower_frozen})
         if paths.model.exists():
@@ -138,7 +185,9 @@ def _say_what_happened(name: str, result: Any) -> None:
             "to keep ssl.train.keep_checkpoints",
             flush=True,
         )
-    if result.resumed_from is not None and result.epochs_run == 0:
+    if result.shared_from is not None:
+        print(f"{name}: took the finished run shared in {result.shared_from} (no epoch trained)", flush=True)
+    elif result.resumed_from is not None and result.epochs_run == 0:
         print(f"{name}: reused the finished run in {result.checkpoint_dir} (no epoch trained)", flush=True)
     elif result.resumed_from:
         print(f"{name}: resumed after epoch {result.resumed_from} from {result.checkpoint_dir}", flush=True)

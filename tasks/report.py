@@ -220,6 +220,9 @@ def summary_from_rows(
     task_stage = np.array([owners[t] for t in tasks])
     stage_index = np.arange(len(stages))
     summary: dict[str, Any] = {"stages": stages, "tasks": tasks, "strategy": config.ssl.strategy}
+    # which stage trains on each task's cohort and window (-1: none), so `cssl compare` can tell a stage's own
+    # tasks (plasticity, forgetting) from the others without the config of each experiment
+    summary["task_stage"] = {task: int(owners[task]) for task in tasks}
     for family, higher in (("recon", False), ("cka", True)):
         matrix = label_free_matrix(stages, rows, family)
         summary[family] = {

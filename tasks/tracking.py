@@ -49,6 +49,11 @@ def tracking_uri(project_root: Path | None = None) -> str:
     return f"sqlite:///{store_root(project_root) / 'mlflow.db'}"
 
 
+def is_server_uri(uri: str) -> bool:
+    """True for a tracking server (http/https): shared by many machines, so it decides where artifacts go."""
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
 def _note_new_store_outside_project(project_root: Path | None) -> None:
     """Outside a project a new store is easy to create by mistake: say where it goes (one stderr line)."""
     if os.environ.get("MLFLOW_TRACKING_URI") or project_root is not None or find_project_root() is not None:
@@ -78,8 +83,13 @@ def configure(project_root: Path | None = None):
     mlflow.set_tracking_uri(tracking_uri(project_root))
     name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)
     if mlflow.get_experiment_by_name(name) is None:
-        root = store_root(project_root)
-        mlflow.create_experiment(name, artifact_location=(root / "mlartifacts" / name).as_uri())
+        if is_server_uri(mlflow.get_tracking_uri()):
+            # the server picks the artifact root (its --artifacts-destination, e.g. S3, proxied): a path on this
+            # machine would be unreadable to every other client of the shared store
+            mlflow.create_experiment(name)
+        else:
+            root = store_root(project_root)
+            mlflow.create_experiment(name, artifact_location=(root / "mlartifacts" / name).as_uri())
     mlflow.set_experiment(name)
     return mlflow
 

@@ -12,3 +12,6 @@ os.environ.setdefault("PREFECT_HOME", str(_SESSION_DIR / "prefect"))
 os.environ.setdefault("CSSL_SECRET_FILE", str(_SESSION_DIR / "secret.key"))
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+# session fixtures s3_server, postgres_server, mlflow_server: real servers on 127.0.0.1, started on first use
+pytest_plugins = ("tests.servers",)

@@ -9,6 +9,7 @@ other cohort with an entry, which `cssl screen --cohort` accepts as well).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
@@ -20,6 +21,9 @@ from cssl_core.config.quality import cohort_override, effective_params, missing_
 from cssl_core.demo import SOURCES
 
 VOLUME_FORMATS = ("nii.gz", "nii")  # `cssl ingest --volume-format`
+# `cssl ingest --executor` (cssl_core/ingest/executor.py parses it at run time; checked here too, so that `cssl check`
+# refuses it before any stage runs, without importing the ingest package)
+_DASK_ADDRESS = re.compile(r"^dask://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\]):([0-9]{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class IngestConfig:
     cohorts: tuple[str, ...]
     workers: int
     volume_format: str
+    executor: str  # processes | dask | dask://host:port (cssl_core/ingest/executor.py)
 
 
 @dataclass(frozen=True)
@@ -107,13 +112,29 @@ def parse_data(block: Any) -> DataConfig:
 
 def parse_ingest(block: Any) -> IngestConfig:
     ingest = checks.mapping("ingest", block)
-    known = ("cohorts", "workers", "volume_format")  # all read by dvc.yaml's ingest stage
+    known = ("cohorts", "workers", "volume_format", "executor")  # all read by dvc.yaml's ingest stage
     checks.keys("ingest", ingest, known, required=known)
     return IngestConfig(
         cohorts=checks.names("ingest.cohorts", ingest["cohorts"]),
         workers=checks.integer("ingest.workers", ingest["workers"], minimum=1),
         volume_format=checks.choice("ingest.volume_format", ingest["volume_format"], VOLUME_FORMATS),
+        executor=parse_executor(ingest["executor"]),
     )
+
+
+def parse_executor(value: Any, path: str = "ingest.executor") -> str:
+    """`processes`, `dask` or `dask://host:port` (port 1-65535): where ingestion runs its per-series tasks."""
+    if isinstance(value, str) and value in ("processes", "dask"):
+        return value
+    match = _DASK_ADDRESS.match(value) if isinstance(value, str) else None
+    if match is None or not 1 <= int(match[2]) <= 65535:
+        raise ConfigError(
+            path,
+            value,
+            "choose processes (this machine's process pool), dask (a local Dask cluster) or "
+            "dask://host:port (an existing Dask scheduler)",
+        )
+    return value
 
 
 def parse_window(block: Any) -> WindowConfig:

@@ -13,10 +13,12 @@ from typing import Any
 
 from cssl_core.config import checks
 from cssl_core.config.errors import ConfigError
-from cssl_core.evaluation.probe_names import PROBE_NAMES
+from cssl_core.evaluation.probe_names import PROBE_NAMES, FinetuneBudget
 
 LOO = "loo"  # leave one patient out (cssl_core.evaluation.splits.patient_folds)
-EVAL_KEYS = ("recon_slices", "seed", "probes", "fractions", "folds", "tasks", "register")
+EVAL_KEYS = ("recon_slices", "seed", "probes", "fractions", "folds", "tasks", "register", "finetune")
+REQUIRED_KEYS = EVAL_KEYS[:-2]  # register and finetune are optional (older params files lack them)
+FINETUNE_KEYS = ("steps", "batch_size", "lr", "head_lr")
 TASK_KEYS = ("cohort", "window", "label", "mask_class", "folds")
 
 
@@ -52,7 +54,8 @@ class EvalConfig:
     folds: int | str
     tasks: Mapping[str, EvalTask]
     register: bool  # report registers the final encoder in MLflow
-    keys: tuple[str, ...]  # the keys params.yaml sets, in its order (register is optional)
+    keys: tuple[str, ...]  # the keys params.yaml sets, in its order (register and finetune are optional)
+    finetune: FinetuneBudget = FinetuneBudget()  # the finetune probe's budget; defaults when not written
 
     def as_params(self) -> dict[str, Any]:
         """The block as params.yaml spells it: evaluate@<stage> logs it as its MLflow params, as it always has."""
@@ -64,6 +67,7 @@ class EvalConfig:
             "folds": self.folds,
             "tasks": {name: task.as_params() for name, task in self.tasks.items()},
             "register": self.register,
+            "finetune": self.finetune.as_params(),
         }
         return {key: values[key] for key in self.keys}
 
@@ -77,9 +81,23 @@ def _folds(path: str, value: Any) -> int | str:
     return value
 
 
+def _finetune(block: Any) -> FinetuneBudget:
+    """`eval.finetune`: every key optional (FinetuneBudget's defaults), unknown keys refused by name."""
+    path = "eval.finetune"
+    values = checks.mapping(path, block)
+    checks.keys(path, values, FINETUNE_KEYS)
+    default = FinetuneBudget()
+    return FinetuneBudget(
+        steps=checks.integer(f"{path}.steps", values.get("steps", default.steps), minimum=1),
+        batch_size=checks.integer(f"{path}.batch_size", values.get("batch_size", default.batch_size), minimum=2),
+        lr=checks.number(f"{path}.lr", values.get("lr", default.lr), 0.0, 1.0, low_open=True),
+        head_lr=checks.number(f"{path}.head_lr", values.get("head_lr", default.head_lr), 0.0, 1.0, low_open=True),
+    )
+
+
 def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -> EvalConfig:
     evaluation = checks.mapping("eval", block)
-    checks.keys("eval", evaluation, EVAL_KEYS, required=EVAL_KEYS[:-1])
+    checks.keys("eval", evaluation, EVAL_KEYS, required=REQUIRED_KEYS)
     fractions = evaluation["fractions"]
     if not isinstance(fractions, list | tuple) or not fractions:
         raise ConfigError("eval.fractions", fractions, "eval.fractions must be a non-empty list of fractions in (0, 1]")
@@ -113,4 +131,5 @@ def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -
         tasks=MappingProxyType(tasks),
         register=checks.boolean("eval.register", evaluation.get("register", True)),
         keys=tuple(evaluation),
+        finetune=_finetune(evaluation["finetune"]) if "finetune" in evaluation else FinetuneBudget(),
     )

@@ -18,7 +18,65 @@ from cssl_core.config import checks
 from cssl_core.config.continual import ContinualConfig
 from cssl_core.config.errors import MISSING, ConfigError, reused
 
-SSL_KEYS = ("strategy", "preset", "model", "val_fraction", "batch_size", "workers", "train", "strategies")
+SSL_KEYS = (
+    "strategy", "preset", "model", "val_fraction", "batch_size", "workers", "augment", "train", "strategies",
+    "distributed",
+)  # fmt: skip
+# where training augmentation runs: per slice in the CPU loader, or on the whole uint8 batch on the training device
+AUGMENT_MODES = ("sample", "batch")
+DISTRIBUTED_KEYS = ("nproc_per_node", "nnodes", "rdzv_endpoint", "backend")
+BACKENDS = ("auto", "nccl", "gloo")
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """`ssl.distributed`: how many training processes `cssl pretrain` runs (through torchrun). The default, one
+    process on one node, is the single-process loop with no process group at all, bit-identical to a run
+    without this block. `ssl.batch_size` stays the GLOBAL batch: each process loads batch_size / world_size,
+    so changing the process count does not change what one optimiser step averages over."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None  # host:port of the c10d rendezvous; None = 127.0.0.1 on a free port
+    backend: str = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @property
+    def enabled(self) -> bool:
+        """Whether `cssl pretrain` relaunches itself through torchrun (more than one process in all)."""
+        return self.world_size > 1
+
+
+def parse_distributed(block: Any, batch_size: int) -> DistributedConfig:
+    """ssl.distributed, each error one line naming the key: the counts, the endpoint's host:port form (needed
+    as soon as there is more than one node: the nodes must agree on where to meet), the backend, and a global
+    batch that the processes can split evenly."""
+    path = "ssl.distributed"
+    values = checks.mapping(path, block, optional=True)
+    checks.keys(path, values, DISTRIBUTED_KEYS)
+    nproc = checks.integer(f"{path}.nproc_per_node", values.get("nproc_per_node", 1), minimum=1)
+    nnodes = checks.integer(f"{path}.nnodes", values.get("nnodes", 1), minimum=1)
+    endpoint = values.get("rdzv_endpoint")
+    if endpoint is not None:
+        host, _, port = str(endpoint).rpartition(":") if isinstance(endpoint, str) else ("", "", "")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{path}.rdzv_endpoint", endpoint, f"{path}.rdzv_endpoint must be host:port")
+    elif nnodes > 1:
+        raise ConfigError(
+            f"{path}.rdzv_endpoint", MISSING, f"{path}.nnodes > 1 needs rdzv_endpoint (host:port all nodes reach)"
+        )
+    backend = checks.choice(f"{path}.backend", values.get("backend", "auto"), BACKENDS)
+    if batch_size % (nproc * nnodes):
+        raise ConfigError(
+            "ssl.batch_size",
+            batch_size,
+            f"ssl.batch_size (the global batch) must be divisible by the {nproc * nnodes} processes of "
+            f"{path} (nproc_per_node x nnodes)",
+        )
+    return DistributedConfig(nproc, nnodes, endpoint, backend)
 
 
 @dataclass(frozen=True)
@@ -34,6 +92,8 @@ class SSLConfig:
     workers: int
     train: Any  # cssl_core.train.config.TrainConfig of ssl.train
     stage_train: Mapping[str, Any]  # stage name -> TrainConfig with the stage's own train overrides
+    augment: str = "sample"  # one of AUGMENT_MODES (cssl_core.data.batch_augment says what "batch" does)
+    distributed: DistributedConfig = DistributedConfig()  # ssl.distributed (absent: one process)
 
 
 def train_config(base: Mapping[str, Any], overrides: Mapping[str, Any], stage: str | None = None) -> Any:
@@ -116,6 +176,8 @@ def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
     val_fraction = checks.number("ssl.val_fraction", ssl["val_fraction"], 0.0, 1.0, high_open=True)
     batch_size = checks.integer("ssl.batch_size", ssl["batch_size"], minimum=1)
     workers = checks.integer("ssl.workers", ssl.get("workers", 0), minimum=0)
+    augment = checks.choice("ssl.augment", ssl.get("augment", "sample"), AUGMENT_MODES)
+    distributed = parse_distributed(ssl.get("distributed"), batch_size)
 
     base = checks.mapping("ssl.train", ssl["train"])
     train = train_config(base, {})
@@ -134,4 +196,6 @@ def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
         workers=workers,
         train=train,
         stage_train=MappingProxyType(stage_train),
+        augment=augment,
+        distributed=distributed,
     )

@@ -26,22 +26,40 @@ class EpochSampler(Sampler[tuple[int, int]]):
         if n < 1:
             raise ValueError("cannot sample from an empty dataset")
         self.n, self.seed, self.epoch, self.shuffle = int(n), int(seed), int(epoch), shuffle
+        self.rank, self.world_size = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Yield only rank `rank`'s keys of each epoch: the seeded order cut to a multiple of `world_size`,
+        then every world_size-th key from `rank` (DistributedSampler's striding, without its padding).
+
+        With per-rank batch b, step s of rank r holds positions s*b*W + r + k*W of the 1-process order, so
+        the union over ranks of step s is exactly the 1-process batch of size b*W, and of an epoch its epoch.
+        Sample seeds stay keyed by position: a sample is augmented the same way on whichever rank loads it.
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        if self.n < world_size:
+            raise ValueError(f"{self.n} samples cannot be shared among {world_size} processes")
+        self.rank, self.world_size = int(rank), int(world_size)
 
     def keys(self) -> list[tuple[int, int]]:
         order_gen = torch.Generator().manual_seed(derive_seed(self.seed, "order", self.epoch))
         order = torch.randperm(self.n, generator=order_gen).tolist() if self.shuffle else list(range(self.n))
         aug = np.random.default_rng(derive_seed(self.seed, "augment", self.epoch))
         sample_seeds = aug.integers(0, 2**31 - 1, size=self.n).tolist()
-        return [(position, sample_seeds[position]) for position in order]
+        keys = [(position, sample_seeds[position]) for position in order]
+        if self.world_size == 1:
+            return keys
+        return keys[: len(keys) - len(keys) % self.world_size][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.world_size
 
 
 def make_loader(
@@ -78,6 +96,14 @@ def make_loader(
         generator=torch.Generator().manual_seed(derive_seed(seed, "loader", epoch)),
         **extra,
     )
+
+
+def shard_loader(loader: DataLoader, rank: int, world_size: int) -> None:
+    """Make a loader from `make_loader` yield rank `rank`'s share of each epoch (see `EpochSampler.shard`)."""
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, EpochSampler):
+        raise TypeError("only loaders made by make_loader (an EpochSampler) can be sharded across processes")
+    sampler.shard(rank, world_size)
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from torch.utils.data import DataLoader
 
+from cssl_core.data.batch_augment import BatchAugment
 from cssl_core.data.loader import make_loader
 from cssl_core.data.split import train_val_split
 from cssl_core.data.transforms import train_transforms
@@ -19,20 +20,33 @@ from cssl_core.data.windowed import WindowedSlices
 
 
 def stage_loaders(
-    windowed: Path, image_size: int, val_fraction: float, batch_size: int, workers: int, seed: int
+    windowed: Path,
+    image_size: int,
+    val_fraction: float,
+    batch_size: int,
+    workers: int,
+    seed: int,
+    augment: str = "sample",
 ) -> tuple[dict[str, DataLoader], dict[str, Any]]:
     """({"train": ..., "val": ... when the split leaves validation patients}, the split record).
 
     Args:
         windowed: a data/windowed/<cohort>-<window> directory (index.parquet + slices.npy).
         image_size: the model's input size; the slices must have it (one clear error otherwise).
+        augment: "sample" augments each slice in the loader; "batch" makes the train loader yield the stored
+            uint8 slices and their seeds, for `batch_augmenter(...)` to augment on the training device.
 
     The split record (row numbers and patient counts) is saved beside the model, so evaluation and the
     forgetting measure use the same held-out patients.
     """
     index = pd.read_parquet(windowed / "index.parquet")
     train_rows, val_rows = train_val_split(index, float(val_fraction), seed)
-    train = WindowedSlices(windowed, rows=train_rows, transform=train_transforms(image_size, seed))
+    if augment not in ("sample", "batch"):
+        raise ValueError(f"augment must be sample or batch, got {augment!r} (ssl.augment)")
+    if augment == "batch":
+        train = WindowedSlices(windowed, rows=train_rows, as_stored=True)
+    else:
+        train = WindowedSlices(windowed, rows=train_rows, transform=train_transforms(image_size, seed))
     if train.size != image_size:
         raise ValueError(
             f"{windowed} holds {train.size}px slices but the model takes {image_size}px: "
@@ -49,3 +63,8 @@ def stage_loaders(
         "n_val_patients": int(index.iloc[val_rows]["patient_key"].nunique()) if len(val_rows) else 0,
     }
     return loaders, split
+
+
+def batch_augmenter(augment: str, image_size: int) -> BatchAugment | None:
+    """What `train_stage` applies to each train batch on the device: None for `ssl.augment: sample`."""
+    return BatchAugment(image_size) if augment == "batch" else None

@@ -20,37 +20,28 @@ from monai.transforms import (
     Resize,
 )
 
+from cssl_core.data.augment_options import AugmentOptions
+
 
 def _clip_unit(x: torch.Tensor) -> torch.Tensor:
     # module-level (not a lambda) so the pipeline pickles into spawned workers
     return x.clamp(0.0, 1.0)
 
 
-def train_transforms(
-    size: int,
-    seed: int = 0,
-    *,
-    min_crop: float = 0.6,
-    flip_prob: float = 0.5,
-    scale: float = 0.1,
-    shift: float = 0.05,
-    jitter_prob: float = 0.5,
-) -> Compose:
+def train_transforms(size: int, seed: int = 0, options: AugmentOptions = AugmentOptions()) -> Compose:
     """MONAI array pipeline (1, S, S) -> (1, size, size) float32 tensor in [0, 1].
 
     `seed` only fixes the RNG for callers that do not reseed per sample; `WindowedSlices` reseeds it from
     each sample's seed, which is what makes epochs reproducible.
     """
-    if not 0.0 < min_crop <= 1.0:
-        raise ValueError(f"min_crop must be in (0, 1], got {min_crop}")
-    smallest = max(1, int(round(size * min_crop)))
+    smallest = max(1, int(round(size * options.min_crop)))
     pipeline = Compose(
         [
             RandSpatialCrop(roi_size=(smallest, smallest), max_roi_size=(size, size), random_size=True),
             Resize(spatial_size=(size, size), mode="bilinear", align_corners=False, anti_aliasing=False),
-            RandFlip(prob=flip_prob, spatial_axis=1),
-            RandScaleIntensity(factors=scale, prob=jitter_prob),
-            RandShiftIntensity(offsets=shift, prob=jitter_prob),
+            RandFlip(prob=options.flip_prob, spatial_axis=1),
+            RandScaleIntensity(factors=options.scale, prob=options.jitter_prob),
+            RandShiftIntensity(offsets=options.shift, prob=options.jitter_prob),
             Lambda(func=_clip_unit),
             EnsureType(data_type="tensor", dtype=torch.float32, track_meta=False),
         ]

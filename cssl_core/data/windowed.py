@@ -70,6 +70,9 @@ class WindowedSlices(Dataset):
 
     `rows` selects (and orders) a subset of the stored slices, e.g. one side of `train_val_split`; "row" in
     a sample is always the row of `slices.npy` / `index.parquet`, never the position in the subset.
+
+    `as_stored=True` (for `ssl.augment: batch`) returns the slice as stored, (1, S, S) uint8 or float16, plus
+    its sample seed under "seed", for `batch_augment.augment_batch` to augment the whole batch on the device.
     """
 
     def __init__(
@@ -77,6 +80,8 @@ class WindowedSlices(Dataset):
         root: str | Path,
         rows: Sequence[int] | np.ndarray | None = None,
         transform: Transform | None = None,
+        *,
+        as_stored: bool = False,
     ) -> None:
         self.root = Path(root)
         self.path = self.root / SLICES_FILE
@@ -95,7 +100,10 @@ class WindowedSlices(Dataset):
         self.rows = all_rows if rows is None else np.asarray(rows, dtype=np.int64)
         if self.rows.ndim != 1 or (self.rows.size and (self.rows.min() < 0 or self.rows.max() >= self.n_stored)):
             raise IndexError(f"rows must be a 1-D selection of [0, {self.n_stored})")
+        if as_stored and transform is not None:
+            raise ValueError("as_stored=True ships the stored slices for augmentation on the batch: pass no transform")
         self.transform = transform
+        self.as_stored = as_stored
         self._array: np.ndarray | None = None
 
     def _check_meta(self) -> None:
@@ -134,6 +142,10 @@ class WindowedSlices(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         position, sample_seed = (key, None) if isinstance(key, int | np.integer) else key
+        if self.as_stored:  # stored dtype (uint8: a quarter of the bytes), augmented later on the whole batch
+            stored = torch.from_numpy(np.array(self.array[int(self.rows[int(position)])])).unsqueeze(0)
+            seed = 0 if sample_seed is None else int(sample_seed)
+            return {"image": stored, "row": int(self.rows[int(position)]), "seed": seed}
         image = self.load(int(position))
         if self.transform is not None:
             if sample_seed is not None:

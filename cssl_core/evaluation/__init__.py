@@ -1,7 +1,7 @@
 """Evaluation of the continual SSL encoders: label-free forgetting (held-out reconstruction with an earlier
-stage's decoder, CKA drift), downstream probes on frozen features (by name: registry.PROBES), patient-grouped
-splits, and the continual-learning summaries (average, BWT, FWT, mean +- sd over seeds) of the resulting
-R[i][j] matrices.
+stage's decoder, CKA drift), downstream probes (by name: registry.PROBES; frozen features, or end-to-end
+fine-tuning of a copy of the encoder for a fixed budget), patient-grouped splits, and the continual-learning
+summaries (average, BWT, FWT, mean +- sd over seeds) of the resulting R[i][j] matrices.
 
 Pure numpy / torch / scikit-learn: orchestration, tracking and data validation live elsewhere. The names are
 imported on first use (cssl_core._lazy): `cssl_core.evaluation.probe_names` needs no torch and validates
@@ -23,13 +23,16 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "forward_transfer_per_task",
             "mean_sd",
         ),
+        "cssl_core.evaluation.finetune": ("FinetuneClassifier", "finetune_probe"),
         "cssl_core.evaluation.features": ("as_images", "extract_tokens", "pixel_features", "pooled"),
         "cssl_core.evaluation.forgetting": ("linear_cka", "reconstruction_loss"),
-        "cssl_core.evaluation.probe_names": ("PROBE_NAMES", "REFERENCE_PROBE"),
+        "cssl_core.evaluation.probe_names": ("PROBE_NAMES", "REFERENCE_PROBE", "FinetuneBudget"),
         "cssl_core.evaluation.probes": (
             "AttentivePooler",
             "attentive_probe",
+            "KNN_K",
             "binary_metrics",
+            "knn_probe",
             "linear_probe",
             "token_labels_from_masks",
             "token_probe",

@@ -18,11 +18,14 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
 
 LOGREG_MAX_ITER = 5000
+KNN_K = 20  # neighbours of the kNN probe (fewer when the training side is smaller)
+KNN_TEMPERATURE = 0.07  # of its exp(cosine similarity / T) vote weights (DINO's value)
 
 
 def _binary_labels(y: np.ndarray, what: str) -> np.ndarray:
@@ -86,6 +89,49 @@ def linear_probe(
         model.fit(scaler.transform(train_X), train_y)
     scores = model.predict_proba(scaler.transform(test_X))[:, 1]
     return binary_metrics(test_y, scores)
+
+
+def knn_probe(
+    train_X: np.ndarray,
+    train_y: np.ndarray,
+    test_X: np.ndarray,
+    test_y: np.ndarray,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
+) -> dict[str, float]:
+    """Weighted k-nearest-neighbour vote on standardised (n, d) features: nothing is fitted, so no optimiser,
+    seed or regularisation can move the number; it asks whether slices of one class lie near each other.
+
+    The usual SSL kNN evaluation (Wu et al. 2018, DINO): cosine similarity s to the min(k, n_train) nearest
+    training slices, each vote weighted exp(s / temperature). The weighting matters on few-shot sides: with
+    k >= n_train a plain vote share is the same for every test slice (AUC 0.5 whatever the features), the
+    weighted one still ranks by closeness. The score is the class-balanced positive share of the votes,
+    (P/n_pos) / (P/n_pos + N/n_neg) for vote sums P and N, so 0.5 means "as much as the class sizes predict"
+    and a rare positive class is not drowned at the 0.5 threshold (accuracy, F1). Cosine: after
+    standardising, a pooled feature's direction carries its content, its norm mostly the slice's overall
+    brightness. Brute-force search: the same inputs give the same neighbours and scores. Single-class
+    training sides get the linear probe's treatment (constant prediction, AUC nan).
+    """
+    train_X, test_X = _features_2d(train_X, "train_X"), _features_2d(test_X, "test_X")
+    train_y, test_y = _binary_labels(train_y, "train_y"), _binary_labels(test_y, "test_y")
+    _check_rows(train_X, train_y, "train")
+    _check_rows(test_X, test_y, "test")
+    if k < 1 or not temperature > 0:
+        raise ValueError(f"k must be >= 1 and temperature > 0, got k={k}, temperature={temperature}")
+    n_pos = int(train_y.sum())
+    n_neg = len(train_y) - n_pos
+    if n_pos == 0 or n_neg == 0 or len(test_y) == 0:
+        metrics = binary_metrics(test_y, np.full(len(test_y), 1.0 if n_pos else 0.0))
+        metrics["auc"] = float("nan")
+        return metrics
+    scaler = StandardScaler().fit(train_X)
+    neighbours = NearestNeighbors(n_neighbors=min(k, len(train_y)), metric="cosine", algorithm="brute")
+    neighbours.fit(scaler.transform(train_X))
+    distance, idx = neighbours.kneighbors(scaler.transform(test_X))
+    votes = np.exp(-distance / temperature)  # exp((s - 1) / T) with s = 1 - distance: <= 1, no overflow
+    positive = (votes * train_y[idx]).sum(axis=1) / n_pos
+    negative = (votes * (1 - train_y[idx])).sum(axis=1) / n_neg
+    return binary_metrics(test_y, positive / (positive + negative))
 
 
 def _features_2d(X: np.ndarray, what: str) -> np.ndarray:

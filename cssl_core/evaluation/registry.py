@@ -1,11 +1,12 @@
 """The downstream probes by name (`PROBES`), each behind one signature, so the evaluate stage loops over names.
 
 A probe reads its own view of a task's rows: the linear probe pooled tokens, the attentive probe the tokens,
-the token probe per-token lesion labels, the reference probe raw pixels. `ProbeData` carries all of them,
+the token probe per-token lesion labels, the kNN probe pooled tokens, the fine-tune probe the images and
+the encoder itself (with its budget), the reference probe raw pixels. `ProbeData` carries all of them,
 row-aligned, and every registered probe is called as `probe(data, train_idx, test_idx, seed)`. Inputs only
-some probes read (lesion masks, pixels) are optional: a probe lists them in `needs` so the caller builds them
-only when a probe it runs reads them. Adding a probe = its function in probes.py, its name in
-probe_names.py and one entry below.
+some probes read (lesion masks, pixels, images and model) are optional: a probe lists them in `needs` so the
+caller builds them only when a probe it runs reads them. Adding a probe = its function in probes.py (or a
+module of its own), its name in probe_names.py and one entry below.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
 
-from cssl_core.evaluation.probe_names import REFERENCE_PROBE
-from cssl_core.evaluation.probes import attentive_probe, linear_probe, token_probe
+from cssl_core.evaluation.finetune import finetune_probe
+from cssl_core.evaluation.probe_names import REFERENCE_PROBE, FinetuneBudget
+from cssl_core.evaluation.probes import attentive_probe, knn_probe, linear_probe, token_probe
 
-OPTIONAL_INPUTS = ("token_labels", "pixels")  # the ProbeData fields a task may lack or a caller may skip
+# the ProbeData fields a task may lack or a caller may skip
+OPTIONAL_INPUTS = ("token_labels", "pixels", "images", "model")
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,9 @@ class ProbeData:
     features: np.ndarray  # (n, C) pooled tokens
     token_labels: np.ndarray | None = None  # (n, T) lesion overlap per token; None: the task has no masks
     pixels: np.ndarray | None = None  # (n, P) raw downsampled pixels; None: not built (no probe needs them)
+    images: torch.Tensor | None = None  # (n, 1, S, S) in [0, 1] (features.as_images); None: not built
+    model: nn.Module | None = None  # the encoder the tokens came from, for fine-tuning (copied, never changed)
+    finetune: FinetuneBudget = FinetuneBudget()  # the finetune probe's budget (eval.finetune)
 
 
 Metrics = dict[str, float]
@@ -66,6 +74,19 @@ def _token(data: ProbeData, train_idx: np.ndarray, test_idx: np.ndarray, seed: i
     return token_probe(tokens[train_idx], token_labels[train_idx], tokens[test_idx], token_labels[test_idx], seed)
 
 
+def _knn(data: ProbeData, train_idx: np.ndarray, test_idx: np.ndarray, seed: int) -> Metrics:
+    features, labels = data.features, data.labels  # nothing fitted: `seed` has nothing to drive
+    return knn_probe(features[train_idx], labels[train_idx], features[test_idx], labels[test_idx])
+
+
+def _finetune(data: ProbeData, train_idx: np.ndarray, test_idx: np.ndarray, seed: int) -> Metrics:
+    images, model, labels = data.images, data.model, data.labels
+    if images is None or model is None:
+        raise ValueError("the 'finetune' probe needs ProbeData.images (features.as_images) and ProbeData.model")
+    train, test = torch.as_tensor(np.asarray(train_idx)), torch.as_tensor(np.asarray(test_idx))
+    return finetune_probe(model, images[train], labels[train_idx], images[test], labels[test_idx], seed, data.finetune)
+
+
 def _pixels(data: ProbeData, train_idx: np.ndarray, test_idx: np.ndarray, seed: int) -> Metrics:
     pixels, labels = data.pixels, data.labels
     if pixels is None:
@@ -80,6 +101,8 @@ PROBES: dict[str, Probe] = {
         Probe("linear", _linear),
         Probe("attentive", _attentive),
         Probe("token", _token, needs=frozenset({"token_labels"})),
+        Probe("knn", _knn),
+        Probe("finetune", _finetune, needs=frozenset({"images", "model"})),
         Probe(REFERENCE_PROBE, _pixels, needs=frozenset({"pixels"})),
     )
 }

@@ -32,6 +32,14 @@ class _Bar(tqdm):
     monitor_interval = 0
 
 
+def weighted_bar(
+    count: int, weights: Sequence[int] | None, desc: str, unit: str, shown: bool
+) -> tuple[list[int], _Bar]:
+    """Each item's weight (1 when none are given) and a progress bar over their sum, for every runner's `map`."""
+    weights = list(weights) if weights is not None else [1] * count
+    return weights, _Bar(total=sum(weights), desc=desc, unit=unit, file=sys.stderr, disable=not shown, leave=False)
+
+
 def pool_context(start_method: str | None = None) -> multiprocessing.context.BaseContext:
     """How workers are started.
 
@@ -83,8 +91,7 @@ class TaskRunner(AbstractContextManager):
         unit: str = "it",
     ) -> list[R]:
         """fn(item) for every item, in item order; the bar advances by each item's weight."""
-        weights = list(weights) if weights is not None else [1] * len(items)
-        bar = _Bar(total=sum(weights), desc=desc, unit=unit, file=sys.stderr, disable=not self.progress, leave=False)
+        weights, bar = weighted_bar(len(items), weights, desc, unit, self.progress)
         with bar:
             if self._pool is None:
                 results = []

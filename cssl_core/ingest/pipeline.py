@@ -20,6 +20,7 @@ from cssl_core import atomic_io
 from cssl_core.ingest.annotations import Annotations, load_annotations
 from cssl_core.ingest.discover import classify_path, walk
 from cssl_core.ingest.errors import IngestInputError, IngestOutputError
+from cssl_core.ingest.executor import PROCESSES, DaskRunner, make_runner
 from cssl_core.ingest.header import HeaderChunk, read_headers
 from cssl_core.ingest.keys import load_secret
 from cssl_core.ingest.parallel import TaskRunner
@@ -67,6 +68,7 @@ def ingest_directory(
     secret: bytes | None = None,
     progress: bool = True,
     compress: bool = True,
+    executor: str = PROCESSES,
 ) -> IngestSummary:
     """Ingest every DICOM file under `input_dir` into `output_dir` (see docs/data-contracts.md).
 
@@ -74,22 +76,29 @@ def ingest_directory(
     when the output folder cannot be cleared safely, and OutOfSpaceError (one line: the output folder and
     about how much more space it needs) when the device fills up; either way the output folder is as it
     was before the run. A bad file never raises, it is accounted for.
+
+    `executor` runs the header and series passes on the process pool (`processes`) or on Dask (`dask`,
+    `dask://host:port`; see cssl_core/ingest/executor.py): the outputs are the same bytes either way.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     _check_folders(input_dir, output_dir)
     paths = walk(input_dir)
     annotations = load_annotations(input_dir)
     secret = load_secret() if secret is None else secret
-    LOG.info("ingest: %d files found, %d worker(s)", len(paths), workers)
+    LOG.info("ingest: %d files found, %d worker(s), executor %s", len(paths), workers, executor)
+    runner = make_runner(executor, workers, progress)
 
     staging = output_dir / STAGING_DIR
     created = not output_dir.exists()
     tasks: list[SeriesTask] = []
     try:
-        with quiet_readers(), TaskRunner(workers, progress) as runner:
-            outcomes, images = _header_pass(runner, input_dir, paths, secret)
+        with quiet_readers(), runner:
+            # workers of a Dask cluster may have another working directory: they get absolute paths
+            remote = getattr(runner, "absolute_paths", False)
+            task_input, task_staging = (input_dir.resolve(), staging.resolve()) if remote else (input_dir, staging)
+            outcomes, images = _header_pass(runner, task_input, paths, secret)
             _require_dicom(input_dir, outcomes, images)
-            tasks = _series_tasks(images, annotations, input_dir, staging, compress)
+            tasks = _series_tasks(images, annotations, task_input, task_staging, compress)
             _prepare_staging(staging)
             results = runner.map(
                 build_series,
@@ -98,6 +107,7 @@ def ingest_directory(
                 desc="ingest series",
                 unit="slice",
             )
+        _remove_partial_writes(staging)
         summary = _write_tables(staging, outcomes, results, paths, annotations.label_columns)
         _commit(staging, output_dir)
     except BaseException as exc:
@@ -160,7 +170,7 @@ def _check_folders(input_dir: Path, output_dir: Path) -> None:
 
 
 def _header_pass(
-    runner: TaskRunner, input_dir: Path, paths: list[str], secret: bytes
+    runner: TaskRunner | DaskRunner, input_dir: Path, paths: list[str], secret: bytes
 ) -> tuple[list[FileOutcome], list[ImageRecord]]:
     outcomes: list[FileOutcome] = []
     candidates: list[str] = []
@@ -221,6 +231,14 @@ def _prepare_staging(staging: Path) -> None:
         shutil.rmtree(staging)
     (staging / VOLUMES_DIR).mkdir(parents=True)
     (staging / MASKS_DIR).mkdir()
+
+
+def _remove_partial_writes(staging: Path) -> None:
+    """Hidden temporary files that a killed worker left half-written (the retried series wrote its own complete
+    file): none may reach the committed output, whose bytes must not depend on a crash."""
+    removed = sum(atomic_io.remove_stale_temps(staging / name) for name in (VOLUMES_DIR, MASKS_DIR))
+    if removed:
+        LOG.info("ingest: removed %d partial file(s) left by a worker that died", removed)
 
 
 def _commit(staging: Path, output_dir: Path) -> None:

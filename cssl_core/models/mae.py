@@ -232,7 +232,13 @@ class MaskedAutoencoder(nn.Module):
         CPU (same masks on any device) and moved to `device`; `mask_ratio` defaults to the config's."""
         ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
         keep = keep_count(self.config.num_patches, ratio)
-        return random_keep_indices(batch, self.config.num_patches, keep, generator, device)
+        shard = getattr(self, "mask_shard", None)  # (rank, world): set by the runner under torchrun only
+        if shard is None:
+            return random_keep_indices(batch, self.config.num_patches, keep, generator, device)
+        # every rank draws the masks of the whole global batch from the same generator and keeps its strided
+        # rows, the samples EpochSampler gave it: each sample gets the mask one process would have drawn
+        rank, world = shard
+        return random_keep_indices(batch * world, self.config.num_patches, keep, generator, device)[rank::world]
 
     def encode_visible(
         self,

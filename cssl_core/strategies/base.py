@@ -21,6 +21,8 @@ from torch import nn
 
 from cssl_core.strategies.options import resolve_options
 
+PLAIN_FIRST_STAGE = "plain-mae"  # the training identity of a first stage that every strategy trains alike
+
 
 @dataclass
 class StageContext:
@@ -36,6 +38,8 @@ class StageContext:
     generator: torch.Generator | None = None
     epoch: int = 0
     new_stage_size: int | None = None
+    rank: int = 0  # under torchrun: this process's rank and the number of processes (1: a plain run)
+    world_size: int = 1
 
 
 class Strategy:
@@ -55,6 +59,10 @@ class Strategy:
     buffer_budget: ClassVar[float | int | None] = None  # forced budget (joint: 1.0 = all); None: replay.budget
     freezes_lower: ClassVar[bool] = False  # runner freezes the lower blocks on stages after the first
     needs_teacher: ClassVar[bool] = False  # runner passes a frozen copy of the previous model as context.teacher
+    # On a first stage there is nothing to replay and no teacher: every registered strategy then trains plain
+    # MAE, bit for bit (tests/cssl_core/strategies/test_first_stage.py trains each and compares). A strategy
+    # whose first stage differs sets this False; the NoPeek penalty, which acts on the first stage, keeps its own.
+    plain_first_stage: ClassVar[bool] = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = resolve_options(self.name, self.required_options, self.default_options, options)
@@ -68,6 +76,17 @@ class Strategy:
         accepts stale stored latents) overrides the strategy's default.
         """
         return self.freezes_lower and not self.options.get("unfreeze_lower", False)
+
+    def training_identity(self, stage_index: int) -> dict[str, Any]:
+        """What about the strategy decides the weights a stage trains: the checkpoint key's strategy half.
+
+        Its name and options, except on a first stage of a strategy that trains plain MAE there: then every
+        such strategy has the same identity, so a comparison trains stage 1 once per seed and every strategy
+        reuses it (cssl_core.train.store's shared directory), instead of retraining identical weights.
+        """
+        if stage_index == 0 and self.plain_first_stage:
+            return {"strategy": PLAIN_FIRST_STAGE, "strategy_options": {}}
+        return {"strategy": self.name, "strategy_options": dict(sorted(self.options.items()))}
 
     @property
     def replays(self) -> bool:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from cssl_core.distill import bke, wkd_loss
+from cssl_core.distributed import gather_rows
 from cssl_core.replay.buffer import ReplayBuffer
 from cssl_core.replay.release import sample_clusters
 from cssl_core.strategies.base import StageContext
@@ -86,8 +87,10 @@ class LatentReplayStrategy(ReplayStrategy):
 
     def with_replay(self, mae: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         indices = indices.to(self.latents.device)
-        student = self.context.model.upper(self.latents[indices].float())
-        teacher = self.targets[indices]
+        # BKE affinities and WKD statistics are over the GLOBAL replay batch: rows of every rank (identity in one
+        # process), gradients flowing back to this rank's rows
+        student = gather_rows(self.context.model.upper(self.latents[indices].float()))
+        teacher = gather_rows(self.targets[indices])
         if self.options["bke"]:
             teacher = bke(teacher, float(self.options["bke_omega"]), float(self.options["bke_tau"]))
         loss = self.distill(student, teacher)

@@ -87,6 +87,10 @@ class NoPeekPenalty(Strategy):
     def options(self) -> dict[str, Any]:  # type: ignore[override]
         return {**self.inner.options, WEIGHT_OPTION: self.weight}
 
+    def training_identity(self, stage_index: int) -> dict[str, Any]:
+        """The penalty changes the weights on every stage where the lower blocks train, the first included."""
+        return {"strategy": self.name, "strategy_options": dict(sorted(self.options.items()))}
+
     def begin_stage(self, context: StageContext) -> None:
         self.inner.begin_stage(context)
 

@@ -139,8 +139,14 @@ class ReplayStrategy(Strategy):
         mae = self.mae(batch["image"])
         if not self.active:
             return self.without_replay(mae)
-        size = self.replay_batch_size(int(batch["image"].shape[0]))
-        return self.with_replay(mae, draw_indices(self.n_replay_rows, size, self.context.generator))
+        ctx = self.context
+        # under torchrun: the replay batch of the GLOBAL batch, drawn identically on every rank (same
+        # generator), then split into disjoint strided shards, so the ranks together replay what one process would
+        size = self.replay_batch_size(int(batch["image"].shape[0]) * ctx.world_size)
+        indices = draw_indices(self.n_replay_rows, size, ctx.generator)
+        if ctx.world_size > 1:
+            indices = indices[ctx.rank :: ctx.world_size]
+        return self.with_replay(mae, indices)
 
     def with_replay(self, mae: torch.Tensor, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """The step's loss terms, "total" included, given the new-data term and the replayed rows (sorted

@@ -15,6 +15,12 @@ reuses the first, and a directory whose checkpoint disagrees with its key is ref
 silently continued. A damaged last checkpoint costs one epoch, not the stage: see
 `cssl_core.train.checkpoint.load_latest`.
 
+Under torchrun (WORLD_SIZE > 1, see `cssl_core.distributed`) the same function is data-parallel: each rank
+trains on its strided share of every global batch (`EpochSampler.shard`; masks and replay rows are those one
+process would draw for the same samples), gradients are averaged after backward, and metrics are averaged over
+ranks. Rank 0 alone chooses the checkpoint directory, writes checkpoints and calls `callback`; every rank
+resumes from the same checkpoint. One process never creates a process group: its run is bit-identical.
+
 Progress goes to `callback(epoch, metrics)` after the epoch's checkpoint is on disk: tracking (MLflow, a
 progress bar) lives in the caller, and a failing callback cannot cost a finished epoch. Epochs finished
 before a crash are not reported again; their metrics are in `TrainResult.history`.
@@ -38,7 +44,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cssl_core.data.loader import set_epoch
+from cssl_core import distributed as dist
+from cssl_core.data.loader import set_epoch, shard_loader
 from cssl_core.data.seeding import derive_seed
 from cssl_core.device import resolve_device
 from cssl_core.strategies.base import StageContext, Strategy
@@ -46,7 +53,7 @@ from cssl_core.train.checkpoint import LAST, load_latest, rng_state, save_checkp
 from cssl_core.train.config import TrainConfig
 from cssl_core.train.optim import build_optimizer
 from cssl_core.train.schedule import warmup_cosine
-from cssl_core.train.store import adopt_loose_checkpoints, checkpoint_dir
+from cssl_core.train.store import adopt_loose_checkpoints, checkpoint_dir, fetch_shared, publish_shared, shared_root
 from cssl_core.train.validation import validation_loss
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -66,6 +73,8 @@ class TrainResult:
     checkpoint_dir: Path | None = None  # this configuration's directory under the checkpoint root
     evicted: list[tuple[Path, int]] = field(default_factory=list)  # (directory, bytes) of older configurations
     adopted: Path | None = None  # where loose checkpoint files of the flat layout went, None when there were none
+    shared_from: Path | None = None  # the shared directory ($CSSL_SHARE/checkpoints) whose finished run was taken
+    published: Path | None = None  # where this finished first stage was published for other checkouts
 
 
 def seed_everything(seed: int) -> None:
@@ -99,15 +108,24 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]
 
 
 def training_fingerprint(
-    model: nn.Module, strategy: Strategy, config: TrainConfig, steps_per_epoch: int
+    model: nn.Module,
+    strategy: Strategy,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    world_size: int = 1,
+    stage_index: int = 0,
 ) -> dict[str, Any]:
-    """What a checkpoint must agree on to be resumed: model shape, strategy, optimisation, steps per epoch."""
+    """What a checkpoint must agree on to be resumed: model shape, the strategy's training identity on this
+    stage (Strategy.training_identity: the same for every plain-MAE first stage), optimisation, steps per epoch,
+    and the number of processes when more than one (the same run up to float reduction order, not bit for bit;
+    absent for one process, so single-process keys are what they always were)."""
     model_config = getattr(model, "config", None)
+    extra = {"world_size": world_size} if world_size > 1 else {}
     return {
+        **extra,
         "train": config.fingerprint(),
         "model": model_config.to_dict() if hasattr(model_config, "to_dict") else type(model).__name__,
-        "strategy": strategy.name,
-        "strategy_options": {k: v for k, v in sorted(strategy.options.items())},
+        **strategy.training_identity(stage_index),
         "steps_per_epoch": steps_per_epoch,
     }
 
@@ -137,6 +155,8 @@ def train_stage(
     stage_name: str = "stage",
     teacher: nn.Module | None = None,
     replay: Any | None = None,
+    augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    backend: str = "auto",
 ) -> TrainResult:
     """Train `model` with `strategy` on `loaders["train"]` for `config.epochs`, resuming from the directory of
     this configuration under `checkpoint_root`.
@@ -147,9 +167,12 @@ def train_stage(
     On stages after the first (`stage_index > 0`) the runner gives the strategy what it declares: a frozen
     copy of the incoming model as teacher (`needs_teacher`, unless `teacher` is passed) and frozen lower
     blocks (`freeze_lower_after_first`).
+    `augment` (for `ssl.augment: batch`) turns each train batch, once on the device, into the augmented batch.
     `loaders["val"]` (optional) adds the held-out masked-reconstruction loss to each epoch's metrics.
     Metrics per epoch: "loss/<term>" for every term `observe` returns, "lr", "images_per_s",
     "data_wait_fraction" (time blocked on the loader / epoch time), "epoch_time_s", "val/mae" if a val loader.
+    Under torchrun, `loaders["train"]` holds this rank's batch size (global batch / world size) and is sharded
+    here; `backend` is the process group's ("auto": nccl on CUDA, gloo on CPU).
     """
     if "train" not in loaders:
         raise KeyError("loaders must contain 'train'")
@@ -159,6 +182,13 @@ def train_stage(
         raise ValueError("the train loader yields no batch")
     checkpoint_root = Path(checkpoint_root)
     device = resolve_device(config.device)
+    where = dist.init_from_env(device, backend)
+    device = dist.local_device(device, where)
+    if where.distributed:
+        shard_loader(train_loader, where.rank, where.world_size)
+        steps_per_epoch = len(train_loader)
+        if steps_per_epoch < 1:
+            raise ValueError(f"rank {where.rank}'s share of the train set yields no batch")
     use_amp = config.amp and device.type == "cuda"
 
     if stage_index > 0:  # what the strategy declares it needs on a later stage; the runner never names one
@@ -178,12 +208,20 @@ def train_stage(
         total_steps = config.epochs * steps_per_epoch
         warmup = min(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
         scheduler = warmup_cosine(optimizer, warmup, total_steps, config.final_lr_ratio)
-        fingerprint = training_fingerprint(model, strategy, config, steps_per_epoch)
-        adopted = adopt_loose_checkpoints(checkpoint_root)
-        # eviction happens before training, so the bound holds while this run writes its checkpoints
-        directory, evicted = checkpoint_dir(
-            checkpoint_root, {"inputs": dict(inputs or {}), "training": fingerprint}, config.keep_checkpoints
-        )
+        fingerprint = training_fingerprint(model, strategy, config, steps_per_epoch, where.world_size, stage_index)
+        adopted, directory, evicted, shared_from, share = None, None, [], None, None
+        if where.is_main:  # one process touches the checkpoint store; the others are told where it is
+            adopted = adopt_loose_checkpoints(checkpoint_root)
+            # eviction happens before training, so the bound holds while this run writes its checkpoints
+            directory, evicted = checkpoint_dir(
+                checkpoint_root, {"inputs": dict(inputs or {}), "training": fingerprint}, config.keep_checkpoints
+            )
+            # a first stage trains the same for every strategy (Strategy.training_identity): a finished one that
+            # another checkout published under this key ($CSSL_SHARE/checkpoints) is taken instead of retrained
+            share = shared_root() if stage_index == 0 else None
+            if share is not None and fetch_shared(share, directory, LAST):
+                shared_from = share / directory.name
+        directory = dist.broadcast_object(directory)
 
         start_epoch, global_step, history, resumed_from = 0, 0, [], None
         state = load_latest(directory, map_location=device)
@@ -199,6 +237,7 @@ def train_stage(
             history = list(state["history"])
         else:
             seed_everything(config.seed)
+        dist.broadcast_module(model, *strategy.trainable_modules())  # same start on every rank, whoever built it
 
         generator = torch.Generator()
         context = StageContext(
@@ -210,6 +249,8 @@ def train_stage(
             device=device,
             generator=generator,
             new_stage_size=len(train_loader.dataset) if hasattr(train_loader.dataset, "__len__") else None,
+            rank=where.rank,
+            world_size=where.world_size,
         )
         strategy.begin_stage(context)
         last_path = directory / LAST if state is not None and (directory / LAST).is_file() else None
@@ -218,11 +259,17 @@ def train_stage(
             generator.manual_seed(derive_seed(config.seed, "mask", epoch))
             context.epoch = epoch
             set_epoch(train_loader, epoch)
-            metrics = _run_epoch(model, strategy, train_loader, optimizer, scheduler, config, device, use_amp)
+            with _sharded_masks(model, where):
+                metrics = _run_epoch(
+                    model, strategy, train_loader, optimizer, scheduler, config, device, use_amp, augment
+                )
             global_step += steps_per_epoch
             if val_loader is not None:
-                metrics["val/mae"] = validation_loss(model, val_loader, device, seed=config.seed, amp=use_amp)
+                val = validation_loss(model, val_loader, device, seed=config.seed, amp=use_amp) if where.is_main else 0
+                metrics["val/mae"] = float(dist.broadcast_object(val))
             history.append(metrics)
+            if not where.is_main:
+                continue
             last_path = save_checkpoint(
                 directory,
                 {
@@ -242,6 +289,8 @@ def train_stage(
             if callback is not None:
                 callback(epoch, dict(metrics))
         strategy.end_stage(context)
+        published = publish_shared(share, directory, LAST) if share is not None and where.is_main else None
+        dist.barrier()  # the last checkpoint is on disk before any rank returns
 
     return TrainResult(
         epochs_run=config.epochs - start_epoch,
@@ -252,7 +301,23 @@ def train_stage(
         checkpoint_dir=directory,
         evicted=evicted,
         adopted=adopted,
+        shared_from=shared_from,
+        published=published,
     )
+
+
+@contextlib.contextmanager
+def _sharded_masks(model: nn.Module, where: dist.Rank) -> Iterator[None]:
+    """Under torchrun, let the model draw each rank's masks as rows of the global batch's (see
+    MaskedAutoencoder.draw_keep_indices); validation, outside this block, draws unsharded masks."""
+    if not where.distributed:
+        yield
+        return
+    model.mask_shard = (where.rank, where.world_size)
+    try:
+        yield
+    finally:
+        del model.mask_shard
 
 
 def _run_epoch(
@@ -264,6 +329,7 @@ def _run_epoch(
     config: TrainConfig,
     device: torch.device,
     use_amp: bool,
+    augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, float]:
     model.train()
     sums: dict[str, torch.Tensor] = {}
@@ -280,6 +346,8 @@ def _run_epoch(
         if batch is None:
             break
         batch = _to_device(batch, device)
+        if augment is not None:  # outside autocast: the augmented batch is float32 either way
+            batch = augment(batch)
         with autocast:
             losses = strategy.observe(batch)
         if "total" not in losses:
@@ -287,6 +355,7 @@ def _run_epoch(
         total = losses["total"]
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        dist.average_gradients([p for group in optimizer.param_groups for p in group["params"]])
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], config.grad_clip)
         lr = optimizer.param_groups[0]["lr"]
@@ -298,6 +367,11 @@ def _run_epoch(
         n_steps += 1
         n_images += int(batch["image"].shape[0])
     elapsed = time.perf_counter() - start
+    if dist.active():  # losses averaged over ranks (every rank sees the same numbers); images of all ranks
+        names = sorted(sums)
+        means = dist.all_reduce_mean(torch.stack([sums[name].to(device) for name in names]))
+        sums = {name: means[i] for i, name in enumerate(names)}
+        n_images *= torch.distributed.get_world_size()
     metrics = {f"loss/{name}": float(value) / n_steps for name, value in sums.items()}
     if not math.isfinite(metrics["loss/total"]):
         raise FloatingPointError(f"non-finite mean loss {metrics['loss/total']}: lower lr or check the inputs")

@@ -94,3 +94,49 @@ def adopt_loose_checkpoints(root: str | Path) -> Path | None:
         if path.is_file():
             os.replace(path, target / path.name)
     return target
+
+
+def shared_root() -> Path | None:
+    """Where finished first stages are shared between checkouts ($CSSL_SHARE/checkpoints, cssl_core.share): a
+    comparison's experiments each run in a temporary copy of the project with its own data/checkpoints; the
+    first one of a seed publishes its finished first stage there by key and the others take it instead of
+    training. None: nothing is shared."""
+    from cssl_core.share import share_dir
+
+    return share_dir("checkpoints")
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    """Copy `source` to `target` through cssl_core.atomic_io (temporary sibling, one rename): a reader (another
+    experiment) never sees a half-copied checkpoint, even when this process dies mid-copy."""
+    from cssl_core.atomic_io import atomic_path
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, size_hint=source.stat().st_size) as temp:
+        shutil.copyfile(source, temp)
+
+
+def fetch_shared(share: Path, directory: Path, last_name: str) -> bool:
+    """Copy the finished run published under `share/<key>` (key = directory's name) into `directory` when
+    the directory holds no checkpoint of its own; True when it did. The loop then loads it like its own:
+    same fingerprint check, zero epochs to run."""
+    published = share / directory.name / last_name
+    if (directory / last_name).exists() or not published.is_file():
+        return False
+    _copy_whole(published, directory / last_name)
+    record = share / directory.name / FINGERPRINT_FILE
+    if record.is_file() and not (directory / FINGERPRINT_FILE).exists():
+        _copy_whole(record, directory / FINGERPRINT_FILE)
+    return True
+
+
+def publish_shared(share: Path, directory: Path, last_name: str) -> Path | None:
+    """Publish the finished run of `directory` (its last checkpoint and fingerprint record) as
+    `share/<key>`, unless that key is published already; where it went, or None."""
+    target = share / directory.name
+    if (target / last_name).is_file() or not (directory / last_name).is_file():
+        return None
+    if (directory / FINGERPRINT_FILE).is_file():
+        _copy_whole(directory / FINGERPRINT_FILE, target / FINGERPRINT_FILE)
+    _copy_whole(directory / last_name, target / last_name)  # last: its presence means "published whole"
+    return target

@@ -74,6 +74,7 @@ CASES = [
         "ssl.strategy: 'latent_replya'",
         ["finetune, joint, er, der, medcoss, latent_replay", "did you mean 'latent_replay'"],
     ),
+    ("augment-bogus", setter("ssl.augment", "gpu"), "ssl.augment: 'gpu'", ["choose one of sample, batch"]),
     ("unknown-key", swap_train_for_trian, "ssl.trian: key 'trian'", ["ssl takes strategy, preset", "'train'"]),
     (
         "attacker-trained-on",
@@ -187,12 +188,19 @@ def test_compare_runs_are_checked_as_the_params_they_would_run():
 
 
 def test_a_compare_config_for_another_model_is_a_problem_of_that_config_only():
-    """tiny_params' model takes 32px slices; the shipped gpu config sets window.size 224 on top of it."""
+    """tiny_params' model takes 32px slices and has no nsclc_tumor task; the shipped gpu config sets window.size
+    224 and the cpu config sets eval.tasks.nsclc_tumor.folds on top of it: each is that config's problem, the
+    pipeline and the other configs stay usable."""
     from cssl_core.config.project import compare_problems
 
-    problems = compare_problems(tiny_params())
-    assert [p.path for p in problems] == ["compare.configs.gpu.overrides"]
-    assert "window.size: 224 is not allowed" in str(problems[0]) and "32px" in str(problems[0])
+    params = tiny_params()
+    ProjectConfig.from_params(params)
+    problems = {p.path: str(p) for p in compare_problems(params)}
+    assert sorted(problems) == ["compare.configs.cpu.overrides", "compare.configs.gpu.overrides"]
+    assert "window.size: 224 is not allowed" in problems["compare.configs.gpu.overrides"]
+    assert "32px" in problems["compare.configs.gpu.overrides"]
+    assert "eval.tasks.nsclc_tumor" in problems["compare.configs.cpu.overrides"]
+    assert compare_problems(params, only="quick") == []
 
 
 def test_the_line_names_the_file_it_was_read_from_and_is_a_value_error():

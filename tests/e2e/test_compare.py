@@ -54,6 +54,13 @@ def test_compare_tiny_two_strategies_two_seeds(tmp_path):
     assert set(latent.stage.tolist()) == {"s1", "s2"}
     assert files.buffer("finetune-s0", "s2") is None  # finetune keeps nothing
     assert files.text("finetune-s0", "data/metrics/pretrain-s1-history.csv").startswith("epoch,")
+    # stage 1 trained once per seed: the first strategy of a seed trained it, the other took the shared run
+    trained = json.loads(files.text("finetune-s0", "data/metrics/pretrain-s1.json"))
+    taken = json.loads(files.text("latent_replay-s0", "data/metrics/pretrain-s1.json"))
+    assert trained["epochs_this_run"] > 0 and taken["epochs_this_run"] == 0
+    assert taken["val_mae"] == trained["val_mae"] and taken["steps"] == trained["steps"]
+    assert len(list((root / ".cssl/share/checkpoints").iterdir())) == 2  # one first stage per seed
+    assert "## Sanity" in table and "## Plasticity" in table
     recorded = json.loads((root / "reports/compare-run.json").read_text())
     assert recorded["config"] == "tiny" and recorded["wall_seconds"] > 0
 

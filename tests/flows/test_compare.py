@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
+import pytest
+import yaml
 from dvc.repo.experiments.queue.celery import LocalCeleryQueue
+from dvc.utils.hydra import apply_overrides
 
 import flows.compare as compare
-from flows.compare import merge_metrics, queue_state, queue_status
+from flows.compare import (
+    _leaves,
+    _overrides,
+    experiment_names,
+    merge_metrics,
+    queue_state,
+    queue_status,
+    unfinished_in,
+)
 from tests.flows.dvc_project import dvc
 
 SUMMARY = {"stages": {"s1": 0, "s2": 1}, "recon": {"R": {"s1": {"s1": 0.7}, "s2": {"s1": 0.75, "s2": 0.6}}}}
@@ -123,7 +136,9 @@ def test_collect_merges_privacy_from_dvc_exp_show(monkeypatch, tmp_path):
 def test_queue_state_counts_waiting_experiments_and_workers():
     tasks = [{"status": status} for status in ("Success", "Running", "Queued", "Failed")]
 
-    assert queue_state(tasks, {}) == (2, 0)
+    assert queue_state(tasks, {}) == (2, 1)  # an experiment runs: a worker is alive, whatever inspection says
+    waiting = [{"status": status} for status in ("Success", "Queued", "Queued")]
+    assert queue_state(waiting, {}) == (2, 0)  # queued, nothing running, no worker: one must be started
     assert queue_state(tasks, {"dvc-exp-worker-1@host": [{"id": "t"}]}) == (2, 1)  # active
     assert queue_state([], {"dvc-exp-worker-1@host": []}) == (0, 1)  # idle
     assert queue_state(tasks, None) == (2, 1)  # workers unknown: never restart one
@@ -143,3 +158,58 @@ def test_queue_status_of_a_real_queue(dvc_project, monkeypatch):
     monkeypatch.setattr(LocalCeleryQueue, "status", broken)
     assert queue_status(dvc_project) == (0, 1)  # as a failed `dvc queue status`, which printed no tasks
 
+
+def test_a_run_empties_only_the_kinds_the_stages_share(tmp_path):
+    from flows.compare import SHARED_KINDS, empty_share
+
+    for kind in (*SHARED_KINDS, "someone-elses"):
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "entry").write_text("x")
+    empty_share(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["someone-elses"]
+    empty_share(tmp_path / "never-created")  # nothing to remove: no error
+
+
+PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+CONFIGS = sorted(yaml.safe_load(PARAMS.read_text())["compare"]["configs"])
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree[part]
+    return tree
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_s_overrides_apply_with_dvc_s_own_parser(config, tmp_path):
+    """The -S arguments go through DVC's Hydra parser onto a copy of the real params.yaml and give exactly the
+    config's values (a dict once went in as JSON, which Hydra rejects, and the queue refused the whole config)."""
+    for name, _, _, settings in experiment_names(yaml.safe_load(PARAMS.read_text()), config):
+        copy = tmp_path / f"{name}.yaml"
+        shutil.copy(PARAMS, copy)
+        arguments = _overrides(settings)
+        apply_overrides(copy, arguments[1::2])
+        applied = yaml.safe_load(copy.read_text())
+        for key, value in _leaves(settings):
+            assert _get(applied, key) == value, (name, key)
+
+
+def test_a_dict_override_changes_only_the_keys_it_names(tmp_path):
+    copy = tmp_path / "params.yaml"
+    shutil.copy(PARAMS, copy)
+    before = yaml.safe_load(copy.read_text())["eval"]["finetune"]
+    apply_overrides(copy, _overrides({"eval.finetune": {"steps": 7}})[1::2])
+    after = yaml.safe_load(copy.read_text())["eval"]["finetune"]
+    assert after == {**before, "steps": 7}
+
+
+def test_unfinished_are_the_queued_and_running_experiments_of_the_queue():
+    tasks = [
+        {"name": "a-s0", "status": "Success"},
+        {"name": "a-s1", "status": "Running"},
+        {"name": "b-s0", "status": "Queued"},
+        {"name": "b-s1", "status": "Failed"},
+        {"name": None, "status": "Queued"},  # an unnamed task cannot be one of the comparison's
+    ]
+    assert unfinished_in(tasks) == {"a-s1", "b-s0"}
+    assert unfinished_in([]) == set()

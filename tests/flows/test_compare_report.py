@@ -88,20 +88,35 @@ def test_table_means_sds_failures_and_figures(tmp_path):
 
     main = text.split("## Every probe")[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in main.splitlines() if line.startswith("| ")}
-    # a: ggo AUC 0.6 and 0.8 -> 0.700 +- 0.141 (sample sd); tumour 0.9 twice -> 0.900 +- 0.000
-    assert "| a | false | 2/0 | 0.700 ± 0.141 | 0.900 ± 0.000 | 0.800 ± 0.071 |" in rows["a"]
-    assert rows["a"].endswith("| 420 ± 0 | 100 ± 0 | 2048 ± 0 |")  # steps, train s, buffer bytes
-    assert rows["b"].startswith("| b | true | 1/1 (failed: seeds [1]) | 0.400 | 0.500 | 0.450 |")
+    # a: ggo AUC 0.6 and 0.8 -> 0.700 +- 0.141 (sample sd); tumour 0.9 twice -> 0.900 +- 0.000. The linear
+    # encoder after s1 (0.5) never beats the random one (0.5, 0.7): every linear cell is marked uninformative
+    assert "| a | false | 2/0 | ~0.700 ± 0.141 | ~0.900 ± 0.000 | ~0.800 ± 0.071 |" in rows["a"]
+    assert rows["a"].endswith("| 0.6600 ± 0.0000 | 0.0200 ± 0.0000 | -0.100 ± 0.000 | 420 ± 0 | 100 ± 0 | 2048 ± 0 |")
+    assert rows["b"].startswith("| b | true | 1/1 (failed: seeds [1]) | ~0.400 | ~0.500 | ~0.450 |")
     assert "Measured wall time of the whole comparison: 2.1 min." in text
-    probe_rows = [line for line in text.split("## Every probe")[1].splitlines() if line.startswith("| ")]
-    assert probe_rows[0] == "| strategy | linear avg AUC | linear BWT | token avg AUC | token BWT |"
+    assert text.index("## Sanity") < text.index("## Strategies") < text.index("## Every probe")
+    probe_section = text.split("## Every probe")[1].split("## Plasticity")[0]
+    probe_rows = [line for line in probe_section.splitlines() if line.startswith("| ")]
+    assert probe_rows[0] == (
+        "| strategy | linear avg AUC | linear BWT | linear FWT | token avg AUC | token BWT | token FWT |"
+    )
+    assert "With all training labels (`@1.0`):" in probe_section
     by_name = {line.split(" | ")[0].strip("| "): line for line in probe_rows[1:]}
-    assert "| 0.800 ± 0.071 | 0.000 ± 0.000 | 0.800 ± 0.141 | -0.050 ± 0.000 |" in by_name["a"]
+    # token has no random-encoder reference in these trees: it cannot be checked, so it is not marked
+    assert "| ~0.800 ± 0.071 | ~0.000 ± 0.000 |" in by_name["a"]
+    assert "| 0.800 ± 0.141 | -0.050 ± 0.000 |" in by_name["a"]
     # references: mean over the three finished runs of the per-run task average
     assert by_name["(random encoder)"].startswith("| (random encoder) | 0.567 ± 0.115 |")
     assert by_name["(raw pixels, linear)"].startswith("| (raw pixels, linear) | 0.600 ± 0.000 |")
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
-    assert figures == {"R_recon_a.png", "R_recon_b.png", "auc_per_stage.png", "loss_curves.png", "buffer_tsne.png"}
+    assert figures == {
+        "R_recon_a.png",
+        "R_recon_b.png",
+        "auc_per_stage.png",
+        "loss_curves.png",
+        "buffer_tsne.png",
+        "stability_plasticity.png",
+    }
     for name in figures:
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -367,6 +382,24 @@ def test_privacy_without_buffers_failed_seeds_and_dvc_dropped_fields(tmp_path):
     lr = dict(zip(header, _rows(text.split("## Privacy")[1].split("Per stage")[0])["latent_replay"], strict=True))
     assert lr["re-id AUC"] == "0.520" and lr["labels in buffer"] == "yes: tumour"
     assert results["latent_replay-s0"]["privacy"]["s2"] is shown  # the caller's metrics are left as they were
+
+
+def test_unfinished_experiments_are_named_once_and_never_counted_as_failed(tmp_path):
+    runs = [("a-s0", "a", 0, {}), ("a-s1", "a", 1, {}), ("b-s0", "b", 0, {}), ("b-s1", "b", 1, {})]
+    results = {"a-s0": _tree((0.6, 0.9), 0.7, 0.5, keeps_raw=False), "a-s1": None, "b-s0": None, "b-s1": None}
+    params = {"compare": {"configs": {"tiny": {"seeds": [0, 1], "overrides": {}}}}}
+
+    text = write_report(tmp_path, runs, results, params, "tiny", None, unfinished={"a-s1", "b-s1"}).read_text()
+
+    assert "**Not finished when this report was written** (2 of 4 experiments" in text
+    assert "comparison was stopped before them): a-s1, b-s1." in text
+    main = text.split("## Every probe")[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in main.splitlines() if line.startswith("| ")}
+    assert rows["a"].startswith("| a | false | 1/0 |")  # the queued seed is neither a success nor a failure
+    assert rows["b"].startswith("| b | ? | 0/1 (failed: seeds [0]) |")  # b-s0 really failed
+
+    finished = write_report(tmp_path, runs, results, params, "tiny", None).read_text()
+    assert "Not finished" not in finished and "| a | false | 1/1 (failed: seeds [1]) |" in finished
 
 
 def test_no_buffer_only_and_no_audits(tmp_path):

@@ -94,3 +94,26 @@ def test_evaluate_output_holds_no_timing_and_a_rerun_rewrites_it_identically(pro
         "recon_slices": "8", "tasks.lesion.cohort": "phantom_a", "tasks.lesion.window": "mediastinal",
         "tasks.lesion.label": "has_lesion", "tasks.lesion.mask_class": "2",
     }
+
+
+def test_knn_and_finetune_run_through_evaluate_with_the_budget_of_params_and_rerun_identically(project, capsys):
+    """The new probes chosen in eval.probes: evaluate builds the images and hands over the model only for the
+    fine-tune probe, rows carry both probes' fold-mean metrics per fraction, and the output is byte-stable."""
+    params = stage_params("finetune")
+    task = {"cohort": "phantom_a", "window": "mediastinal", "label": "has_lesion", "mask_class": 2}
+    params["eval"] = {"seed": 0, "probes": ["knn", "finetune"], "fractions": [0.5, 1.0], "folds": 2,
+                      "recon_slices": 8, "tasks": {"lesion": task},
+                      "finetune": {"steps": 4, "batch_size": 8, "lr": 1.0e-3, "head_lr": 1.0e-2}}
+    config = ProjectConfig.from_params(params)
+    assert config.eval.finetune.steps == 4
+    row = run_evaluate("init", config)
+    first = Path("data/eval/init.json").read_bytes()
+    assert set(row["probes"]) == {"knn", "finetune", "pixels"}
+    for probe in ("knn", "finetune"):
+        assert set(row["probes"][probe]["lesion"]) == {"0.5", "1.0"}
+        assert 0.0 <= row["probes"][probe]["lesion"]["1.0"]["auc"] <= 1.0
+    assert row["probes"]["knn"]["lesion"]["1.0"]["auc"] > 0.9  # the bright squares are near each other
+    lines = capsys.readouterr().out.splitlines()
+    assert any("lesion finetune auc@0.5=" in line for line in lines)
+    run_evaluate("init", config)
+    assert Path("data/eval/init.json").read_bytes() == first

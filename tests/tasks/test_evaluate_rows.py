@@ -76,3 +76,24 @@ def test_an_unknown_probe_is_refused_by_name():
     data, keys = _data()
     with pytest.raises(KeyError, match="unknown probe 'ridge'"):
         list(task_probe_rows(data, keys, patient_folds(keys, 2, 0), ["ridge"], [1.0], seed=0))
+
+
+def test_rows_for_the_knn_and_finetune_probes():
+    from cssl_core.evaluation import FinetuneBudget, knn_probe
+    from cssl_core.models import build_mae
+
+    data, keys = _data()
+    torch.manual_seed(0)
+    model = build_mae("tiny", img_size=16, patch_size=8, hidden_size=16, num_layers=1, num_heads=2, mlp_dim=32,
+                      split_block=1).eval()
+    images = torch.rand(N, 1, 16, 16)
+    images[torch.from_numpy(data.labels), :, :8, :8] = 1.0  # positives: a bright quarter
+    data = ProbeData(labels=data.labels, tokens=data.tokens, features=data.features, images=images, model=model,
+                     finetune=FinetuneBudget(steps=3, batch_size=4))
+    folds = patient_folds(keys, 2, 0)
+    rows = dict(task_probe_rows(data, keys, folds, ["knn", "finetune"], [0.5, 1.0], seed=0))
+    assert set(rows) == {"knn", "finetune"} and all(list(r) == ["0.5", "1.0"] for r in rows.values())
+    per_fold = [knn_probe(data.features[tr], data.labels[tr], data.features[te], data.labels[te]) for tr, te in folds]
+    assert rows["knn"]["1.0"]["auc"] == pytest.approx(np.mean([m["auc"] for m in per_fold]))
+    again = dict(task_probe_rows(data, keys, folds, ["finetune"], [0.5, 1.0], seed=0))
+    assert again["finetune"] == rows["finetune"]  # same seed, same numbers

@@ -18,12 +18,12 @@ COST = {"steps": 7, "buffer_bytes": 0, "buffer_kind": "none", "keeps_raw_images"
 
 
 @functools.cache
-def _config() -> ProjectConfig:
+def _config(probes: tuple[str, ...] = ("linear", "token")) -> ProjectConfig:
     """The tiny project's two stages; tc's cohort (the audit's attacker) is one no stage trains."""
     params = tiny_params()
     tasks = {"ta": ("phantom_a", "mediastinal"), "tb": ("phantom_b", "lung"), "tc": (ATTACKER, "lung")}
     params["eval"].update(
-        probes=["linear", "token"],
+        probes=list(probes),
         fractions=[0.5, 1.0],
         tasks={
             name: {"cohort": cohort, "window": window, "label": "has_lesion", "mask_class": 1}
@@ -73,8 +73,11 @@ def _summary() -> dict:
 
 def test_keys_come_in_the_order_metrics_json_is_written_in():
     summary = _summary()
-    assert list(summary) == ["stages", "tasks", "strategy", "recon", "cka", "cost", "linear@1.0", "pixels@1.0"]
+    expected = ["stages", "tasks", "strategy", "task_stage", "recon", "cka", "cost", "linear@1.0", "pixels@1.0"]
+    assert list(summary) == expected
     assert summary["stages"] == ["s1", "s2"] and summary["tasks"] == ["ta", "tb", "tc"] and summary["cost"] == COST
+    # the owner stage of each task survives the metric tree (a dict of ints: `dvc exp show` keeps it)
+    assert as_metric_tree(summary)["task_stage"] == {"ta": 0, "tb": 1, "tc": -1}
 
 
 def test_label_free_families_over_stages():
@@ -109,3 +112,16 @@ def test_the_metric_tree_gives_the_matrices_back():
     tree = as_metric_tree(summary)
     np.testing.assert_allclose(matrix_from_tree(tree, "linear@1.0"), summary["linear@1.0"]["R"])
     assert tree["recon"]["R"]["s1"] == {"s1": 1.0, "s2": None} and tree["pixels@1.0"]["per_task"]["tc"] is None
+
+
+def test_the_knn_and_finetune_probes_get_their_own_r_matrices_by_name():
+    """report builds `<probe>@<fraction>` from eval.probes: a newly registered probe needs no report change."""
+    rows = {
+        stage: {**row, "probes": {"knn": row["probes"]["linear"], "finetune": row["probes"]["linear"]}}
+        for stage, row in _rows().items()
+    }
+    summary = summary_from_rows(_config(("knn", "finetune")), ["s1", "s2"], rows, COST)
+    assert {"knn@1.0", "finetune@1.0"} <= set(summary) and "linear@1.0" not in summary
+    for key in ("knn@1.0", "finetune@1.0"):
+        np.testing.assert_allclose(summary[key]["R"], [[0.9, 0.7, 0.6], [0.8, 0.95, 0.65]])
+        assert summary[key]["fwt"] == pytest.approx(0.1)

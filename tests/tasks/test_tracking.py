@@ -125,3 +125,10 @@ def test_store_inside_a_project_is_the_project_root_from_a_subfolder(tmp_path, m
     tracking.configure()
     assert capsys.readouterr().err == "" and (tmp_path / "mlflow.db").is_file()
     assert Path.cwd() == (tmp_path / "data" / "raw").resolve() and not (Path.cwd() / "mlflow.db").exists()
+
+
+def test_only_a_tracking_server_chooses_the_artifact_root():
+    from tasks.tracking import is_server_uri
+
+    assert is_server_uri("http://127.0.0.1:5000") and is_server_uri("HTTPS://mlflow.site.org")
+    assert not any(map(is_server_uri, ("sqlite:///x/mlflow.db", "file:///x/mlruns", "/x/mlruns", "postgresql://h/db")))

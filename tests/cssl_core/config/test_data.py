@@ -73,3 +73,24 @@ def test_a_bad_extra_entry_is_refused_by_the_whole_check():
     params["quality"]["cohorts"]["site_x"] = {"air_hu_min": [0, -1]}
     with pytest.raises(ConfigError, match=r"quality\.cohorts\.site_x\.air_hu_min"):
         ProjectConfig.from_params(params)
+
+
+@pytest.mark.parametrize("value", ["processes", "dask", "dask://127.0.0.1:8786", "dask://scheduler.site-a:1"])
+def test_ingest_executor_accepts_the_three_forms(value):
+    params = tiny_params()
+    params["ingest"]["executor"] = value
+    assert ProjectConfig.from_params(params).ingest.executor == value
+
+
+@pytest.mark.parametrize("value", ["threads", "dask://", "dask://host", "dask://host:0", "dask://host:99999", 3, None])
+def test_a_bad_ingest_executor_is_one_line_naming_the_key(value):
+    params = tiny_params()
+    params["ingest"]["executor"] = value
+    with pytest.raises(ConfigError) as caught:
+        ProjectConfig.from_params(params)
+    text = str(caught.value)
+    assert "\n" not in text and "ingest.executor" in text and "dask://host:port" in text
+
+
+def test_the_project_default_executor_is_the_process_pool():
+    assert ProjectConfig.from_params(tiny_params()).ingest.executor == "processes"

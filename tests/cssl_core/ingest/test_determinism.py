@@ -45,7 +45,10 @@ def test_forkserver_when_other_threads_run(pycerr_ingested, tmp_path):
     finally:
         stop.set()
         helper.join()
-    assert pool_context().get_start_method() == "fork"
+    # fork again once this process runs no other thread (earlier tests in the same session, e.g. a Dask client,
+    # may leave daemon threads behind: then the fork server stays the right choice)
+    alone = threading.active_count() == 1
+    assert pool_context().get_start_method() == ("fork" if alone else "forkserver")
     assert _contents(tmp_path / "out") == _contents(pycerr_ingested.out)
 
 

@@ -136,3 +136,34 @@ def test_a_truncated_checkpoint_costs_one_epoch_and_the_same_weights(data, tmp_p
     kept = sorted(p.name for p in run.glob("*.corrupt-*"))
     assert kept == ["last.pt.corrupt-1", "last.pt.corrupt-2", "prev.pt.corrupt-1"]
     assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_batch_augmentation_runs_on_the_device_batch_and_is_its_own_configuration(data, tmp_path):
+    """`ssl.augment: batch`: the loader ships uint8 slices with their seeds; the loop augments them on the device."""
+    from cssl_core.data.stage import batch_augmenter, stage_loaders
+
+    loaders, _ = stage_loaders(data, 32, 0.25, 8, 0, seed=1, augment="batch")
+    first = next(iter(loaders["train"]))
+    assert first["image"].dtype == torch.uint8 and first["seed"].shape == (8,)
+    seen = []
+
+    class Recording(FinetuneStrategy):
+        def observe(self, batch):
+            seen.append(batch["image"].clone())
+            return super().observe(batch)
+
+    config = TrainConfig(epochs=1, lr=1e-3, seed=1)
+    augment = batch_augmenter("batch", 32)
+    result = train_stage(micro_model(), Recording(), loaders, config, tmp_path, augment=augment,
+                         inputs={"augment": "batch"})
+    assert result.epochs_run == 1 and result.history[0]["loss/total"] > 0
+    assert all(x.dtype == torch.float32 and x.shape == (8, 1, 32, 32) for x in seen)
+    assert all(0.0 <= float(x.min()) and float(x.max()) <= 1.0 for x in seen)
+    # the same epoch again (fresh directory): the same augmented batches, bit for bit
+    seen_first, seen[:] = list(seen), []
+    train_stage(micro_model(), Recording(), stage_loaders(data, 32, 0.25, 8, 0, seed=1, augment="batch")[0], config,
+                tmp_path / "again", augment=augment, inputs={"augment": "batch"})
+    assert all(torch.equal(a, b) for a, b in zip(seen_first, seen, strict=True))
+    assert batch_augmenter("sample", 32) is None
+    with pytest.raises(ValueError, match="ssl.augment"):
+        stage_loaders(data, 32, 0.25, 8, 0, seed=1, augment="gpu")

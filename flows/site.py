@@ -1,0 +1,160 @@
+"""What one site may hand to the next over the shared DVC remote, and nothing else (`cssl site push/pull`).
+
+Two (or more) sites share one continual schedule: site A trains stage k on its own cohort, site B trains
+stage k+1 on its own. No image may cross: what leaves a site is exactly what the next stage's DVC deps
+name from an earlier stage (dvc.yaml pretrain@<k+1>: data/models/<k>, data/buffers/<k>, data/privacy/<k>.json),
+never data/raw, data/interim, data/windowed or data/quality, and never an image replay buffer (kind "image",
+er/der/medcoss: it keeps raw slices) unless the operator says so explicitly.
+
+Why these and no more:
+- data/models/<k> and data/buffers/<k> are cached DVC outputs: `dvc push <targets>` uploads exactly their
+  objects (a directory's .dir manifest and its files), nothing upstream (with_deps and the run cache off:
+  the run cache would upload every stage's outputs, windowed slices included).
+- data/privacy/<k>.json (the audit report, `cache: false`) and dvc.lock travel by git: the report is the gate
+  the next stage depends on, dvc.lock names the md5 of every pushed object so the receiving site can verify
+  (`dvc status`) what it pulled. A push without the report is refused: a buffer leaves only after its audit.
+- data/checkpoints/<k> stays: it is a site-local resume cache (`cache: false`, `persist: true`, so DVC cannot
+  push it anyway), holds optimiser state on top of the weights data/models/<k> already has, and no stage
+  depends on it.
+
+The boundary check runs before DVC is imported, on paths from cssl_core/layout.py; DVC does the transfer
+through its Python API (Repo.push / Repo.pull with targets).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cssl_core.layout import BUFFERS, CHECKPOINTS, INTERIM, MODELS, PRIVACY, QUALITY, RAW, WINDOWED, StagePaths
+from flows.errors import CliError
+
+# never leave a site: patient images and what is derived from them pixel by pixel, and per-series quality data
+PRIVATE_ROOTS = (RAW, INTERIM, WINDOWED, QUALITY)
+DVC_ROOTS = (MODELS, BUFFERS)  # cached outputs: `dvc push` carries them
+GIT_ROOTS = (PRIVACY,)  # `cache: false` reports: git carries them
+IMAGE_FLAG = "--allow-image-buffer"
+
+
+class BoundaryError(CliError):
+    """A push the privacy boundary forbids (one line: which path, why, what to do)."""
+
+
+@dataclass(frozen=True)
+class SiteArtifacts:
+    """What crosses for one stage: DVC-pushed targets and the git-tracked files that go with them."""
+
+    stage: str
+    dvc_targets: tuple[Path, ...]
+    git_files: tuple[Path, ...]
+
+
+def stage_artifacts(paths: StagePaths) -> SiteArtifacts:
+    """The allowed artifacts of a continual stage: its model, its replay buffer, its audit report."""
+    return SiteArtifacts(paths.name, (paths.model, paths.buffer), (paths.privacy_report,))
+
+
+def relative_target(root: Path, target: Path | str) -> Path:
+    """`target` relative to the project root (it may be given absolute, or relative to the root)."""
+    path = Path(target)
+    absolute = (path if path.is_absolute() else root / path).resolve()
+    try:
+        return absolute.relative_to(root.resolve())
+    except ValueError:
+        raise BoundaryError(f"{target}: outside the project {root}; push only data/models/<stage>, "
+                            "data/buffers/<stage> or data/privacy/<stage>.json") from None
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def buffer_kind(root: Path, buffer: Path) -> str:
+    """The kind a buffer directory's meta.json declares (latent, image or none); refuses a missing one."""
+    meta = root / buffer / "meta.json"
+    if not meta.is_file():
+        raise BoundaryError(f"{buffer}: no meta.json in the workspace; run `dvc repro export@{buffer.name}` (or "
+                            "`dvc checkout`) first: a buffer is checked before it leaves the site")
+    try:
+        content = json.loads(meta.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise BoundaryError(f"{meta}: unreadable ({error}); re-run `dvc repro export@{buffer.name}`") from error
+    if content.get("keeps_raw_images") or content.get("kind") == "image":
+        return "image"
+    return str(content.get("kind"))
+
+
+def check_target(root: Path, target: Path, allow_image_buffer: bool = False) -> None:
+    """Refuse (BoundaryError, one line) a target the privacy boundary forbids; pass an allowed one.
+
+    Allowed: a stage's model directory, its replay buffer (latent or none; an image buffer only with
+    allow_image_buffer) and its audit report. Everything else under data/ is refused: private data by name,
+    other outputs (checkpoints, metrics, evaluation rows, reports) as "not a site artifact".
+    """
+    for private in PRIVATE_ROOTS:
+        if _under(target, private):
+            raise BoundaryError(
+                f"{target}: under {private}, which never leaves the site (privacy boundary: patient images and "
+                "per-series data stay where they were acquired); push only data/models/<stage>, "
+                "data/buffers/<stage> and data/privacy/<stage>.json (`cssl site push --stage NAME`)"
+            )
+    if _under(target, CHECKPOINTS):
+        raise BoundaryError(f"{target}: checkpoints stay at the site (resume state, optimiser included); "
+                            "the stage's weights travel as data/models/<stage>")
+    allowed = DVC_ROOTS + GIT_ROOTS
+    if not any(root_ in target.parents for root_ in allowed) or len(target.relative_to(target.parts[0]).parts) != 2:
+        raise BoundaryError(f"{target}: not a site artifact; push only data/models/<stage>, data/buffers/<stage> "
+                            "and data/privacy/<stage>.json")
+    if _under(target, BUFFERS) and buffer_kind(root, target) == "image" and not allow_image_buffer:
+        raise BoundaryError(
+            f"{target}: an image replay buffer (kind image keeps raw slices of the site's patients); it crosses "
+            f"only with {IMAGE_FLAG}, after the sites agreed to share images, or use a latent strategy"
+        )
+
+
+def plan_push(
+    root: Path, artifacts: SiteArtifacts, extra: list[Path] | None = None, allow_image_buffer: bool = False
+) -> SiteArtifacts:
+    """Check every target (the stage's and any extra ones) and split them into DVC and git transfers.
+
+    Nothing is pushed when any target is refused. The audit report must exist: it is the privacy gate the next
+    stage depends on, and a buffer without one was never attacked.
+    """
+    targets = [*artifacts.dvc_targets, *artifacts.git_files, *(relative_target(root, t) for t in extra or [])]
+    for target in targets:
+        check_target(root, target, allow_image_buffer=allow_image_buffer)
+    for report in (t for t in targets if _under(t, PRIVACY)):
+        if not (root / report).is_file():
+            raise BoundaryError(f"{report}: missing; run `dvc repro audit@{report.stem}` first: a stage's model and "
+                                "buffer leave the site only with their privacy audit")
+    unique = list(dict.fromkeys(targets))
+    return SiteArtifacts(
+        artifacts.stage,
+        tuple(t for t in unique if any(_under(t, r) for r in DVC_ROOTS)),
+        tuple(t for t in unique if any(_under(t, r) for r in GIT_ROOTS)),
+    )
+
+
+def push(root: Path, plan: SiteArtifacts, remote: str | None = None) -> int:
+    """`dvc push <targets>` through DVC's API: the targets' cached objects only; returns objects uploaded."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return int(repo.push(targets=[str(t) for t in plan.dvc_targets], remote=remote, run_cache=False,
+                             with_deps=False))
+
+
+def pull(root: Path, artifacts: SiteArtifacts, remote: str | None = None) -> int:
+    """`dvc pull <targets>` through DVC's API: the versions dvc.lock names, verified; returns files fetched."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        stats = repo.pull(targets=[str(t) for t in artifacts.dvc_targets], remote=remote, run_cache=False,
+                          with_deps=False)
+    return int(stats.get("fetched", 0))
+
+
+def missing_git_files(root: Path, artifacts: SiteArtifacts) -> list[Path]:
+    """The git-carried files of a stage this checkout lacks (the other site has not committed or pushed them)."""
+    return [f for f in artifacts.git_files if not (root / f).is_file()]
