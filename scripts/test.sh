@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite: set up, lint, then every test, the slow end-to-end ones included (plain `pytest` skips
-# those: about a minute instead of 15-25 on 2 cores).
+# those: 904 tests in 166 s instead of 974 in ~70 min on 2 cores, measured 2026-12-01).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

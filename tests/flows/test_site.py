@@ -152,6 +152,7 @@ def test_a_target_outside_the_project_or_a_missing_audit_is_refused(tmp_path: Pa
     assert plan.git_files == (Path("data/privacy/s1.json"),)
 
 
+@pytest.mark.slow
 def test_push_uploads_exactly_the_model_and_buffer_and_a_clone_pulls_only_those(project, tmp_path: Path):
     root, remote = project
     cache = root / ".dvc" / "cache"
@@ -175,6 +176,7 @@ def test_push_uploads_exactly_the_model_and_buffer_and_a_clone_pulls_only_those(
     assert remote_objects(clone / ".dvc" / "cache") == allowed
 
 
+@pytest.mark.slow
 def test_an_image_buffer_is_refused_then_pushed_with_the_flag(project):
     root, remote = project
     (root / "kind.txt").write_text("image")
@@ -186,6 +188,7 @@ def test_an_image_buffer_is_refused_then_pushed_with_the_flag(project):
     assert out_objects(root, root / ".dvc/cache", "data/buffers/s1") <= remote_objects(remote)
 
 
+@pytest.mark.slow
 def test_pull_without_the_other_sites_git_commit_says_git_pull_first(project, tmp_path: Path):
     root, _ = project
     (root / "data/privacy/s1.json").unlink()

@@ -50,6 +50,7 @@ def _alias(name: str) -> str:
     return str(MlflowClient().get_model_version_by_alias(MODEL_NAME, name).version)
 
 
+@pytest.mark.slow
 def test_registered_encoder_embeds_batches_of_one_and_four_and_is_registered_once(project, capfd, caplog):
     import mlflow
 
@@ -73,6 +74,7 @@ def test_registered_encoder_embeds_batches_of_one_and_four_and_is_registered_onc
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_changed_encoder_gets_a_new_version_and_aliases_follow(project):
     first = _register_seed(seed=0, score=0.7)
     second = _register_seed(seed=1, score=0.6)

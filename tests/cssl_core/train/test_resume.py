@@ -21,6 +21,7 @@ N_SLICES = 48
 STEPS = N_SLICES // BATCH
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, workers):
     data = write_windowed(tmp_path / "synthetic-lung", n=N_SLICES, size=32)
