@@ -50,6 +50,21 @@ def with_settings(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dic
     return out
 
 
+def created_blocks(params: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
+    """The blocks a setting creates because params lacks them (e.g. eval.tasks.<task> of a task params does not
+    have): when such settings are refused, the missing block, not the key inside it, is what the user must fix."""
+    created = []
+    for dotted in settings:
+        node: Any = params
+        *parents, _ = dotted.split(".")
+        for depth, key in enumerate(parents):
+            if not isinstance(node, Mapping) or node.get(key) is None:
+                created.append(".".join(parents[: depth + 1]))
+                break
+            node = node[key]
+    return list(dict.fromkeys(created))
+
+
 def _settings(path: str, value: Any) -> Mapping[str, Any]:
     block = checks.mapping(path, value, optional=True)
     for key in block:
@@ -104,7 +119,12 @@ def run_problems(
                 validate(with_settings(params, settings))
                 results[key] = None
             except ConfigError as error:
-                results[key] = ConfigError(path, shown, f"{context} {error.bare()}")
+                created = created_blocks(params, settings)
+                missing = (
+                    f"params.yaml has no {', '.join(created)} (a setting here would create it): drop that setting or "
+                    f"add the block; " if created else ""
+                )
+                results[key] = ConfigError(path, shown, f"{missing}{context} {error.bare()}")
         return results[key]
 
     problems: list[ConfigError] = []
