@@ -85,16 +85,10 @@ def cssl_pipeline(
         else:
             for node in order:
                 if any(states.get(up) != SUCCEEDED for up in node.upstream):
-                    states[node.name] = SKIPPED
-                    logger.warning("skipping %s: an upstream stage did not succeed", node.name)
+                    _skip(node.name, states)
                     continue
                 state = stage_task(node.name, str(root), force, parent.info.run_id, return_state=True)
-                if state.is_completed():
-                    states[node.name] = SUCCEEDED
-                    seconds[node.name] = state.result()
-                else:
-                    states[node.name] = FAILED
-                    logger.error("stage %s failed after %d retries", node.name, retries)
+                _settle(node.name, state, states, seconds)
         n_failed = sum(s != SUCCEEDED for s in states.values())
         tracking.log_metrics({"stages": len(states), "stages_not_succeeded": n_failed})
     if n_failed:
@@ -121,15 +115,13 @@ def _fan_out(
     how many run at once (its worker threads)."""
     from prefect.futures import as_completed
 
-    logger = get_run_logger()
     waiting = list(order)
     running: dict[Any, str] = {}
     while waiting or running:
         for node in list(waiting):
             if any(states.get(up) in (FAILED, SKIPPED) for up in node.upstream):
                 waiting.remove(node)
-                states[node.name] = SKIPPED
-                logger.warning("skipping %s: an upstream stage did not succeed", node.name)
+                _skip(node.name, states)
             elif all(states.get(up) == SUCCEEDED for up in node.upstream):
                 waiting.remove(node)
                 running[stage_task.submit(node.name, root, force, run_id, wait_for_lock=True)] = node.name
@@ -138,12 +130,22 @@ def _fan_out(
         done = next(iter(as_completed(list(running))))
         name = running.pop(done)
         done.wait()
-        if done.state.is_completed():
-            states[name] = SUCCEEDED
-            seconds[name] = done.result()
-        else:
-            states[name] = FAILED
-            logger.error("stage %s failed after its retries", name)
+        _settle(name, done.state, states, seconds)
+
+
+def _skip(name: str, states: dict[str, str]) -> None:
+    states[name] = SKIPPED
+    get_run_logger().warning("skipping %s: an upstream stage did not succeed", name)
+
+
+def _settle(name: str, state: State, states: dict[str, str], seconds: dict[str, float]) -> None:
+    """Record a finished stage task, whichever runner ran it: its seconds when it succeeded."""
+    if state.is_completed():
+        states[name] = SUCCEEDED
+        seconds[name] = state.result()
+    else:
+        states[name] = FAILED
+        get_run_logger().error("stage %s failed after its retries", name)
 
 
 def dask_task_runner(workers: int) -> Any:
