@@ -20,8 +20,9 @@ def run_ingest(
     """Ingest one cohort under an MLflow stage run; `executor` (processes | dask | dask://host:port) only says where
     the series are converted, never what comes out."""
     from cssl_core.ingest.keys import load_secret
-    from cssl_core.ingest.pipeline import ingest_directory
+    from cssl_core.ingest.pipeline import check_folders, ingest_directory
 
+    check_folders(input_dir, output_dir)  # before MLflow is even imported: a wrong path costs no run
     cohort = input_dir.resolve().name
     stage = stage_name or f"ingest@{cohort}"
     logged = {"workers": workers, "compress": compress, "executor": executor}

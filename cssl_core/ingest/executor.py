@@ -104,6 +104,27 @@ def _maybe_die_mid_write(item: Any) -> None:
     atomic_io.write_bytes = write_half_then_die
 
 
+def caller_environ() -> dict[str, str | None]:
+    """This process's values of the variables a Dask nanny sets before it spawns a worker (None: unset).
+
+    The nanny sets them (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, ... from `distributed.nanny.pre-spawn-environ`) in
+    the *calling* process's os.environ and leaves them there: every process started later from the caller would
+    then run torch on one thread (slower, and its sums in another order than a run with the machine's threads).
+    """
+    import dask
+
+    keys = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    return {key: os.environ.get(key) for key in keys}
+
+
+def restore_environ(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 class DaskRunner(AbstractContextManager):
     """Runs `fn` over items as Dask tasks (client.submit + as_completed), preserving input order.
 
@@ -119,11 +140,13 @@ class DaskRunner(AbstractContextManager):
         self.progress = progress
         self._cluster: Any = None
         self._client: Any = None
+        self._environ: dict[str, str | None] = {}
 
     def __enter__(self) -> DaskRunner:
         from distributed import Client, LocalCluster
 
         if self.address is None:
+            self._environ = caller_environ()
             self._cluster = LocalCluster(
                 n_workers=self.workers,
                 threads_per_worker=1,
@@ -133,6 +156,7 @@ class DaskRunner(AbstractContextManager):
                 silence_logs=logging.ERROR,
             )
             self._client = Client(self._cluster)
+            restore_environ(self._environ)
         else:
             try:
                 self._client = Client(self.address, timeout=CONNECT_TIMEOUT_S)
@@ -151,6 +175,7 @@ class DaskRunner(AbstractContextManager):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+            restore_environ(self._environ)  # a worker restarted mid-run set them again
 
     def map(
         self,

@@ -81,7 +81,7 @@ def ingest_directory(
     `dask://host:port`; see cssl_core/ingest/executor.py): the outputs are the same bytes either way.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    _check_folders(input_dir, output_dir)
+    check_folders(input_dir, output_dir)
     paths = walk(input_dir)
     annotations = load_annotations(input_dir)
     secret = load_secret() if secret is None else secret
@@ -151,7 +151,12 @@ def _write_tables(
     return summary
 
 
-def _check_folders(input_dir: Path, output_dir: Path) -> None:
+def check_folders(input_dir: Path, output_dir: Path) -> None:
+    """Refuse a missing input or an output that is not ours (IngestInputError / IngestOutputError, one line).
+
+    Cheap, so the stage calls it before it opens its MLflow run: a wrong path is refused in a fraction of a second,
+    with no failed run left in the store.
+    """
     if not input_dir.exists():
         raise IngestInputError(f"input directory does not exist: {input_dir}")
     if not input_dir.is_dir():
@@ -243,7 +248,7 @@ def _remove_partial_writes(staging: Path) -> None:
 
 def _commit(staging: Path, output_dir: Path) -> None:
     """Replace the previous outputs by the staged ones. DVC expects exactly this run's outputs, and
-    `_check_folders` has made sure that the folder holds nothing but an earlier ingest output.
+    `check_folders` has made sure that the folder holds nothing but an earlier ingest output.
 
     The old manifest goes first and the new one comes last: a swap interrupted half-way never leaves a
     manifest that describes volumes it does not belong with.

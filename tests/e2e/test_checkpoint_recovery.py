@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import make_tiny_project, tiny_params
+from tests.helpers import tiny_params
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -24,10 +24,10 @@ def cssl_repro(root: Path, *targets: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "cssl"), "repro", *targets], cwd=root, env=env, capture_output=True, text=True)
 
 
-def test_truncated_last_checkpoint_resumes_from_the_previous_one(tmp_path):
+def test_truncated_last_checkpoint_resumes_from_the_previous_one(tiny_pipeline, tmp_path):
     params = tiny_params()
     params["replay"]["budget"] = 5000
-    root = make_tiny_project(tmp_path / "project", params)
+    root = tiny_pipeline.copy(tmp_path / "project", params)  # only export@s1 reads replay.budget
 
     first = cssl_repro(root, "export@s1")
     output = first.stdout + first.stderr

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_tiny_project
-
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
@@ -24,8 +22,10 @@ def compare(root: Path, env: dict, *args: str, timeout: int) -> subprocess.Compl
     return result
 
 
-def test_compare_tiny_two_strategies_two_seeds(tmp_path):
-    root = make_tiny_project(tmp_path / "project")
+def test_compare_tiny_two_strategies_two_seeds(tiny_pipeline, tmp_path):
+    # from the finished tiny pipeline: the experiments change only seeds and probes, so DVC takes the data stages
+    # (demo-data .. quality) from the cache and runs init, both continual stages and evaluation for each seed
+    root = tiny_pipeline.copy(tmp_path / "project")
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]

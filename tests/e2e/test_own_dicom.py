@@ -54,8 +54,11 @@ def own_dicom_folder(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tiny_pipeline, tmp_path_factory):
     root = fresh_clone(tmp_path_factory.mktemp("own") / "clone")
+    # the demo cohorts' stages equal the session's tiny pipeline's: DVC restores them from its run-cache, and
+    # runs the own cohort's stages (and everything that reads them) for real
+    tiny_pipeline.share_cache(root)
     series = own_dicom_folder(root / "data" / "raw" / COHORT)
 
     # README: "track it with `dvc add data/raw/<name>`"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.dag import stage_order
-from tests.helpers import REPO_ROOT, make_tiny_project, tiny_params
+from tests.helpers import REPO_ROOT, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +46,13 @@ def one_cohort_params(window: str) -> dict:
     return params
 
 
-def test_flow_runs_every_dvc_stage_in_dag_order(harness, in_project, tmp_path):
+def test_flow_runs_every_dvc_stage_in_dag_order(harness, in_project, tiny_pipeline, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.pipeline import cssl_pipeline
 
-    root = in_project(make_tiny_project(tmp_path / "project", one_cohort_params("lung")))
+    root = in_project(tiny_pipeline.copy(tmp_path / "project", one_cohort_params("lung")))
     expected = [node.name for node in stage_order(root)]
     chain = ["demo-data@phantom_a", "ingest@phantom_a", "window@phantom_a-lung", "quality@phantom_a-lung",
              "pretrain@s1", "evaluate@s1", "report"]
@@ -78,13 +78,13 @@ def test_flow_runs_every_dvc_stage_in_dag_order(harness, in_project, tmp_path):
     assert {kind for _, _, kind in runs} == {"COMPLETED"}
 
 
-def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, tmp_path):
+def test_failed_stage_skips_downstream_and_fails_the_flow(harness, in_project, tiny_pipeline, tmp_path):
     from flows.pipeline import cssl_pipeline
 
     params = one_cohort_params("mediastinal")
     params["ingest"]["cohorts"] = ["phantom_a", params["privacy"]["attacker_cohort"], "empty_site"]
     params["quality"]["cohorts"]["empty_site"] = {}  # every ingested cohort needs one (cssl check, DVC)
-    root = in_project(make_tiny_project(tmp_path / "project", params))
+    root = in_project(tiny_pipeline.copy(tmp_path / "project", params))
     (root / "data/raw/empty_site").mkdir(parents=True)
     (root / "data/raw/empty_site/notes.txt").write_text("no DICOM here\n")
 
@@ -167,7 +167,7 @@ def test_cli_dask_runner_runs_independent_stages_at_once_and_skips_below_a_failu
     assert "up to date" in status.stdout, status.stdout  # concurrent dvc.lock updates lost nothing
 
 
-def test_dask_runner_runs_the_demo_pipeline_like_the_sequential_one(harness, in_project, tmp_path):
+def test_dask_runner_runs_the_demo_pipeline_like_the_sequential_one(harness, in_project, tiny_pipeline, tmp_path):
     """The real (tiny) pipeline through prefect-dask's DaskTaskRunner: every stage succeeds, the states come back
     in DAG order, some independent stages did overlap, and DVC then finds nothing to re-run."""
     from prefect.client.orchestration import get_client
@@ -175,7 +175,7 @@ def test_dask_runner_runs_the_demo_pipeline_like_the_sequential_one(harness, in_
 
     from flows.pipeline import cssl_pipeline, dask_task_runner
 
-    root = in_project(make_tiny_project(tmp_path / "project", one_cohort_params("lung")))
+    root = in_project(tiny_pipeline.copy(tmp_path / "project", one_cohort_params("lung")))
     expected = [node.name for node in stage_order(root)]
     pipeline = cssl_pipeline.with_options(task_runner=dask_task_runner(2))
     state = pipeline(project_dir=str(root), retries=0, fan_out=True, return_state=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import make_tiny_project, tiny_params
+from tests.helpers import tiny_params
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -26,7 +26,7 @@ def _repro(root: Path, *targets: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def test_the_gate_stops_the_next_stage_below_the_measured_figure_and_lets_it_through_above(tmp_path):
+def test_the_gate_stops_the_next_stage_below_the_measured_figure_and_lets_it_through_above(tiny_pipeline, tmp_path):
     params = tiny_params()
     params["window"]["apply"] = ["lung"]
     params["eval"]["tasks"] = {k: t for k, t in params["eval"]["tasks"].items() if t["window"] == "lung"}
@@ -34,7 +34,7 @@ def test_the_gate_stops_the_next_stage_below_the_measured_figure_and_lets_it_thr
                                      "s2": {"prev": "s1", "cohort": "phantom_b", "window": "lung"}}
     params["ssl"]["train"]["epochs"] = 1
     params["privacy"]["gate"] = {"max_ssim_p95": 0.01, "max_reid_auc": None, "mode": "fail"}
-    root = make_tiny_project(tmp_path / "project", params)
+    root = tiny_pipeline.copy(tmp_path / "project", params)  # its lung-window data stages are up to date
 
     stopped = _repro(root, "pretrain@s2")
     assert stopped.returncode != 0

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import make_tiny_project, tiny_params
+from tests.helpers import tiny_params
 from tests.tasks.cropped_series import write_cohort
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def changed_stages(root: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tiny_pipeline, tmp_path_factory):
     params = tiny_params()
     params["ingest"]["cohorts"] = ["phantom_a", "mixed"]
     params["window"]["apply"] = ["lung"]
@@ -68,7 +68,7 @@ def project(tmp_path_factory):
     params["privacy"]["attacker_cohort"] = "phantom_a"  # ingested, and no stage trains on it
     params["eval"]["tasks"] = {k: t for k, t in params["eval"]["tasks"].items()
                                if t["cohort"] in params["ingest"]["cohorts"] and t["window"] == "lung"}
-    root = make_tiny_project(tmp_path_factory.mktemp("gate") / "project", params)
+    root = tiny_pipeline.copy(tmp_path_factory.mktemp("gate") / "project", params)  # phantom_a's stages: up to date
     crop = write_cohort(root / "data/raw/mixed")
     first = dvc(root, "repro", "pretrain@s1", *GATES)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]

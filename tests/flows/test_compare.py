@@ -216,3 +216,13 @@ def test_unfinished_are_the_queued_and_running_experiments_of_the_queue():
     ]
     assert unfinished_in(tasks) == {"a-s1", "b-s0"}
     assert unfinished_in([]) == set()
+
+
+@pytest.mark.parametrize("measured", [494.96, 497.04, 500.95, 12.25])
+def test_a_run_and_its_collect_only_report_the_same_wall_time(measured, tmp_path):
+    """The run reported its unrounded time and `--collect-only` the recorded one: 8.3 min became 8.2 min."""
+    reported = compare._wall_time(tmp_path, "tiny", measured)
+    rebuilt = compare._wall_time(tmp_path, "tiny", None)
+    assert reported == rebuilt == pytest.approx(measured, abs=0.06)
+    assert f"{reported / 60:.1f}" == f"{rebuilt / 60:.1f}"
+    assert compare._wall_time(tmp_path, "other", None) is None  # a record of another config is not reused

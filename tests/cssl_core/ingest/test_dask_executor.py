@@ -78,6 +78,26 @@ def test_dask_gives_the_process_pools_bytes_and_accounting(edge_corpus, edge_ing
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("threads", ["3", None], ids=["set", "unset"])
+def test_a_local_cluster_leaves_the_callers_thread_settings_alone(threads, monkeypatch):
+    """Dask's nanny sets OMP_NUM_THREADS=1 (and MKL_, OPENBLAS_...) in the caller's os.environ before it spawns a
+    worker, and left it there: every process started later from the caller (a pipeline stage training with torch,
+    in the test suite the next tiny pipeline) ran on one thread and summed in another order (LayerNorm biases off
+    by 1e-10 from a run with the machine's threads). The workers still get Dask's setting (the caller's value where it
+has one); the caller keeps its own."""
+    from cssl_core.ingest.executor import DaskRunner
+
+    if threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    with DaskRunner(None, workers=1, progress=False) as runner:
+        assert os.environ.get("OMP_NUM_THREADS") == threads
+        assert runner.map(os.getenv, ["OMP_NUM_THREADS"]) == [threads or "1"]
+    assert os.environ.get("OMP_NUM_THREADS") == threads
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_series_is_rerun_and_the_output_is_complete(
     pycerr_ingested, tmp_path, monkeypatch, caplog
 ):
