@@ -13,6 +13,9 @@ half-precision inputs are computed in float32 and the loss is returned in float3
 
 Modes are registered in ``WKD_MODES``; ``wkd_loss`` dispatches on the name used in params.yaml and rejects
 unknown modes and options instead of silently ignoring a typo in a config.
+
+POT is imported inside the two modes that use it (``ot``, ``sliced``): `import ot` costs about 3 s of CPU, and
+every stage that imports the strategies (pretrain, export, audit) paid it for the default ``gaussian`` mode.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-import ot
 import torch
 
 from cssl_core.distill._features import pool_tokens, student_teacher
@@ -77,6 +79,8 @@ def _ot_value(
     gradient of <P, M> w.r.t. M (the plan is held constant, envelope theorem); sinkhorn2 on torch tensors
     is differentiated by autograd through its iterations.
     """
+    import ot
+
     cost = ot.dist(s, t, metric="sqeuclidean")
     a, b = _uniform(s.shape[0], cost), _uniform(t.shape[0], cost)
     if solver == "emd":
@@ -184,6 +188,8 @@ def wkd_sliced(
     s, t = student_teacher(student, teacher)
     proj = sliced_projections(s.shape[-1], n_projections, seed, dtype=s.dtype, device=s.device)
     if over == "samples":
+        import ot
+
         ps, pt = pool_tokens(s) @ proj, pool_tokens(t) @ proj  # (B, P)
         return ot.lp.wasserstein_1d(ps, pt, p=2).mean()
     if s.ndim != 3:

@@ -45,3 +45,19 @@ def test_teacher_never_gets_grad_and_half_inputs_work(mode: str, shape: tuple[in
     half = wkd_loss(s.detach().half(), t.detach().half(), mode)
     assert half.dtype == torch.float32
     assert half.item() == pytest.approx(loss.item(), rel=1e-2, abs=1e-3)
+
+
+def test_the_default_gaussian_mode_never_imports_pot():
+    """`import ot` costs seconds of CPU in every stage process that imports the strategies (pretrain, export,
+    audit); only the `ot` and `sliced` modes need it."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO_ROOT
+
+    code = ("import sys, torch, tasks.pretrain, tasks.export, tasks.privacy_audit, cssl_core.strategies\n"
+            "from cssl_core.distill import wkd_loss\n"
+            "wkd_loss(torch.randn(4, 3, 8), torch.randn(4, 3, 8), 'gaussian')\n"
+            "print('ot' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert done.stdout.strip() == "False"
