@@ -64,12 +64,13 @@ def imports(stderr: str) -> tuple[dict[str, float], float]:
     total = 0.0
     for line in stderr.splitlines():
         match = IMPORT_LINE.match(line)
-        if not match or len(match.group(3)) != 1:  # one space of indent: a top-level import
+        if not match:
             continue
         seconds, name = int(match.group(2)) / 1e6, match.group(4)
-        total += seconds
-        if name in HEAVY:
-            heavy[name] = round(heavy.get(name, 0.0) + seconds, 3)
+        if len(match.group(3)) == 1:  # one space of indent: a top-level import
+            total += seconds
+        if name in HEAVY:  # a package is imported once, at whatever depth the first importer sits
+            heavy[name] = round(max(heavy.get(name, 0.0), seconds), 3)
     return heavy, round(total, 3)
 
 
