@@ -43,6 +43,11 @@ def project_env() -> dict[str, str]:
     return env
 
 
+def run_in_project(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`cmd` in the project at `cwd`, as a user's shell runs it (project_env), output captured."""
+    return subprocess.run(cmd, cwd=cwd, env=project_env(), capture_output=True, text=True)
+
+
 @dataclass(frozen=True)
 class TinyPipeline:
     """The finished tiny project. Read it, copy it; never change it (every later test starts from it)."""
@@ -66,8 +71,7 @@ class TinyPipeline:
     def share_cache(self, root: Path) -> Path:
         """Point the DVC project at `root` at this pipeline's cache (in .dvc/config.local, which git ignores):
         stages identical to the tiny pipeline's are restored from the run-cache instead of run again."""
-        done = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(self.cache)], cwd=root,
-                              env=project_env(), capture_output=True, text=True)
+        done = run_in_project([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(self.cache)], root)
         assert done.returncode == 0, done.stderr
         return root
 
@@ -81,8 +85,7 @@ def build_tiny_pipeline(base: Path) -> TinyPipeline:
         return TinyPipeline(Path(saved["root"]), first, saved["seconds"])
     root = make_tiny_project(base / "project")
     started = time.perf_counter()
-    first = subprocess.run([str(BIN / "cssl"), "repro"], cwd=root, env=project_env(), capture_output=True,
-                           text=True)
+    first = run_in_project([str(BIN / "cssl"), "repro"], root)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
     built = TinyPipeline(root, first, time.perf_counter() - started)
     saved = {"root": str(root), "args": first.args, "returncode": first.returncode, "stdout": first.stdout,

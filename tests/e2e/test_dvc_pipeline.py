@@ -18,17 +18,11 @@ import pytest
 import yaml
 
 from tests.helpers import ATTACKER, find_leaks
+from tests.tiny_pipeline import run_in_project as run
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 RAN = re.compile(r"Running stage '([^']+)'")
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("CSSL_KEY_SECRET", None)
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

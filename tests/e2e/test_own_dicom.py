@@ -11,7 +11,6 @@ with its reason and its files, not block the cohort.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,17 +23,10 @@ import yaml
 
 from tests.cssl_core.ingest.corpus import build_padding_corpus, pydicom_file
 from tests.helpers import REPO_ROOT, tiny_params
+from tests.tiny_pipeline import run_in_project as run
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 COHORT = "mysite"
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("CSSL_KEY_SECRET", None)
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def fresh_clone(target: Path) -> Path:

@@ -10,7 +10,6 @@ entry each stop with one line.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,18 +21,11 @@ import yaml
 
 from tests.helpers import tiny_params
 from tests.tasks.cropped_series import write_cohort
+from tests.tiny_pipeline import run_in_project as run
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 RAN = re.compile(r"Running stage '([^']+)'")
 GATES = ["quality@mixed-lung", "screen@phantom_a"]
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("CSSL_KEY_SECRET", None)
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
