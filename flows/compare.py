@@ -50,10 +50,12 @@ def _dvc(project_dir: Path, *args: str, check: bool = True) -> subprocess.Comple
 def _overrides(settings: dict[str, Any]) -> list[str]:
     """`-S key=value` arguments for `dvc exp run`. A dict value becomes one override per leaf
     (`eval.finetune.steps=30`): Hydra's grammar, which DVC parses -S with, rejects JSON's quoted keys, and a leaf
-    at a time also leaves the block's other keys as params.yaml has them."""
+    at a time also leaves the block's other keys as params.yaml has them. Each key is `++`-prefixed (Hydra's "set or
+    add"): a plain `key=value` is refused for a key params.yaml lacks, e.g. a stage's own
+    `continual.stages.s2.train.lr`; a misspelt key still fails, in `cssl compare`'s check of every run's params."""
     out = []
     for key, value in _leaves(settings):
-        out += ["-S", f"{key}={json.dumps(value) if isinstance(value, bool | list) else value}"]
+        out += ["-S", f"++{key}={json.dumps(value) if isinstance(value, bool | list) else value}"]
     return out
 
 

@@ -20,7 +20,7 @@ from cssl_core.models.mae import MaskedAutoencoder, masked_patch_loss, patch_mas
 
 def _check_compatible(encoder_model: MaskedAutoencoder, decoder_model: MaskedAutoencoder) -> None:
     enc, dec = encoder_model.config, decoder_model.config
-    for field in ("img_size", "patch_size", "hidden_size", "in_channels"):
+    for field in ("img_size", "patch_size", "hidden_size", "in_channels", "norm_target"):
         if getattr(enc, field) != getattr(dec, field):
             raise ValueError(
                 f"encoder and decoder models disagree on {field}: {getattr(enc, field)} vs {getattr(dec, field)}"

@@ -17,6 +17,11 @@ class MAEConfig:
 
     `split_block` (l) is where replay latents are taken: lower = patch embedding + blocks[:l], upper =
     blocks[l:] + final norm. l = 0 means latents are the patch embeddings themselves.
+
+    `norm_target` chooses the pretext's target: per-patch normalised pixels (True, the MAE paper's
+    norm_pix_loss: structure, not grey level) or the [0, 1] pixels themselves (False: the window's grey levels
+    become part of what the encoder must carry, so a window change later disturbs it; measured in
+    bench/forgetting.py, docs/evaluation.md "Forgetting study").
     """
 
     img_size: int
@@ -33,6 +38,7 @@ class MAEConfig:
     in_channels: int = 1
     mask_ratio: float = 0.75
     qkv_bias: bool = True
+    norm_target: bool = True
 
     def __post_init__(self) -> None:
         if self.img_size % self.patch_size:

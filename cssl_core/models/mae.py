@@ -36,8 +36,8 @@ TARGET_EPS = 1e-6
 class MAEOutput:
     """What one masked forward pass produced; `mask` is 1 where a patch was hidden from the encoder."""
 
-    pred: torch.Tensor  # (B, N, patch_dim) decoder prediction, normalised-target space
-    target: torch.Tensor  # (B, N, patch_dim) per-patch normalised pixels
+    pred: torch.Tensor  # (B, N, patch_dim) decoder prediction, in the target's space
+    target: torch.Tensor  # (B, N, patch_dim) per-patch normalised pixels (or raw ones, config.norm_target False)
     mask: torch.Tensor  # (B, N) float, 1 = masked
     ids_keep: torch.Tensor  # (B, N_visible) token indices that went through the encoder
 
@@ -273,8 +273,10 @@ class MaskedAutoencoder(nn.Module):
         return self.decoder_pred(self.decoder_norm(decoded))
 
     def patch_targets(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, patch_dim) per-patch normalised pixels of `x`: what `decode` is trained to predict."""
-        return normalized_targets(patchify(x.float(), self.config.patch_size))
+        """(B, N, patch_dim) what `decode` is trained to predict: per-patch normalised pixels of `x`, or the
+        [0, 1] pixels themselves when `config.norm_target` is False."""
+        patches = patchify(x.float(), self.config.patch_size)
+        return normalized_targets(patches) if self.config.norm_target else patches
 
     def forward_masked(
         self, x: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None

@@ -117,6 +117,26 @@ def test_targets_are_normalised_per_patch(x):
     assert torch.equal(normalized_targets(torch.ones(1, 1, 64)), torch.zeros(1, 1, 64))
 
 
+def test_norm_target_false_trains_on_the_pixels_themselves(x):
+    """norm_target False: the target is the [0, 1] patch, so two slices that differ only in grey level (a window
+    change) get different targets, which the per-patch normalised target cannot tell apart."""
+    raw = MaskedAutoencoder(micro_config(norm_target=False)).eval()
+    normed = MaskedAutoencoder(micro_config()).eval()
+    assert normed.config.norm_target is True  # the default keeps the MAE paper's norm_pix_loss
+    assert torch.equal(raw.patch_targets(x), patchify(x, raw.config.patch_size))
+    brighter = (0.5 * x + 0.25).clamp(0, 1)
+    assert not torch.allclose(raw.patch_targets(brighter), raw.patch_targets(x))
+    torch.testing.assert_close(normed.patch_targets(brighter), normed.patch_targets(x), atol=1e-3, rtol=0)
+    loss, out = raw.mae_loss(x, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(loss, masked_patch_loss(out.pred, patchify(x, raw.config.patch_size), out.mask))
+
+
+def test_a_config_saved_before_norm_target_existed_loads_with_the_normalised_target():
+    saved = micro_config().to_dict()
+    del saved["norm_target"]
+    assert MAEConfig.from_dict(saved).norm_target is True
+
+
 def test_patch_order_matches_the_patch_embedding(model):
     # a bright top-right patch must show up as token 3 both in the embedding and in patchify
     img = torch.zeros(1, 1, S, S)
