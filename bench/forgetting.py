@@ -13,8 +13,9 @@ memory and without DVC so that a point costs ~1 minute, and reports for every po
 
 It reuses the pipeline's pieces (phantom generator, resampling, windowing and uint8 storage, MaskedAutoencoder,
 AdamW parameter groups, warm-up cosine schedule, reconstruction metric, probes, patient folds); what it leaves
-out is augmentation and the strategy machinery (finetune has none), so absolute losses differ a little from a
-`dvc repro` run. Every point is reported, not only the ones that forget.
+out is the strategy machinery (finetune has none) and, unless a point sets `augment`, the training augmentation,
+which turned out to matter: absolute losses and forgetting of points without it differ from a `dvc repro` run.
+Every point is reported, not only the ones that forget.
 
 Usage: python bench/forgetting.py [--points base,raw_target,...] [--seeds 0 1 2] [--out FILE]
 """
@@ -35,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cssl_core.data.batch_augment import augment_batch  # noqa: E402
 from cssl_core.demo.phantom import PhantomConfig, cohort_volumes  # noqa: E402
 from cssl_core.evaluation.features import extract_tokens, pooled  # noqa: E402
 from cssl_core.evaluation.forgetting import reconstruction_loss  # noqa: E402
@@ -66,6 +68,7 @@ class Point:
     norm_target: bool = True
     model: str = "tiny"  # a key of MODELS
     batch_size: int = 32
+    augment: bool = False  # the pipeline's training augmentation (cssl_core.data.batch_augment, ssl.augment: batch)
 
 
 MODELS = {
@@ -91,6 +94,10 @@ POINTS: dict[str, Point] = {
     # the `cpu` comparison's cohorts (32 stage-1, 16 stage-2 patients) with the stage-2 stresses
     "cpu_lr_x4": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3)),
     "cpu_raw_lr_x4": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), norm_target=False),
+    # ... and with the pipeline's augmentation (random resized crop, flip, mild intensity jitter)
+    "base_aug": replace(BASE, augment=True),
+    "cpu_lr_x4_aug": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), augment=True),
+    "cpu_raw_lr_x4_aug": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), norm_target=False, augment=True),
 }
 
 
@@ -137,8 +144,11 @@ def windowed(hu: np.ndarray, window: str) -> torch.Tensor:
     return torch.from_numpy(stored.astype(np.float32) / 255.0).unsqueeze(1)
 
 
-def train(model: MaskedAutoencoder, images: torch.Tensor, epochs: int, lr: float, batch: int, seed: int) -> float:
-    """The pretext on `images` with the pipeline's optimiser and schedule (2 warm-up epochs); seconds taken."""
+def train(
+    model: MaskedAutoencoder, images: torch.Tensor, epochs: int, lr: float, batch: int, seed: int, augment: bool
+) -> float:
+    """The pretext on `images` with the pipeline's optimiser and schedule (2 warm-up epochs), and with its batch
+    augmentation (each sample's crop, flip and jitter drawn from its own seed) when `augment`; seconds taken."""
     start = time.perf_counter()
     optimizer = build_optimizer(model, lr=lr, weight_decay=0.05)
     steps_per_epoch = math.ceil(len(images) / batch)
@@ -146,10 +156,13 @@ def train(model: MaskedAutoencoder, images: torch.Tensor, epochs: int, lr: float
     schedule = warmup_cosine(optimizer, min(2 * steps_per_epoch, total), total)
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order = torch.randperm(len(images), generator=generator)
         for step in range(steps_per_epoch):
-            x = images[order[step * batch : (step + 1) * batch]]
+            rows = order[step * batch : (step + 1) * batch]
+            x = images[rows]
+            if augment:
+                x = augment_batch(x, (seed * 1_000_003 + epoch * len(images) + rows).tolist(), x.shape[-1])
             loss, _ = model.mae_loss(x, generator=generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -199,13 +212,14 @@ def run_point(point: Point, seed: int, stage1_cache: dict) -> dict:
     s2_val = held_out(data_b["patient"], seed)
     probe_images = windowed(data_a["hu"], first)  # stage-1 tasks: cohort A in the stage-1 window
 
-    key = (point.windows[0], point.patients[0], point.epochs[0], point.lr[0], point.norm_target, point.model, seed)
+    key = (point.windows[0], point.patients[0], point.epochs[0], point.lr[0], point.norm_target, point.model,
+           point.augment, seed)  # fmt: skip
     if key not in stage1_cache:
         random_model = build_model(point, seed)
         random_probes = probes(random_model, data_a, probe_images, seed)
         model = build_model(point, seed)
         s1_seconds = train(model, s1_images[~torch.from_numpy(s1_val)], point.epochs[0], point.lr[0],
-                           point.batch_size, seed)  # fmt: skip
+                           point.batch_size, seed, point.augment)  # fmt: skip
         stage1_cache[key] = (model.state_dict(), random_probes, probes(model, data_a, probe_images, seed), s1_seconds)
     state, random_probes, s1_probes, s1_seconds = stage1_cache[key]
     after_s1 = build_model(point, seed)
@@ -213,7 +227,7 @@ def run_point(point: Point, seed: int, stage1_cache: dict) -> dict:
     model = build_model(point, seed)
     model.load_state_dict(state)
     s2_seconds = train(model, s2_images[~torch.from_numpy(s2_val)], point.epochs[1], point.lr[1], point.batch_size,
-                       seed + 1000)  # fmt: skip
+                       seed + 1000, point.augment)  # fmt: skip
 
     held = s1_images[torch.from_numpy(s1_val)]
     recon_before = reconstruction_loss(after_s1, after_s1, held, seed=seed)

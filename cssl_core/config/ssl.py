@@ -22,8 +22,9 @@ SSL_KEYS = (
     "strategy", "preset", "model", "val_fraction", "batch_size", "workers", "augment", "train", "strategies",
     "distributed",
 )  # fmt: skip
-# where training augmentation runs: per slice in the CPU loader, or on the whole uint8 batch on the training device
-AUGMENT_MODES = ("sample", "batch")
+# where training augmentation runs: per slice in the CPU loader, or on the whole uint8 batch on the training device;
+# none trains on the slices as stored (the `cpu` comparison's benchmark: augmentation itself cuts forgetting)
+AUGMENT_MODES = ("sample", "batch", "none")
 DISTRIBUTED_KEYS = ("nproc_per_node", "nnodes", "rdzv_endpoint", "backend")
 BACKENDS = ("auto", "nccl", "gloo")
 

@@ -34,17 +34,21 @@ def stage_loaders(
         windowed: a data/windowed/<cohort>-<window> directory (index.parquet + slices.npy).
         image_size: the model's input size; the slices must have it (one clear error otherwise).
         augment: "sample" augments each slice in the loader; "batch" makes the train loader yield the stored
-            uint8 slices and their seeds, for `batch_augmenter(...)` to augment on the training device.
+            uint8 slices and their seeds, for `batch_augmenter(...)` to augment on the training device; "none"
+            trains on the slices as they are, like validation (bench/forgetting.py measured that the mild
+            augmentation alone cuts a finetune's stage-1 forgetting several-fold).
 
     The split record (row numbers and patient counts) is saved beside the model, so evaluation and the
     forgetting measure use the same held-out patients.
     """
     index = pd.read_parquet(windowed / "index.parquet")
     train_rows, val_rows = train_val_split(index, float(val_fraction), seed)
-    if augment not in ("sample", "batch"):
-        raise ValueError(f"augment must be sample or batch, got {augment!r} (ssl.augment)")
+    if augment not in ("sample", "batch", "none"):
+        raise ValueError(f"augment must be sample, batch or none, got {augment!r} (ssl.augment)")
     if augment == "batch":
         train = WindowedSlices(windowed, rows=train_rows, as_stored=True)
+    elif augment == "none":
+        train = WindowedSlices(windowed, rows=train_rows)
     else:
         train = WindowedSlices(windowed, rows=train_rows, transform=train_transforms(image_size, seed))
     if train.size != image_size:

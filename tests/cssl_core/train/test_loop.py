@@ -167,3 +167,21 @@ def test_batch_augmentation_runs_on_the_device_batch_and_is_its_own_configuratio
     assert batch_augmenter("sample", 32) is None
     with pytest.raises(ValueError, match="ssl.augment"):
         stage_loaders(data, 32, 0.25, 8, 0, seed=1, augment="gpu")
+
+
+def test_no_augmentation_trains_on_the_slices_exactly_as_validation_reads_them(data):
+    """`ssl.augment: none`: each train batch holds the stored slices scaled to [0, 1], unchanged (no crop, flip or
+    jitter), so a slice looks the same to training and to validation."""
+    import numpy as np
+
+    from cssl_core.data.stage import batch_augmenter, stage_loaders
+    from cssl_core.data.windowed import WindowedSlices
+
+    loaders, split = stage_loaders(data, 32, 0.25, 8, 0, seed=1, augment="none")
+    plain = WindowedSlices(data, rows=np.asarray(split["train_rows"]))
+    batches = list(loaders["train"])
+    assert batches and batch_augmenter("none", 32) is None
+    for batch in batches:
+        for image, row in zip(batch["image"], batch["row"], strict=True):
+            position = split["train_rows"].index(int(row))
+            assert torch.equal(image, plain[position]["image"])
