@@ -71,7 +71,12 @@ class MAEConfig:
         return self.patch_size**2 * self.in_channels
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, except `norm_target` at its default: a model of the default config keeps the identity
+        (checkpoint resume key, model digest) it had before the field existed."""
+        values = asdict(self)
+        if values["norm_target"]:
+            del values["norm_target"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MAEConfig:

@@ -189,21 +189,23 @@ def test_compare_runs_are_checked_as_the_params_they_would_run():
 
 def test_a_compare_config_for_another_model_is_a_problem_of_that_config_only():
     """tiny_params' model takes 32px slices and has no nsclc_tumor task; the shipped gpu config sets window.size
-    224 and the cpu config sets eval.tasks.nsclc_tumor.folds on top of it: each is that config's problem, the
-    pipeline and the other configs stay usable."""
+    224, and a config that sets eval.tasks.nsclc_tumor.folds would create that task's block: each is that
+    config's problem, the pipeline and the other configs (the shipped cpu one included) stay usable."""
     from cssl_core.config.project import compare_problems
 
     params = tiny_params()
+    params["compare"]["configs"]["other_tasks"] = {"seeds": [0], "overrides": {"eval.tasks.nsclc_tumor.folds": 2}}
     ProjectConfig.from_params(params)
     problems = {p.path: str(p) for p in compare_problems(params)}
-    assert sorted(problems) == ["compare.configs.cpu.overrides", "compare.configs.gpu.overrides"]
+    assert sorted(problems) == ["compare.configs.gpu.overrides", "compare.configs.other_tasks.overrides"]
     assert "window.size: 224 is not allowed" in problems["compare.configs.gpu.overrides"]
     assert "32px" in problems["compare.configs.gpu.overrides"]
     assert "params.yaml has no eval.tasks.nsclc_tumor (a setting here would create it)" in problems[
-        "compare.configs.cpu.overrides"
+        "compare.configs.other_tasks.overrides"
     ]
     assert "has no" not in problems["compare.configs.gpu.overrides"]  # every block it sets exists: not blamed
     assert compare_problems(params, only="quick") == []
+    assert compare_problems(params, only="cpu") == []  # a stage's own train block is created, and allowed
 
 
 def test_the_line_names_the_file_it_was_read_from_and_is_a_value_error():
