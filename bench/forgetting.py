@@ -290,14 +290,18 @@ def table(results: list[dict]) -> str:
         ("token med. lesion: change after s2", "token_mediastinal_lesion_change_after_s2", "{:+.3f} ± {:.3f}"),
         ("s per seed", "seconds_per_seed", "{:.0f}"),
     ]
-    lines = ["| point | " + " | ".join(name for name, _, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines = [
+        "| point | seeds | " + " | ".join(name for name, _, _ in columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
     for result in results:
         for name, point in result["points"].items():
             cells = []
             for _, key, form in columns:
                 figure = point["summary"][key]
                 cells.append(form.format(figure["mean"], figure["sd"]))
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            seeds = point["summary"]["recon_s1dec_change_pct"]["n"]
+            lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
