@@ -117,6 +117,21 @@ def test_finetune_forgetting_numbers():
     )
 
 
+def test_finetune_forgetting_shows_each_task_of_the_first_stage_and_each_seed():
+    """Both tasks owned by s1: the average row, then one row per task (a drop on one finding can hide in the
+    average), and a line with every seed's recon change (one seed can carry a mean)."""
+    variants = {"finetune": [(seed, tree) for seed, tree in _variants()["finetune"]]}
+    for _, tree in variants["finetune"]:
+        tree["task_stage"] = {"ggo": 0, "tumour": 0}
+    lines = finetune_forgetting(variants, TASKS, STAGES, informative_cells(variants, TASKS, STAGES))
+    rows = _rows(lines)
+    assert "linear@1.0 AUC on s1's tasks (ggo, tumour)" in rows
+    # tumour after s1: 0.8 (seed 0) and 0.81 (seed 1); after s2: 0.8 and 0.82 -> 0.0 and +0.01
+    assert rows["linear@1.0 AUC on tumour"][1:] == ["0.805 ± 0.007", "0.810 ± 0.014", "+0.005 ± 0.007 (n=2)", "**no**"]
+    assert rows["linear@1.0 AUC on ggo"][3:] == ["~-0.175 ± 0.035 (n=2)", "yes"]
+    assert lines[-1] == "The recon change of each seed: seed 0 +20.0 %, seed 1 +10.0 %."
+
+
 def test_spread_between_strategies_against_the_pooled_seed_sd():
     s = spread({"a": [1.0, 3.0], "b": [5.0, 7.0], "c": [9.0, float("nan")]})
     # means 2, 6, 9: sample sd 3.512, range 7; pooled sd: sqrt((1 * 2 + 1 * 2) / 2) = 1.414 (c has one seed)
