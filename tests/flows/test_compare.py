@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from flows.compare import (
     queue_status,
     unfinished_in,
 )
-from tests.flows.dvc_project import dvc
+from tests.flows.dvc_project import SEEDS, dvc
 
 SUMMARY = {"stages": {"s1": 0, "s2": 1}, "recon": {"R": {"s1": {"s1": 0.7}, "s2": {"s1": 0.75, "s2": 0.6}}}}
 # as `dvc exp show` gives a data/privacy/<stage>.json: its lists and nulls are dropped (labels_in_buffer, gate.reasons)
@@ -226,3 +227,16 @@ def test_a_run_and_its_collect_only_report_the_same_wall_time(measured, tmp_path
     assert reported == rebuilt == pytest.approx(measured, abs=0.06)
     assert f"{reported / 60:.1f}" == f"{rebuilt / 60:.1f}"
     assert compare._wall_time(tmp_path, "other", None) is None  # a record of another config is not reused
+
+
+def test_dvc_exp_run_takes_the_overrides_including_a_key_params_lacks(dvc_project):
+    """What `cssl compare` queues, through the real `dvc exp run -S`: an existing key is replaced and a key that
+    params.yaml lacks (a stage's own train block) is created, where a plain `key=value` is refused by DVC."""
+    seed = SEEDS[0]  # the toy stage has buffers for its seeds only
+    arguments = _overrides({"train.seed": seed, "train.extra": {"lr": 0.5}})
+    assert arguments == ["-S", f"++train.seed={seed}", "-S", "++train.extra.lr=0.5"]
+    with pytest.raises(subprocess.CalledProcessError):
+        dvc(dvc_project, "exp", "run", "-q", "-n", "plain", "-S", "train.extra.lr=0.5")
+    dvc(dvc_project, "exp", "run", "-q", "-n", "p", *arguments)
+    params = yaml.safe_load((dvc_project / "params.yaml").read_text())
+    assert params["train"]["seed"] == seed and params["train"]["extra"] == {"lr": 0.5}
