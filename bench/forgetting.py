@@ -210,7 +210,7 @@ def run_point(point: Point, seed: int, stage1_cache: dict) -> dict:
     s2_images = windowed(data_b["hu"], second)
     s1_val = held_out(data_a["patient"], seed)
     s2_val = held_out(data_b["patient"], seed)
-    probe_images = windowed(data_a["hu"], first)  # stage-1 tasks: cohort A in the stage-1 window
+    probe_images = s1_images  # stage-1 tasks: cohort A in the stage-1 window, all its patients
 
     key = (point.windows[0], point.patients[0], point.epochs[0], point.lr[0], point.norm_target, point.model,
            point.augment, seed)  # fmt: skip

@@ -228,6 +228,19 @@ def finetune_forgetting(
     before = [float(r[0, 0]) if r is not None else math.nan for r in recon]
     after = [float(r[-1, 0]) if r is not None else math.nan for r in recon]
     change = paired({seed: [recon_forgetting_percent(m)] for seed, m in seeds.items()})
+
+    def probe_row(label: str, key: str, on: list[str]) -> list[str]:
+        """Family `key`'s mean AUC over tasks `on` right after the first stage and after the last, paired."""
+        flagged = uninformative(cells, key, on)
+        diff = paired({s: [probe_on(m, key, -1, on) - probe_on(m, key, 0, on)] for s, m in seeds.items()})
+        return [
+            label,
+            mark(fmt([probe_on(m, key, 0, on) for m in runs]), flagged),
+            mark(fmt([probe_on(m, key, -1, on) for m in runs]), flagged),
+            mark(diff.text(), flagged),
+            verdict(diff.exceeds(-1.0)),
+        ]
+
     rows = [
         [
             f"recon loss on {first}'s held-out slices (lower = better)",
@@ -242,30 +255,9 @@ def finetune_forgetting(
         if not own:
             rows.append([f"{key} AUC on {first}'s tasks", "n/a", "n/a", "n/a (no task owned by it)", "n/a"])
             continue
-        flagged = uninformative(cells, key, own)
-        diff = paired({s: [probe_on(m, key, -1, own) - probe_on(m, key, 0, own)] for s, m in seeds.items()})
-        rows.append(
-            [
-                f"{key} AUC on {first}'s tasks ({', '.join(own)})",
-                mark(fmt([probe_on(m, key, 0, own) for m in runs]), flagged),
-                mark(fmt([probe_on(m, key, -1, own) for m in runs]), flagged),
-                mark(diff.text(), flagged),
-                verdict(diff.exceeds(-1.0)),
-            ]
-        )
+        rows.append(probe_row(f"{key} AUC on {first}'s tasks ({', '.join(own)})", key, own))
         # with several tasks, each on its own too: forgetting one window's finding can hide in the average
-        for task in own if len(own) > 1 else []:
-            task_flagged = uninformative(cells, key, [task])
-            diff = paired({s: [probe_on(m, key, -1, [task]) - probe_on(m, key, 0, [task])] for s, m in seeds.items()})
-            rows.append(
-                [
-                    f"{key} AUC on {task}",
-                    mark(fmt([probe_on(m, key, 0, [task]) for m in runs]), task_flagged),
-                    mark(fmt([probe_on(m, key, -1, [task]) for m in runs]), task_flagged),
-                    mark(diff.text(), task_flagged),
-                    verdict(diff.exceeds(-1.0)),
-                ]
-            )
+        rows += [probe_row(f"{key} AUC on {task}", key, [task]) for task in (own if len(own) > 1 else [])]
     header = ["metric", f"right after {first}", f"after {last}", "change (paired over seeds)", "forgets (> 2 sd)"]
     per_seed = ", ".join(f"seed {seed} {recon_forgetting_percent(m):+.1f} %" for seed, m in sorted(seeds.items()))
     return [*table(header, rows), "", f"The recon change of each seed: {per_seed}."]

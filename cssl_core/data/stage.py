@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 from torch.utils.data import DataLoader
 
+from cssl_core.config.ssl import AUGMENT_MODES
 from cssl_core.data.batch_augment import BatchAugment
 from cssl_core.data.loader import make_loader
 from cssl_core.data.split import train_val_split
@@ -43,8 +44,8 @@ def stage_loaders(
     """
     index = pd.read_parquet(windowed / "index.parquet")
     train_rows, val_rows = train_val_split(index, float(val_fraction), seed)
-    if augment not in ("sample", "batch", "none"):
-        raise ValueError(f"augment must be sample, batch or none, got {augment!r} (ssl.augment)")
+    if augment not in AUGMENT_MODES:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENT_MODES)}, got {augment!r} (ssl.augment)")
     if augment == "batch":
         train = WindowedSlices(windowed, rows=train_rows, as_stored=True)
     elif augment == "none":
