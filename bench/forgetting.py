@@ -69,6 +69,7 @@ class Point:
     model: str = "tiny"  # a key of MODELS
     batch_size: int = 32
     augment: bool = False  # the pipeline's training augmentation (cssl_core.data.batch_augment, ssl.augment: batch)
+    s2_augment: bool | None = None  # stage 2's own setting (continual.stages.s2.augment); None: as `augment`
 
 
 MODELS = {
@@ -98,6 +99,8 @@ POINTS: dict[str, Point] = {
     "base_aug": replace(BASE, augment=True),
     "cpu_lr_x4_aug": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), augment=True),
     "cpu_raw_lr_x4_aug": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), norm_target=False, augment=True),
+    # augmentation in stage 1 only (what the pretrained encoder needs to beat a random one), none in stage 2
+    "cpu_lr_x4_aug_s1": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), augment=True, s2_augment=False),
 }
 
 
@@ -226,8 +229,9 @@ def run_point(point: Point, seed: int, stage1_cache: dict) -> dict:
     after_s1.load_state_dict(state)
     model = build_model(point, seed)
     model.load_state_dict(state)
+    s2_augment = point.augment if point.s2_augment is None else point.s2_augment
     s2_seconds = train(model, s2_images[~torch.from_numpy(s2_val)], point.epochs[1], point.lr[1], point.batch_size,
-                       seed + 1000, point.augment)  # fmt: skip
+                       seed + 1000, s2_augment)  # fmt: skip
 
     held = s1_images[torch.from_numpy(s1_val)]
     recon_before = reconstruction_loss(after_s1, after_s1, held, seed=seed)

@@ -47,8 +47,9 @@ def input_digests(paths: StagePaths, config: ProjectConfig) -> dict[str, Any]:
         "val_fraction": ssl.val_fraction,
         "batch_size": ssl.batch_size,
     }
-    if ssl.augment != "sample":  # only when set: checkpoints of the default keep the keys they always had
-        settings["augment"] = ssl.augment
+    augment = ssl.stage_augment.get(paths.name, ssl.augment)
+    if augment != "sample":  # only when set: checkpoints of the default keep the keys they always had
+        settings["augment"] = augment
     return digests(whole, sampled, settings)
 
 
@@ -92,11 +93,12 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
     from cssl_core.train.history import stage_summary, write_history
 
     paths, ssl, train = config.continual.paths(stage), config.ssl, config.ssl.stage_train[stage]
+    augment = ssl.stage_augment.get(stage, ssl.augment)
     where = rank_from_env()
     model, _ = load_model(paths.prev_model)
     loaders, split = stage_loaders(
         paths.windowed, model.config.img_size, ssl.val_fraction, ssl.batch_size // where.world_size, ssl.workers,
-        train.seed, ssl.augment,
+        train.seed, augment,
     )  # fmt: skip
     # replay.privacy.mode adversarial adds a NoPeek penalty on the lower encoder; the other modes act at export
     strategy = with_privacy_penalty(build_strategy(ssl.strategy, dict(ssl.strategy_options)), config.replay.privacy)
@@ -112,7 +114,7 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
             model, strategy, loaders, train, paths.checkpoints,
             _reporter(name, train.epochs) if where.is_main else None,
             inputs=input_digests(paths, config), stage_index=paths.index, stage_name=stage, replay=replay,
-            augment=batch_augmenter(ssl.augment, model.config.img_size),
+            augment=batch_augmenter(augment, model.config.img_size),
             backend=ssl.distributed.backend,
         )  # fmt: skip
         if not where.is_main:
@@ -155,6 +157,7 @@ def _run_params(identity: dict[str, Any], config: ProjectConfig, model: Any, rep
         "train": config.ssl.stage_train[stage].to_dict(),
         "model": model.config.to_dict(),
         "batch_size": config.ssl.batch_size,
+        "augment": config.ssl.stage_augment.get(stage, config.ssl.augment),
         "replay_samples": 0 if replay is None else len(replay),
         "nopeek_weight": identity["strategy_options"].get("nopeek_weight", 0.0),
     }

@@ -17,7 +17,7 @@ from cssl_core.config import checks
 from cssl_core.config.errors import ConfigError
 from cssl_core.layout import INIT, StageLoopError, StagePaths, stage_chain
 
-STAGE_KEYS = ("prev", "cohort", "window", "train")
+STAGE_KEYS = ("prev", "cohort", "window", "train", "augment")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,10 @@ class StageConfig:
     """One continual stage: trains on data/windowed/<cohort>-<window>, starting from data/models/<prev>.
 
     `train_overrides` are the stage's own `train: {...}` knobs over ssl.train (validated with them, see
-    ProjectConfig.stage_train).
+    ProjectConfig.stage_train); `augment` is the stage's own ssl.augment (None: ssl.augment's), checked with
+    it in cssl_core.config.ssl. A stage of its own setting exists because the `cpu` benchmark wants both: an
+    augmented first stage (an encoder that beats a random one) and a plain second one (augmentation hides
+    forgetting).
     """
 
     name: str
@@ -33,12 +36,15 @@ class StageConfig:
     cohort: str
     window: str
     train_overrides: Mapping[str, Any]
+    augment: str | None = None
 
     def as_params(self) -> dict[str, Any]:
         """The stage's block as params.yaml spells it (what DVC and the checkpoint fingerprint hash)."""
         block: dict[str, Any] = {"prev": self.prev, "cohort": self.cohort, "window": self.window}
         if self.train_overrides:
             block["train"] = dict(self.train_overrides)
+        if self.augment is not None:
+            block["augment"] = self.augment
         return block
 
 
@@ -110,6 +116,7 @@ def parse_continual(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ..
             cohort=entry["cohort"],
             window=entry["window"],
             train_overrides=MappingProxyType(dict(entry.get("train") or {})),
+            augment=entry.get("augment"),
         )
         for stage, entry in raw.items()
     }

@@ -10,7 +10,7 @@ Types are checked first against those classes' own annotations: TrainConfig comp
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -94,6 +94,7 @@ class SSLConfig:
     train: Any  # cssl_core.train.config.TrainConfig of ssl.train
     stage_train: Mapping[str, Any]  # stage name -> TrainConfig with the stage's own train overrides
     augment: str = "sample"  # one of AUGMENT_MODES (cssl_core.data.batch_augment says what "batch" does)
+    stage_augment: Mapping[str, str] = field(default_factory=dict)  # stage -> its augment (its own, else ssl.augment)
     distributed: DistributedConfig = DistributedConfig()  # ssl.distributed (absent: one process)
 
 
@@ -178,6 +179,11 @@ def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
     batch_size = checks.integer("ssl.batch_size", ssl["batch_size"], minimum=1)
     workers = checks.integer("ssl.workers", ssl.get("workers", 0), minimum=0)
     augment = checks.choice("ssl.augment", ssl.get("augment", "sample"), AUGMENT_MODES)
+    stage_augment = {
+        name: augment if stage.augment is None
+        else checks.choice(f"continual.stages.{name}.augment", stage.augment, AUGMENT_MODES)
+        for name, stage in continual.stages.items()
+    }  # fmt: skip
     distributed = parse_distributed(ssl.get("distributed"), batch_size)
 
     base = checks.mapping("ssl.train", ssl["train"])
@@ -198,5 +204,6 @@ def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
         train=train,
         stage_train=MappingProxyType(stage_train),
         augment=augment,
+        stage_augment=MappingProxyType(stage_augment),
         distributed=distributed,
     )

@@ -135,6 +135,16 @@ def test_a_stage_train_override_is_named_by_its_own_path():
     assert config.ssl.stage_train["s1"].epochs == REAL["ssl"]["train"]["epochs"]
 
 
+def test_a_stage_can_set_its_own_augmentation():
+    line = refusal(setter("continual.stages.s2.augment", "strong"))
+    assert line.startswith("params.yaml continual.stages.s2.augment: 'strong' is not allowed: ")
+    assert "sample" in line and "none" in line
+    config = ProjectConfig.from_params(edited(setter("continual.stages.s2.augment", "none")))
+    assert config.ssl.stage_augment == {"s1": config.ssl.augment, "s2": "none"}
+    assert config.continual.stages["s2"].as_params()["augment"] == "none"  # DVC and the checkpoint key see it
+    assert "augment" not in config.continual.stages["s1"].as_params()
+
+
 def test_a_yaml_exponent_without_a_dot_is_explained():
     line = refusal(setter("ssl.train.lr", "5e-4"))  # PyYAML reads 5e-4 as a string
     assert "ssl.train.lr: '5e-4'" in line and "5.0e-4" in line
@@ -200,9 +210,10 @@ def test_a_compare_config_for_another_model_is_a_problem_of_that_config_only():
     assert sorted(problems) == ["compare.configs.gpu.overrides", "compare.configs.other_tasks.overrides"]
     assert "window.size: 224 is not allowed" in problems["compare.configs.gpu.overrides"]
     assert "32px" in problems["compare.configs.gpu.overrides"]
-    assert "params.yaml has no eval.tasks.nsclc_tumor (a setting here would create it)" in problems[
-        "compare.configs.other_tasks.overrides"
-    ]
+    assert (
+        "params.yaml has no eval.tasks.nsclc_tumor (a setting here would create it)"
+        in problems["compare.configs.other_tasks.overrides"]
+    )
     assert "has no" not in problems["compare.configs.gpu.overrides"]  # every block it sets exists: not blamed
     assert compare_problems(params, only="quick") == []
     assert compare_problems(params, only="cpu") == []  # a stage's own train block is created, and allowed

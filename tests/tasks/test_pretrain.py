@@ -88,3 +88,21 @@ def test_checkpoints_of_the_earlier_layout_are_adopted_not_deleted(tmp_path, mon
     again = _run(params)
     assert again["epochs_this_run"] == 0 and _same(_weights(), weights)
     assert _dirs() == {key} and not [p for p in CHECKPOINTS.iterdir() if p.is_file()]
+
+
+def test_a_stage_of_its_own_augmentation_trains_as_the_global_setting_would(tmp_path, monkeypatch):
+    """continual.stages.<k>.augment reaches the loader: `none` on the stage trains the weights that ssl.augment
+    `none` trains, and not the augmented default's."""
+    monkeypatch.chdir(make_stage_project(tmp_path))
+    default = stage_params()
+    on_stage = copy.deepcopy(default)
+    on_stage["continual"]["stages"]["s1"]["augment"] = "none"
+    global_none = copy.deepcopy(default)
+    global_none["ssl"]["augment"] = "none"
+
+    _run(on_stage)
+    weights_on_stage = _weights()
+    assert _run(global_none)["epochs_this_run"] == 2  # another checkpoint key: the stage block changed
+    assert _same(_weights(), weights_on_stage)
+    _run(default)
+    assert not _same(_weights(), weights_on_stage)
