@@ -101,6 +101,8 @@ POINTS: dict[str, Point] = {
     "cpu_raw_lr_x4_aug": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), norm_target=False, augment=True),
     # augmentation in stage 1 only (what the pretrained encoder needs to beat a random one), none in stage 2
     "cpu_lr_x4_aug_s1": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), augment=True, s2_augment=False),
+    # a longer stage 1 (trained once per seed in a comparison, so cheap there): does the encoder beat random then?
+    "cpu_lr_x4_s1_long": replace(BASE, patients=(32, 16), epochs=(30, 15), lr=(5e-4, 2e-3)),
 }
 
 

@@ -141,6 +141,27 @@ def test_forcing_evaluate_or_report_changes_no_output_and_no_later_stage(project
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout
 
 
+def test_lost_screen_init_and_evaluate_outputs_come_back_from_the_run_cache(project):
+    """`cssl compare` runs each experiment in a fresh workspace, where only DVC's run-cache can spare a stage
+    from re-running; DVC saves none for a stage with an uncached (`cache: false`) out, which made every
+    experiment re-run the four screens, init and evaluate-init (measured ~45 s an experiment)."""
+    import shutil
+
+    root = project["root"]
+    lost = ["data/quality/phantom_a.passed.json", "data/models/init", "data/privacy/init.json",
+            "data/eval/init.json", "data/eval/s1.json"]  # fmt: skip
+    before = _digests(root, lost)
+    for path in lost:
+        target = root / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    again = run([sys.executable, "-m", "dvc", "repro"], root)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert RAN.findall(again.stdout) == []
+    restored = set(re.findall(r"Stage '([^']+)' is cached - skipping run", again.stdout))
+    assert {"screen@phantom_a", "init", "evaluate-init", "evaluate@s1"} <= restored
+    assert _digests(root, lost) == before
+
+
 def test_changing_one_window_reruns_only_its_branch(project):
     root = project["root"]
     params = yaml.safe_load((root / "params.yaml").read_text())
