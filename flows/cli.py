@@ -509,17 +509,25 @@ def site_push(
     allow_image_buffer: Annotated[
         bool, typer.Option("--allow-image-buffer", help="Let an image replay buffer (raw slices) leave the site.")
     ] = False,
+    allow_leaking_buffer: Annotated[
+        bool, typer.Option("--allow-leaking-buffer", help="Let a buffer that failed its privacy audit leave the site.")
+    ] = False,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Push exactly data/models/<stage> and data/buffers/<stage> to the shared DVC remote; refuse anything else.
 
     data/raw, data/interim, data/windowed and data/quality never leave the site, nor does an image buffer without
-    --allow-image-buffer. The audit report data/privacy/<stage>.json and dvc.lock go by git (printed as a reminder).
+    --allow-image-buffer, nor a buffer whose audit failed (whatever privacy.gate.mode says) without
+    --allow-leaking-buffer. The audit report data/privacy/<stage>.json and dvc.lock go by git (printed as a
+    reminder).
     """
-    from flows.site import plan_push, push
+    from flows.site import LEAK_FLAG, plan_push, push
 
     root, artifacts = _site_artifacts(stage, params)
-    plan = plan_push(root, artifacts, targets or [], allow_image_buffer=allow_image_buffer)
+    plan = plan_push(root, artifacts, targets or [], allow_image_buffer=allow_image_buffer,
+                     allow_leaking_buffer=allow_leaking_buffer)  # fmt: skip
+    for line in plan.leaking:
+        typer.echo(f"warning: {line}; pushed anyway ({LEAK_FLAG})", err=True)
     uploaded = push(root, plan, remote=remote)
     typer.echo(f"site push {stage}: {', '.join(map(str, plan.dvc_targets))} -> DVC remote "
                f"{remote or '(default)'} ({uploaded} objects uploaded)")

@@ -13,6 +13,9 @@ Why these and no more:
 - data/privacy/<k>.json (the audit report, `cache: false`) and dvc.lock travel by git: the report is the gate
   the next stage depends on, dvc.lock names the md5 of every pushed object so the receiving site can verify
   (`dvc status`) what it pulled. A push without the report is refused: a buffer leaves only after its audit.
+  So is a buffer whose audit failed, whatever privacy.gate.mode says (`warn` lets the local pipeline go on; it
+  does not let the buffer leave), unless the operator passes --allow-leaking-buffer, and then the figures are
+  printed beside the push.
 - data/checkpoints/<k> stays: it is a site-local resume cache (`cache: false`, `persist: true`, so DVC cannot
   push it anyway), holds optimiser state on top of the weights data/models/<k> already has, and no stage
   depends on it.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cssl_core.layout import BUFFERS, CHECKPOINTS, INTERIM, MODELS, PRIVACY, QUALITY, RAW, WINDOWED, StagePaths
 from flows.errors import CliError
@@ -35,6 +39,7 @@ PRIVATE_ROOTS = (RAW, INTERIM, WINDOWED, QUALITY)
 DVC_ROOTS = (MODELS, BUFFERS)  # cached outputs: `dvc push` carries them
 GIT_ROOTS = (PRIVACY,)  # `cache: false` reports: git carries them
 IMAGE_FLAG = "--allow-image-buffer"
+LEAK_FLAG = "--allow-leaking-buffer"
 
 
 class BoundaryError(CliError):
@@ -48,6 +53,7 @@ class SiteArtifacts:
     stage: str
     dvc_targets: tuple[Path, ...]
     git_files: tuple[Path, ...]
+    leaking: tuple[str, ...] = ()  # one line per buffer that failed its audit and crosses by LEAK_FLAG
 
 
 def stage_artifacts(paths: StagePaths) -> SiteArtifacts:
@@ -113,26 +119,67 @@ def check_target(root: Path, target: Path, allow_image_buffer: bool = False) -> 
         )
 
 
+def read_audit(root: Path, report: Path) -> dict[str, Any]:
+    """The audit report audit@<stage> wrote; refused (one line) when missing or unreadable."""
+    path = root / report
+    if not path.is_file():
+        raise BoundaryError(f"{report}: missing; run `dvc repro audit@{report.stem}` first: a stage's model and "
+                            "buffer leave the site only with their privacy audit")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise BoundaryError(f"{report}: unreadable ({error}); re-run `dvc repro audit@{report.stem}`") from error
+    if not isinstance(content, dict):
+        raise BoundaryError(f"{report}: not an audit report; re-run `dvc repro audit@{report.stem}`")
+    return content
+
+
+def leak_summary(report: Path, content: dict[str, Any]) -> str | None:
+    """None when the report says the buffer passed its audit; else one line with the figures that failed it."""
+    if content.get("passed") is True:
+        return None
+    gate = content.get("gate") if isinstance(content.get("gate"), dict) else {}
+    reasons = gate.get("reasons") or []
+    if not reasons:
+        figures = [f"{name} {gate[key]:.3f}" for key, name in (("ssim_p95", "SSIM p95"), ("reid_auc", "re-id AUC"))
+                   if isinstance(gate.get(key), int | float)]  # fmt: skip
+        reasons = [", ".join(figures) or "the report records no passing verdict"]
+    return f"{report}: buffer {report.stem} failed its privacy audit: {'; '.join(map(str, reasons))}"
+
+
 def plan_push(
-    root: Path, artifacts: SiteArtifacts, extra: list[Path] | None = None, allow_image_buffer: bool = False
+    root: Path,
+    artifacts: SiteArtifacts,
+    extra: list[Path] | None = None,
+    allow_image_buffer: bool = False,
+    allow_leaking_buffer: bool = False,
 ) -> SiteArtifacts:
     """Check every target (the stage's and any extra ones) and split them into DVC and git transfers.
 
-    Nothing is pushed when any target is refused. The audit report must exist: it is the privacy gate the next
-    stage depends on, and a buffer without one was never attacked.
+    Nothing is pushed when any target is refused. Every pushed buffer's audit report must exist (it is the
+    privacy gate the next stage depends on, and a buffer without one was never attacked) and travels with it;
+    a report without a passing verdict refuses the push unless `allow_leaking_buffer`, whatever
+    privacy.gate.mode said locally: `warn` lets a site's own pipeline go on, it does not let the buffer leave.
     """
     targets = [*artifacts.dvc_targets, *artifacts.git_files, *(relative_target(root, t) for t in extra or [])]
     for target in targets:
         check_target(root, target, allow_image_buffer=allow_image_buffer)
-    for report in (t for t in targets if _under(t, PRIVACY)):
-        if not (root / report).is_file():
-            raise BoundaryError(f"{report}: missing; run `dvc repro audit@{report.stem}` first: a stage's model and "
-                                "buffer leave the site only with their privacy audit")
-    unique = list(dict.fromkeys(targets))
+    reports = [t for t in targets if _under(t, PRIVACY)]
+    reports += [PRIVACY / f"{t.name}.json" for t in targets if _under(t, BUFFERS)]
+    leaking = []
+    for report in dict.fromkeys(reports):
+        line = leak_summary(report, read_audit(root, report))
+        if line and not allow_leaking_buffer:
+            raise BoundaryError(f"{line}; it does not leave the site (change the buffer: replay.privacy, "
+                                f"ssl.strategy, and rerun), or push it anyway with {LEAK_FLAG}")
+        if line:
+            leaking.append(line)
+    unique = list(dict.fromkeys([*targets, *reports]))
     return SiteArtifacts(
         artifacts.stage,
         tuple(t for t in unique if any(_under(t, r) for r in DVC_ROOTS)),
         tuple(t for t in unique if any(_under(t, r) for r in GIT_ROOTS)),
+        tuple(leaking),
     )
 
 

@@ -89,6 +89,22 @@ def lock_md5(root: Path, stage: str, path: str, section: str = "outs") -> str:
     return next(e["md5"] for e in entries if e["path"] == path)
 
 
+def push_stage(root: Path, env: dict[str, str], stage: str, s3: S3Server, prefix: str) -> None:
+    """`cssl site push --stage <stage>` as an operator must run it: a buffer that failed its audit (the tiny
+    pipeline's gate only warns) is refused first, with nothing new uploaded, and crosses only with the flag."""
+    if json.loads((root / f"data/privacy/{stage}.json").read_text())["passed"]:
+        run(root, env, "cssl", "site", "push", "--stage", stage)
+        return
+    before = remote_objects(s3, prefix)
+    refused = run(root, env, "cssl", "site", "push", "--stage", stage, ok=False)
+    lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
+    assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+    assert lines[0].startswith(f"error: data/privacy/{stage}.json: buffer {stage} failed its privacy audit: ")
+    assert remote_objects(s3, prefix) == before, "the refused push uploaded something"
+    pushed = run(root, env, "cssl", "site", "push", "--stage", stage, "--allow-leaking-buffer")
+    assert f"buffer {stage} failed its privacy audit" in pushed.stderr
+
+
 def test_two_sites_share_models_and_buffers_but_no_image(s3_server: S3Server, tmp_path: Path):
     started = time.perf_counter()
     prefix = f"two-sites-{uuid.uuid4().hex[:8]}"
@@ -110,7 +126,7 @@ def test_two_sites_share_models_and_buffers_but_no_image(s3_server: S3Server, tm
     assert refused.returncode == 2 and len(lines) == 1, refused.stderr
     assert lines[0].startswith("error: data/windowed/phantom_a-mediastinal: under data/windowed, which never leaves")
     assert not remote_objects(s3_server, prefix), "the refused push uploaded something"
-    run(site_a, env_a, "cssl", "site", "push", "--stage", "s1")
+    push_stage(site_a, env_a, "s1", s3_server, prefix)
     run(site_a, env_a, "git", "add", "dvc.lock", "data/privacy/s1.json")
     run(site_a, env_a, *COMMIT, "stage s1 (site A)")
     run(site_a, env_a, "git", "push", "-q", str(origin), "HEAD:refs/heads/main")
@@ -125,7 +141,7 @@ def test_two_sites_share_models_and_buffers_but_no_image(s3_server: S3Server, tm
     assert (site_b / "data/models/s1").is_dir() and (site_b / "data/buffers/s1/meta.json").is_file()
     run(site_b, env_b, "dvc", "repro", "quality@phantom_b-lung", "window@phantom_c-lung")
     run(site_b, env_b, "dvc", "repro", "--single-item", "pretrain@s2", "export@s2", "audit@s2")  # in this order
-    run(site_b, env_b, "cssl", "site", "push", "--stage", "s2")
+    push_stage(site_b, env_b, "s2", s3_server, prefix)
     run(site_b, env_b, "git", "add", "dvc.lock", "data/privacy/s2.json")
     run(site_b, env_b, *COMMIT, "stage s2 (site B)")
     run(site_b, env_b, "git", "push", "-q", "origin", "HEAD:refs/heads/main")

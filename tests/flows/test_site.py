@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from cssl_core.layout import StagePaths
+from cssl_core.privacy.gate import check
 from flows.site import BoundaryError, check_target, plan_push, stage_artifacts
 from tests.helpers import REPO_ROOT, tiny_params
 
@@ -146,10 +147,55 @@ def test_a_target_outside_the_project_or_a_missing_audit_is_refused(tmp_path: Pa
     with pytest.raises(BoundaryError, match=r"data/privacy/s1.json: missing; run `dvc repro audit@s1`"):
         plan_push(tmp_path, stage_artifacts(_paths()))
     (tmp_path / "data/privacy").mkdir(parents=True)
-    (tmp_path / "data/privacy/s1.json").write_text("{}")
+    (tmp_path / "data/privacy/s1.json").write_text("{")
+    with pytest.raises(BoundaryError, match=r"data/privacy/s1.json: unreadable"):
+        plan_push(tmp_path, stage_artifacts(_paths()))
+    (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1", "passed": true}')
     plan = plan_push(tmp_path, stage_artifacts(_paths()))
     assert plan.dvc_targets == (Path("data/models/s1"), Path("data/buffers/s1"))
-    assert plan.git_files == (Path("data/privacy/s1.json"),)
+    assert plan.git_files == (Path("data/privacy/s1.json"),) and plan.leaking == ()
+
+
+def failing_report() -> dict:
+    """An audit report as audit@s1 writes it for a leaking buffer: the real gate's verdict on leaking figures."""
+    figures = {"gradient_ssim_p95": 0.993, "ridge_ssim_p95": 0.71, "reid_auc": 0.98}
+    gate = check(figures, tiny_params()["privacy"]["gate"])
+    return {"buffer": "s1", "kind": "latent", "audited": True, "passed": gate["passed"], "gate": gate}
+
+
+def test_a_buffer_that_failed_its_audit_leaves_only_with_the_flag(tmp_path: Path):
+    (tmp_path / "data/buffers/s1").mkdir(parents=True)
+    (tmp_path / "data/buffers/s1/meta.json").write_text('{"kind": "latent"}')
+    (tmp_path / "data/privacy").mkdir(parents=True)
+    report = failing_report()
+    assert report["passed"] is False and report["gate"]["mode"] == "warn"  # the local pipeline went on
+    (tmp_path / "data/privacy/s1.json").write_text(json.dumps(report))
+    with pytest.raises(BoundaryError) as refused:
+        plan_push(tmp_path, stage_artifacts(_paths()))
+    line = str(refused.value)
+    assert line.startswith("data/privacy/s1.json: buffer s1 failed its privacy audit: gradient SSIM p95 0.993 > ")
+    assert "re-identification AUC 0.980" in line and "--allow-leaking-buffer" in line and "\n" not in line
+    plan = plan_push(tmp_path, stage_artifacts(_paths()), allow_leaking_buffer=True)
+    assert len(plan.leaking) == 1 and "gradient SSIM p95 0.993" in plan.leaking[0]
+    (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1"}')  # no verdict is not a pass
+    with pytest.raises(BoundaryError, match="records no passing verdict"):
+        plan_push(tmp_path, stage_artifacts(_paths()))
+
+
+def test_an_extra_buffer_needs_its_own_passing_audit_and_takes_it_along(tmp_path: Path):
+    for stage in ("s1", "s0"):
+        (tmp_path / f"data/buffers/{stage}").mkdir(parents=True)
+        (tmp_path / f"data/buffers/{stage}/meta.json").write_text('{"kind": "latent"}')
+    (tmp_path / "data/privacy").mkdir(parents=True)
+    (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1", "passed": true}')
+    with pytest.raises(BoundaryError, match=r"data/privacy/s0.json: missing; run `dvc repro audit@s0`"):
+        plan_push(tmp_path, stage_artifacts(_paths()), [Path("data/buffers/s0")])
+    (tmp_path / "data/privacy/s0.json").write_text(json.dumps({**failing_report(), "buffer": "s0"}))
+    with pytest.raises(BoundaryError, match="buffer s0 failed its privacy audit"):
+        plan_push(tmp_path, stage_artifacts(_paths()), [Path("data/buffers/s0")])
+    (tmp_path / "data/privacy/s0.json").write_text('{"buffer": "s0", "passed": true}')
+    plan = plan_push(tmp_path, stage_artifacts(_paths()), [Path("data/buffers/s0")])
+    assert Path("data/privacy/s0.json") in plan.git_files and Path("data/buffers/s0") in plan.dvc_targets
 
 
 @pytest.mark.slow
@@ -185,6 +231,20 @@ def test_an_image_buffer_is_refused_then_pushed_with_the_flag(project):
     assert line.startswith("error: data/buffers/s1: an image replay buffer") and "--allow-image-buffer" in line
     assert not remote.exists() or not remote_objects(remote)
     ok(root, "cssl", "site", "push", "--stage", "s1", "--allow-image-buffer")
+    assert out_objects(root, root / ".dvc/cache", "data/buffers/s1") <= remote_objects(remote)
+
+
+@pytest.mark.slow
+def test_a_leaking_buffer_is_refused_with_exit_2_and_nothing_uploaded_then_pushed_with_the_flag(project):
+    root, remote = project
+    (root / "data/privacy/s1.json").write_text(json.dumps(failing_report()))  # what a warn-mode audit leaves
+    done = run(root, "cssl", "site", "push", "--stage", "s1")
+    line = one_error_line(done)
+    assert line.startswith("error: data/privacy/s1.json: buffer s1 failed its privacy audit: gradient SSIM p95")
+    assert "--allow-leaking-buffer" in line and not done.stdout.strip()
+    assert not remote.exists() or not remote_objects(remote), "a refused push uploaded something"
+    pushed = ok(root, "cssl", "site", "push", "--stage", "s1", "--allow-leaking-buffer")
+    assert "warning: data/privacy/s1.json: buffer s1 failed its privacy audit: gradient SSIM p95 0.993" in pushed.stderr
     assert out_objects(root, root / ".dvc/cache", "data/buffers/s1") <= remote_objects(remote)
 
 
