@@ -88,6 +88,9 @@ def gate_settings(gate: Mapping[str, Any]) -> dict[str, Any]:
         value = gate.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise ValueError(f"params.yaml privacy.gate.{key} must be a number (or null to skip), got {value!r}")
+        if value is not None and not 0.0 <= value <= 1.0:  # 1.7 would never fail a buffer, -3 would fail every one
+            what = "an SSIM (1: an exact copy)" if key == "max_ssim_p95" else "an AUC (0.5: chance)"
+            raise ValueError(f"params.yaml privacy.gate.{key} is {what}, so a threshold between 0 and 1; got {value!r}")
         out[key] = None if value is None else float(value)
     return out
 

@@ -155,12 +155,14 @@ def test_a_yaml_exponent_without_a_dot_is_explained():
     [
         (setter("quality.air_hu_min", [1]), "quality.air_hu_min: [1]"),  # cssl_core/config/quality.py
         (setter("privacy.gate.mode", "loud"), "privacy.gate.mode: 'loud'"),  # cssl_core/privacy/gate.py
+        (setter("privacy.gate.max_ssim_p95", 1.7), "privacy.gate.max_ssim_p95: 1.7"),  # would never fail
+        (setter("privacy.gate.max_reid_auc", -3), "privacy.gate.max_reid_auc: -3"),  # would fail every buffer
         (setter("privacy.attack.decoder_steps", 0), "privacy.attack.decoder_steps: 0"),  # AuditConfig
         (setter("ssl.strategies.latent_replay.bke_omega", 5), "ssl.strategies.latent_replay.bke_omega: 5"),
         (setter("ssl.model", {"patch_size": 7}), "ssl.model.patch_size: 7"),  # MAEConfig
         (setter("data.demo.phantom_a.n_patients", 0), "data.demo.phantom_a.n_patients: 0"),  # PhantomConfig
     ],
-    ids=["quality", "gate", "audit", "strategy-option", "model", "phantom"],
+    ids=["quality", "gate", "gate-ssim-range", "gate-auc-range", "audit", "strategy-option", "model", "phantom"],
 )
 def test_errors_of_reused_validators_get_the_key_path(edit, start):
     assert refusal(edit).startswith(f"params.yaml {start} is not allowed: ")
