@@ -183,11 +183,29 @@ def plan_push(
     )
 
 
+def check_remote(repo: Any, remote: str | None) -> str:
+    """The DVC remote a push or pull goes through: `remote` if the project names it, else the default one.
+
+    Without one DVC's pull finds nothing to fetch and reports 0 objects with success, which reads as if the
+    other site had sent nothing; a missing remote is the operator's to fix, so it is one line that says how."""
+    remotes = sorted(repo.config.get("remote", {}))
+    name = remote or repo.config.get("core", {}).get("remote")
+    if name is None:
+        known = f" (configured: {', '.join(remotes)}; pass --remote NAME or make one the default)" if remotes else ""
+        raise BoundaryError(f"no DVC remote is configured{known}; add the shared one first: `dvc remote add -d "
+                            "shared s3://BUCKET/PATH` (docs/scale-out.md)")
+    if name not in remotes:
+        raise BoundaryError(f"DVC remote {name!r} is not configured (configured: {', '.join(remotes) or 'none'}); "
+                            "`dvc remote list` shows them")
+    return str(name)
+
+
 def push(root: Path, plan: SiteArtifacts, remote: str | None = None) -> int:
     """`dvc push <targets>` through DVC's API: the targets' cached objects only; returns objects uploaded."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
+        remote = check_remote(repo, remote)
         return int(repo.push(targets=[str(t) for t in plan.dvc_targets], remote=remote, run_cache=False,
                              with_deps=False))
 
@@ -197,6 +215,7 @@ def pull(root: Path, artifacts: SiteArtifacts, remote: str | None = None) -> int
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
+        remote = check_remote(repo, remote)
         stats = repo.pull(targets=[str(t) for t in artifacts.dvc_targets], remote=remote, run_cache=False,
                           with_deps=False)
     return int(stats.get("fetched", 0))

@@ -254,3 +254,24 @@ def test_pull_without_the_other_sites_git_commit_says_git_pull_first(project, tm
     (root / "data/privacy/s1.json").unlink()
     line = one_error_line(run(root, "cssl", "site", "pull", "--stage", "s1"))
     assert line.startswith("error: data/privacy/s1.json: missing; `git pull`")
+
+
+def test_push_or_pull_without_a_configured_remote_is_one_line_not_zero_objects(tmp_path: Path):
+    from dvc.repo import Repo
+
+    from flows.site import check_remote
+
+    Repo.init(str(tmp_path), no_scm=True)
+    with Repo(str(tmp_path)) as repo, pytest.raises(BoundaryError, match=r"^no DVC remote is configured; add"):
+        check_remote(repo, None)
+    config = tmp_path / ".dvc" / "config"
+    config.write_text(config.read_text() + "['remote \"shared\"']\n    url = /somewhere\n")
+    with Repo(str(tmp_path)) as repo:
+        with pytest.raises(BoundaryError, match=r"configured: shared; pass --remote NAME or make one the default"):
+            check_remote(repo, None)
+        with pytest.raises(BoundaryError, match=r"DVC remote 'other' is not configured \(configured: shared\)"):
+            check_remote(repo, "other")
+        assert check_remote(repo, "shared") == "shared"
+    config.write_text(config.read_text().replace("[core]\n", "[core]\n    remote = shared\n"))
+    with Repo(str(tmp_path)) as repo:
+        assert check_remote(repo, None) == "shared"
