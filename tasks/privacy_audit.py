@@ -67,7 +67,7 @@ def attacker_view(model, mode):
     """The shared model composed with the buffer's public privacy transform (the attacker knows the mode)."""
     from cssl_core.privacy.common import ReleasedEncoder
 
-    return ReleasedEncoder(model, token_pool=mode.token_pool, noise_sd=mode.noise_sd if mode.mode == "noise" else 0.0)
+    return ReleasedEncoder(model, token_pool=mode.token_pool, noise_sd=mode.attacker_noise_sd)
 
 
 def _common_finding(attacker: dict[str, np.ndarray], victims: dict[str, np.ndarray]) -> str | None:

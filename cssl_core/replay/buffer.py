@@ -12,7 +12,7 @@ an array with an image's dtype or values, stored features, a label whose name lo
 (patient, series, key, uid, ...), string labels, or an unexpected file in the directory. Describe it as
 "no pixels stored", never as "anonymous" or "private".
 
-A latent buffer written in the `aggregate` privacy mode (cssl_core/replay/release.py) holds no individual
+A latent buffer written in the `aggregate` privacy mode (cssl_core/replay/modes/aggregate.py) holds no individual
 latent: its rows are cluster means, with `spread` (the per-token, per-channel sd of the cluster, float16, same
 shape) and `counts` (slices per cluster, int32); replay samples synthetic latents from them.
 

@@ -1,19 +1,13 @@
-"""What a latent buffer releases of the latents a stage selected: the privacy modes of `replay.privacy`.
+"""What a latent buffer releases of the latents a stage selected, under the privacy mode `replay.privacy` names.
 
 A stored latent z = lower(x) can be inverted back into its slice almost exactly by anyone holding the shared
 model (docs/privacy.md), so the only levers are on what is stored. Each mode trades replay utility for privacy,
-and each is measured, not assumed: the audit stage attacks whatever this module released, with an attacker who
-knows the mode and its knobs (they are in params.yaml), and `cssl compare` puts the audit beside the forgetting.
+and each is measured, not assumed: the audit stage attacks whatever was released, with an attacker who knows the
+mode and its knobs (they are in params.yaml), and `cssl compare` puts the audit beside the forgetting.
 
-- `none`: the latents as selected.
-- `noise`: Gaussian noise, sd = `noise_sd` x each channel's sd over the stored rows and tokens.
-- `pool`: tokens averaged over `pool` x `pool` blocks of the token grid; the upper blocks replay fewer tokens
-  (they take any token count: position lives in the tokens since the patch embedding).
-- `aggregate`: no individual latent. The rows are clustered (k-means), clusters below `min_cluster_size`
-  slices or `min_patients` patients are merged into their nearest neighbour, and only each cluster's token
-  mean and sd (diagonal) and its size are stored; replay samples synthetic latents from them.
-- `adversarial`: stored like `none`; the difference is upstream: the lower encoder was trained with a
-  distance-correlation penalty (cssl_core/strategies, tasks/pretrain.py) that makes its output harder to invert.
+The modes themselves (none, noise, pool, aggregate, adversarial) are one object each in cssl_core/replay/modes/;
+this module holds their shared knobs (ReleaseConfig), the one entry point export calls (`release`) and what
+replay does with cluster statistics (`sample_clusters`).
 
 `members` records which input rows each released row came from. It is for the audit's scoring only and is never
 written to a buffer.
@@ -28,14 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cssl_core.replay.modes import BUFFER_MODES, buffer_mode
+from cssl_core.replay.modes.aggregate import aggregate
+from cssl_core.replay.modes.base import Released, pool_tokens
+
 if TYPE_CHECKING:
     import torch
 
 # torch is imported inside the functions that need it: ReleaseConfig validates replay.privacy before every stage
 # command (cssl_core.config), and most stages never touch a tensor.
 
-MODES = ("none", "noise", "pool", "aggregate", "adversarial")
+MODES = tuple(BUFFER_MODES)
 KEY = "replay.privacy"
+__all__ = ["KEY", "MODES", "ReleaseConfig", "Released", "aggregate", "keep_labels", "pool_tokens", "release",
+           "sample_clusters"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,7 @@ class ReleaseConfig:
     adversarial_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"{KEY}.mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        buffer_mode(self.mode)  # an unknown mode is a one-line error naming the known ones
         if isinstance(self.noise_sd, bool) or not isinstance(self.noise_sd, numbers.Real) or not self.noise_sd > 0:
             raise ValueError(
                 f"{KEY}.noise_sd must be a number > 0 (a multiple of each channel's sd); got {self.noise_sd!r}"
@@ -79,7 +78,17 @@ class ReleaseConfig:
     @property
     def token_pool(self) -> int:
         """Token-grid pooling an attacker must apply to its own latents to compare them with stored rows."""
-        return self.pool if self.mode == "pool" else 1
+        return buffer_mode(self.mode).attacker_token_pool(self)
+
+    @property
+    def attacker_noise_sd(self) -> float:
+        """Noise an attacker adds to its own latents to mirror the buffer's (a multiple of each channel's sd)."""
+        return buffer_mode(self.mode).attacker_noise_sd(self)
+
+    @property
+    def training_penalty_weight(self) -> float | None:
+        """Weight of the penalty the mode adds to training; None when it acts at export only."""
+        return buffer_mode(self.mode).training_penalty_weight(self)
 
 
 def keep_labels(replay: Mapping[str, Any]) -> bool:
@@ -94,35 +103,6 @@ def keep_labels(replay: Mapping[str, Any]) -> bool:
     return value
 
 
-@dataclass
-class Released:
-    """What a stage stores, row for row, and (for scoring only) the input rows behind each stored row."""
-
-    latents: np.ndarray  # (r, tokens, dim) float16: rows, pooled rows or cluster means
-    spread: np.ndarray | None  # (r, tokens, dim) float16 cluster sd (aggregate) else None
-    counts: np.ndarray | None  # (r,) int32 slices per cluster (aggregate) else None
-    members: list[np.ndarray]  # r arrays of positions into the input rows; never stored
-
-
-def pool_tokens(latents: torch.Tensor, pool: int) -> torch.Tensor:
-    """(B, g*g, C) -> (B, (g/pool)**2, C): mean over pool x pool blocks of the square token grid (differentiable).
-
-    Args:
-        latents: (B, N, C) with N a square whose side is divisible by `pool`.
-    """
-    import torch
-
-    if pool == 1:
-        return latents
-    batch, tokens, dim = latents.shape
-    grid = int(round(tokens**0.5))
-    if grid * grid != tokens or grid % pool:
-        raise ValueError(f"{KEY}.pool {pool} does not divide the {grid}x{grid} token grid; pick a divisor of {grid}")
-    x = latents.reshape(batch, grid, grid, dim).permute(0, 3, 1, 2)
-    x = torch.nn.functional.avg_pool2d(x, pool)
-    return x.permute(0, 2, 3, 1).reshape(batch, (grid // pool) ** 2, dim)
-
-
 def release(latents: np.ndarray, patients: np.ndarray, config: ReleaseConfig, seed: int) -> Released:
     """Apply the privacy mode to a stage's selected latents.
 
@@ -135,58 +115,7 @@ def release(latents: np.ndarray, patients: np.ndarray, config: ReleaseConfig, se
     z = np.asarray(latents, dtype=np.float32)
     if z.ndim != 3 or not len(z):
         raise ValueError(f"release needs latents of shape (n, tokens, dim) with n >= 1, got {z.shape}")
-    singles = [np.array([i], dtype=np.int64) for i in range(len(z))]
-    if config.mode in ("none", "adversarial"):
-        return Released(z.astype(np.float16), None, None, singles)
-    if config.mode == "noise":
-        channel_sd = z.std(axis=(0, 1), keepdims=True)
-        noise = np.random.default_rng([seed, 1]).standard_normal(z.shape).astype(np.float32)
-        return Released((z + config.noise_sd * channel_sd * noise).astype(np.float16), None, None, singles)
-    if config.mode == "pool":
-        import torch
-
-        pooled = pool_tokens(torch.from_numpy(z), config.pool).numpy()
-        return Released(pooled.astype(np.float16), None, None, singles)
-    return aggregate(z, np.asarray(patients), config.min_cluster_size, config.min_patients, seed)
-
-
-def aggregate(latents: np.ndarray, patients: np.ndarray, min_size: int, min_patients: int, seed: int) -> Released:
-    """Cluster statistics only: k-means on the flattened latents, then merge every cluster that has fewer than
-    `min_size` slices or `min_patients` distinct patients into its nearest neighbour (by centroid), smallest first,
-    until all clusters pass. Refuses data that cannot make one cluster of that size.
-    """
-    from sklearn.cluster import KMeans
-
-    n = len(latents)
-    if patients.shape != (n,):
-        raise ValueError(f"patients must give one group per row: shape ({n},), got {patients.shape}")
-    distinct = len(set(patients.tolist()))
-    if n < min_size or distinct < min_patients:
-        raise ValueError(
-            f"{KEY}: mode aggregate needs at least min_cluster_size={min_size} slices from min_patients={min_patients} "
-            f"patients, but the stage selected {n} slices from {distinct} patients; raise replay.budget or lower them"
-        )
-    flat = latents.reshape(n, -1)
-    k = max(1, n // min_size)
-    labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(flat) if k > 1 else np.zeros(n, np.int64)
-    groups = [np.flatnonzero(labels == c) for c in range(k)]
-    groups = [g for g in groups if g.size]
-
-    def failing(group: np.ndarray) -> bool:
-        return group.size < min_size or len(set(patients[group].tolist())) < min_patients
-
-    while len(groups) > 1 and any(failing(g) for g in groups):
-        worst = min((g for g in groups if failing(g)), key=lambda g: (g.size, g[0]))
-        rest = [g for g in groups if g is not worst]
-        centre = flat[worst].mean(axis=0)
-        nearest = min(range(len(rest)), key=lambda j: float(np.square(flat[rest[j]].mean(axis=0) - centre).sum()))
-        rest[nearest] = np.sort(np.concatenate([rest[nearest], worst]))
-        groups = rest
-    groups.sort(key=lambda g: int(g[0]))
-    means = np.stack([latents[g].mean(axis=0) for g in groups])
-    spread = np.stack([latents[g].std(axis=0) for g in groups])
-    counts = np.array([g.size for g in groups], dtype=np.int32)
-    return Released(means.astype(np.float16), spread.astype(np.float16), counts, groups)
+    return buffer_mode(config.mode).release(z, np.asarray(patients), config, seed)
 
 
 def sample_clusters(

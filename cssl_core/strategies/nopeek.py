@@ -123,12 +123,12 @@ class NoPeekPenalty(Strategy):
 
 
 def with_privacy_penalty(strategy: Strategy, privacy: Mapping[str, Any] | Any) -> Strategy:
-    """`strategy` wrapped in NoPeekPenalty when `privacy` (the replay.privacy block, raw or as the typed
-    ReleaseConfig) selects mode `adversarial`, weighted by its `adversarial_weight` (default 1.0); `strategy`
-    itself for every other mode. Only the keys this mode uses are read: the block as a whole is validated
-    where the buffer modes are implemented."""
-    if not isinstance(privacy, Mapping):
-        privacy = {"mode": privacy.mode, "adversarial_weight": privacy.adversarial_weight}
-    if privacy.get("mode") != "adversarial":
-        return strategy
-    return NoPeekPenalty(strategy, privacy.get("adversarial_weight", 1.0))
+    """`strategy` wrapped in NoPeekPenalty when the buffer mode of `privacy` (the replay.privacy block, raw or as
+    the typed ReleaseConfig) acts during training (cssl_core.replay.modes: `adversarial`, weighted by its
+    `adversarial_weight`); `strategy` itself for every other mode."""
+    from cssl_core.replay.release import ReleaseConfig
+
+    if isinstance(privacy, Mapping):
+        privacy = ReleaseConfig.from_dict(dict(privacy))
+    weight = privacy.training_penalty_weight
+    return strategy if weight is None else NoPeekPenalty(strategy, weight)
