@@ -125,6 +125,7 @@ def build_stage_rows(stage: str, config: ProjectConfig, plan: ExportPlan | None 
     """Select, shuffle and release this stage's rows: deterministic for the same model, data and params, which is
     what lets the audit rebuild the provenance of a buffer instead of the buffer storing it."""
     from cssl_core.replay.buffer import ReplayBuffer
+    from cssl_core.replay.modes import buffer_mode
     from cssl_core.replay.release import release
     from cssl_core.replay.selection import budget_exceeds, resolve_budget, select
 
@@ -157,10 +158,12 @@ def build_stage_rows(stage: str, config: ProjectConfig, plan: ExportPlan | None 
         **replay.selection_options,
     )
     chosen = shuffled(chosen, seed, paths.index)
+    if kind == "latent" and buffer_mode(privacy.mode).releases_all_candidates:
+        chosen = np.arange(len(candidates))  # the mode picks its rows itself, without looking at their values
     rows = candidates[chosen]
     labels = finding_labels(index, rows) if replay.keep_labels else {}
     if kind == "latent":
-        patients = index["patient_key"].to_numpy()[rows]  # grouping for `aggregate`; never stored
+        patients = index["patient_key"].to_numpy()[rows]  # grouping for `aggregate` and `dp`; never stored
         released = release(encoded["latents"][chosen], patients, privacy, seed=seed * 1000 + paths.index)
         n = len(released.latents)
         if released.spread is not None:
@@ -173,6 +176,7 @@ def build_stage_rows(stage: str, config: ProjectConfig, plan: ExportPlan | None 
             labels=labels,
             spread=released.spread,
             counts=released.counts,
+            ledger=[{"stage": stage, **released.accounting}] if released.accounting else [],
         )
         return StageRows(kind, selection, len(candidates), rows, released.members, new)
     features = encoded["pooled"][chosen].astype(np.float16) if strategy.buffer_features else None
@@ -218,6 +222,8 @@ def run_export(stage: str, config: ProjectConfig) -> dict[str, Any]:
             "buffer_bytes": nbytes,
             "seconds": time.perf_counter() - started,
         }
+        if new is not None and new.ledger:  # a formal mode: what this stage's release spent
+            summary.update({"epsilon": new.ledger[-1]["epsilon"], "delta": new.ledger[-1]["delta"]})
         metrics_path = paths.metrics("export")
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

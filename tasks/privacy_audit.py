@@ -70,6 +70,26 @@ def attacker_view(model, mode):
     return ReleasedEncoder(model, token_pool=mode.token_pool, noise_sd=mode.attacker_noise_sd)
 
 
+def privacy_spend(ledger: list[dict[str, Any]], stage: str) -> dict[str, Any] | None:
+    """What the buffer's formal releases spent (None when none was formal): this stage's (epsilon, delta) and all
+    stages' so far composed by the accountant at the sum of their deltas (a patient may be in several cohorts)."""
+    if not ledger:
+        return None
+    from cssl_core.replay.modes.dp import ACCOUNTANT, composed_epsilon
+
+    mine = [entry for entry in ledger if entry.get("stage") == stage]
+    total_delta = float(sum(entry["delta"] for entry in ledger))
+    return {
+        "unit": "patient",
+        "stage_epsilon": mine[-1]["epsilon"] if mine else None,
+        "stage_delta": mine[-1]["delta"] if mine else None,
+        "total_epsilon": round(composed_epsilon(ledger, total_delta), 4),
+        "total_delta": total_delta,
+        "stages": [entry.get("stage") for entry in ledger],
+        "accountant": ACCOUNTANT,
+    }
+
+
 def _common_finding(attacker: dict[str, np.ndarray], victims: dict[str, np.ndarray]) -> str | None:
     """The first finding both sides know with both classes (an AUC needs both), or None."""
     for name in sorted(set(attacker) & set(victims)):
@@ -130,6 +150,7 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             query_is_member=victims.query_is_member,
         )
         verdict = check(result.figures, gate)
+        spend = privacy_spend(buffer.ledger, stage)
         report = {
             "buffer": stage,
             "kind": buffer.kind,
@@ -144,6 +165,7 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             "config": attack.to_dict(),
             "figures": result.figures,
             "figure": str(figure),
+            **({"dp": spend} if spend else {}),
         }
         draw_reconstructions(figure, result.truth, result.reconstructions, max_rows=FIGURE_ROWS)
         write_json(output, _jsonable(report))
@@ -179,6 +201,10 @@ def _log(report: dict[str, Any], seconds: float, figure: Path, output: Path) -> 
     gate = report["gate"]
     numbers.update({"gate_passed": int(gate["passed"]), "seconds": seconds,
                     "labels_in_buffer": len(report["labels_in_buffer"])})
+    if report.get("dp"):  # the accountant's figures beside the attacks' (a formal mode)
+        spend = report["dp"]
+        figures_dp = {"dp_stage_epsilon": spend["stage_epsilon"], "dp_total_epsilon": spend["total_epsilon"]}
+        numbers.update({k: v for k, v in figures_dp.items() if v is not None})
     tracking.log_metrics(numbers)
     tracking.log_artifact(figure, "figures")
     tracking.log_artifact(output)
@@ -190,9 +216,12 @@ def summary_line(report: dict[str, Any]) -> str:
         return f"audit {report['buffer']}: {report.get('note', 'nothing audited')}"
     gate, figures = report["gate"], report["figures"]
     reid = "n/a" if gate["reid_auc"] is None else f"{gate['reid_auc']:.3f}"
+    dp = report.get("dp")
+    spent = (f", dp epsilon {dp['stage_epsilon']:.2f} this stage / {dp['total_epsilon']:.2f} in total at delta "
+             f"{dp['total_delta']:.1e} (unit: patient)" if dp and dp["stage_epsilon"] is not None else "")  # fmt: skip
     return (
         f"audit {report['buffer']}: {figures['n_rows']}/{figures['n_buffer']} rows, {gate['ssim_attacker']} SSIM p95 "
-        f"{gate['ssim_p95']:.3f}, re-identification AUC {reid}: {'passed' if gate['passed'] else 'LEAKS'} "
+        f"{gate['ssim_p95']:.3f}, re-identification AUC {reid}{spent}: {'passed' if gate['passed'] else 'LEAKS'} "
         f"(gate mode {gate['mode']}) -> {report['figure']}"
     )
 

@@ -14,7 +14,9 @@ an array with an image's dtype or values, stored features, a label whose name lo
 
 A latent buffer written in the `aggregate` privacy mode (cssl_core/replay/modes/aggregate.py) holds no individual
 latent: its rows are cluster means, with `spread` (the per-token, per-channel sd of the cluster, float16, same
-shape) and `counts` (slices per cluster, int32); replay samples synthetic latents from them.
+shape) and `counts` (slices per cluster, int32); replay samples synthetic latents from them. So does one written
+in the `dp` mode (modes/dp.py), whose meta.json also carries the buffer's `privacy_ledger`: what each stage's
+formally private release spent (epsilon, delta, noise multiplier, mechanisms), composed by the audit.
 
 An image buffer (kind "image", for er / der / medcoss) keeps raw slices (n, H, W) as uint8 or float16 and,
 for DER, the teacher's features (float16); its meta.json declares `keeps_raw_images: true` so that a
@@ -35,6 +37,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +71,9 @@ class ReplayBuffer:
     features: np.ndarray | None = None
     spread: np.ndarray | None = None  # aggregate mode: per-cluster token sd, (n, tokens, dim) float16
     counts: np.ndarray | None = None  # aggregate mode: slices per cluster, (n,) int32
+    # what a formal privacy mode spent, one entry per stage that released under one (dp): meta.json carries it
+    # with the buffer, so the privacy cost of what is stored travels with what is stored
+    ledger: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.stage = _names_array(self.stage, "stage")
@@ -108,6 +114,8 @@ def check_structure(buffer: ReplayBuffer) -> None:
     """Shapes, dtypes and field names: cheap checks run on every construction, save and load."""
     if buffer.kind not in KINDS:
         raise ValueError(f"buffer kind must be one of {KINDS}, got {buffer.kind!r}")
+    if not isinstance(buffer.ledger, list) or not all(isinstance(e, dict) for e in buffer.ledger):
+        raise ValueError("a buffer's privacy ledger is a list of per-stage accounting entries (dicts)")
     data = buffer.data
     if not isinstance(data, np.ndarray):
         raise TypeError(f"data must be a numpy array, got {type(data).__name__}")
@@ -230,6 +238,7 @@ def _meta(buffer: ReplayBuffer, files: dict[str, np.ndarray]) -> dict[str, objec
         "windows": list(dict.fromkeys(buffer.window.tolist())),
         "labels": sorted(buffer.labels),
         "arrays": {fname: _describe(array) for fname, array in files.items()},
+        **({"privacy_ledger": buffer.ledger} if buffer.ledger else {}),
     }
 
 
@@ -317,6 +326,7 @@ def load_buffer(path: str | os.PathLike[str], mmap: bool = True) -> ReplayBuffer
         features=read("features.npy", True) if "features.npy" in described else None,
         spread=read("spread.npy", True) if "spread.npy" in described else None,
         counts=read("counts.npy", False) if "counts.npy" in described else None,
+        ledger=list(meta.get("privacy_ledger", [])),
     )
 
 
@@ -367,6 +377,7 @@ def concat_buffers(buffers: Sequence[ReplayBuffer]) -> ReplayBuffer:
         features=None if first.features is None else np.concatenate([b.features for b in buffers]),
         spread=None if first.spread is None else np.concatenate([b.spread for b in buffers]),
         counts=None if first.counts is None else np.concatenate([b.counts for b in buffers]),
+        ledger=[entry for b in buffers for entry in b.ledger],
     )
 
 

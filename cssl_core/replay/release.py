@@ -48,9 +48,17 @@ class ReleaseConfig:
     min_cluster_size: int = 8
     min_patients: int = 3
     adversarial_weight: float = 1.0
+    dp_epsilon: float = 8.0  # dp: epsilon spent per stage (unit: patient)
+    dp_delta: float | None = None  # dp: None = 0.1 / the stage's training slices
+    dp_clip: float = 1.0  # dp: per-channel RMS bound of a token (token L2 norm <= dp_clip x sqrt(channels))
+    dp_max_slices_per_patient: int = 4  # dp: contribution bound of one patient
+    dp_clusters: int = 1  # dp: released clusters (more: noisy Lloyd steps, each spending budget)
+    dp_iterations: int = 2  # dp: Lloyd steps when dp_clusters > 1
 
     def __post_init__(self) -> None:
         buffer_mode(self.mode)  # an unknown mode is a one-line error naming the known ones
+        for mode in BUFFER_MODES.values():
+            mode.check_knobs(self)
         if isinstance(self.noise_sd, bool) or not isinstance(self.noise_sd, numbers.Real) or not self.noise_sd > 0:
             raise ValueError(
                 f"{KEY}.noise_sd must be a number > 0 (a multiple of each channel's sd); got {self.noise_sd!r}"

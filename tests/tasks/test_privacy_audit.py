@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from flows.errors import is_expected, message
 from tasks.export import run_export
 from tasks.init_model import run_init
 from tasks.pretrain import run_pretrain
-from tasks.privacy_audit import attacker_data, run_privacy_audit
+from tasks.privacy_audit import attacker_data, run_privacy_audit, summary_line
 from tests.cssl_core.train.fixtures import write_windowed
 from tests.helpers import ATTACKER
 from tests.tasks.stage_project import N_PATIENTS, N_SLICES, make_stage_project, stage_params
@@ -199,3 +200,23 @@ def test_a_strategy_without_a_buffer_is_reported_with_its_declared_figure(stage,
     assert report["audited"] is False and report["passed"] is True and "no replay buffer" in report["note"]
     # dvc.yaml declares the PNG as an output of every audit stage: it must exist, saying why it is empty
     assert (root / "data/privacy/s1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dp_mode_is_exported_with_its_ledger_and_audited_with_the_accountants_epsilon(stage, monkeypatch, capsys):
+    """dp releases from all the stage's training slices (the selection looks at values), bounds each patient's
+    slices, and its spend travels in the buffer's ledger into the audit report beside the attacks' figures."""
+    root, params = stage
+    monkeypatch.chdir(root)
+    chosen = copy.deepcopy(params)
+    chosen["replay"]["privacy"] = {"mode": "dp", "dp_epsilon": 4.0, "dp_max_slices_per_patient": 2}
+    config = ProjectConfig.from_params(chosen)
+    summary = run_export("s1", config)
+    train_rows = json.loads((root / "data/models/s1" / SPLIT_FILE).read_text())["train_rows"]
+    assert summary["privacy_mode"] == "dp" and summary["selected"] == len(train_rows)  # not the 6 of the budget
+    assert 3.9 <= summary["epsilon"] <= 4.0 and summary["delta"] == pytest.approx(0.1 / len(train_rows))
+    buffer = load_buffer(root / "data/buffers/s1")
+    assert buffer.holds_clusters and [e["stage"] for e in buffer.ledger] == ["s1"]
+    report = run_privacy_audit("s1", config)
+    assert report["mode"] == "dp" and report["audited"] and report["dp"]["unit"] == "patient"
+    assert report["dp"]["stage_epsilon"] == report["dp"]["total_epsilon"] == buffer.ledger[0]["epsilon"]
+    assert re.search(r"dp epsilon (3\.9\d|4\.00) this stage / (3\.9\d|4\.00) in total", summary_line(report))

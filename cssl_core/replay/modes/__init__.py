@@ -10,12 +10,13 @@ from __future__ import annotations
 from cssl_core.replay.modes.adversarial import AdversarialMode
 from cssl_core.replay.modes.aggregate import AggregateMode
 from cssl_core.replay.modes.base import BufferMode, Released
+from cssl_core.replay.modes.dp import DPMode
 from cssl_core.replay.modes.noise import NoiseMode
 from cssl_core.replay.modes.none import NoneMode
 from cssl_core.replay.modes.pool import PoolMode
 
 BUFFER_MODES: dict[str, type[BufferMode]] = {
-    mode.name: mode for mode in (NoneMode, NoiseMode, PoolMode, AggregateMode, AdversarialMode)
+    mode.name: mode for mode in (NoneMode, NoiseMode, PoolMode, AggregateMode, AdversarialMode, DPMode)
 }
 
 

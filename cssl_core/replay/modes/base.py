@@ -29,6 +29,7 @@ class Released:
     spread: np.ndarray | None  # (r, tokens, dim) float16 cluster sd (aggregate) else None
     counts: np.ndarray | None  # (r,) int32 slices per cluster (aggregate) else None
     members: list[np.ndarray]  # r arrays of positions into the input rows; never stored
+    accounting: dict[str, Any] | None = None  # a formal mode's privacy spend (the buffer's ledger entry)
 
 
 def singles(n: int) -> list[np.ndarray]:
@@ -66,6 +67,14 @@ class BufferMode:
 
     name: ClassVar[str]
     stores_clusters: ClassVar[bool] = False  # cluster means/sds/counts that replay samples from, not rows
+    # True: the mode releases from all the stage's training slices and picks rows itself (without looking at
+    # their values); the stage's selection (kmeans, herding, ...) looks at the data, which a formal mode cannot
+    releases_all_candidates: ClassVar[bool] = False
+
+    @classmethod
+    def check_knobs(cls, config: Any) -> None:
+        """Refuse (ValueError, one line naming the key) a bad value of this mode's own replay.privacy knobs;
+        every mode checks its knobs whichever mode is chosen, so a typo never waits for the day it is used."""
 
     def release(self, latents: np.ndarray, patients: np.ndarray, config: Any, seed: int) -> Released:
         """What the stage stores of its selected latents.

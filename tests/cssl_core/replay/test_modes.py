@@ -17,7 +17,7 @@ MODES_DIR = Path(__file__).resolve().parents[3] / "cssl_core" / "replay" / "mode
 
 
 def test_every_mode_is_one_file_named_after_it_and_the_registry_is_what_params_accept():
-    assert MODES == tuple(BUFFER_MODES) == ("none", "noise", "pool", "aggregate", "adversarial")
+    assert MODES == tuple(BUFFER_MODES) == ("none", "noise", "pool", "aggregate", "adversarial", "dp")
     for name, mode in BUFFER_MODES.items():
         assert mode.name == name
         assert Path(__import__(mode.__module__, fromlist=["_"]).__file__) == MODES_DIR / f"{name}.py"
@@ -31,7 +31,8 @@ def test_what_each_mode_tells_the_attacker_replay_and_training():
     assert {n: c.token_pool for n, c in views.items()} == {**dict.fromkeys(MODES, 1), "pool": 4}
     assert {n: c.attacker_noise_sd for n, c in views.items()} == {**dict.fromkeys(MODES, 0.0), "noise": 0.3}
     assert {n: c.training_penalty_weight for n, c in views.items()} == {**dict.fromkeys(MODES), "adversarial": 2.5}
-    assert [n for n in MODES if buffer_mode(n).stores_clusters] == ["aggregate"]
+    assert [n for n in MODES if buffer_mode(n).stores_clusters] == ["aggregate", "dp"]
+    assert [n for n in MODES if buffer_mode(n).releases_all_candidates] == ["dp"]  # the selection looks at data
     for name, config in views.items():
         wrapped = with_privacy_penalty(build_strategy("finetune"), config)
         assert isinstance(wrapped, NoPeekPenalty) == (name == "adversarial")
@@ -49,4 +50,5 @@ def test_each_mode_releases_what_it_says_it_stores():
     assert out["pool"].latents.shape == (24, 4, 8)  # 4x4 grid pooled 2x2
     assert not np.allclose(out["noise"].latents, latents, atol=1e-2)
     assert out["aggregate"].counts.sum() == 24 and out["aggregate"].spread is not None
-    assert all(out[n].spread is None and len(out[n].members) == 24 for n in MODES if n != "aggregate")
+    assert all(out[n].spread is None and len(out[n].members) == 24 for n in MODES if n not in ("aggregate", "dp"))
+    assert out["dp"].accounting["epsilon"] <= 8.0 and out["dp"].counts.shape == (1,)

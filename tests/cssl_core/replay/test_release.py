@@ -16,7 +16,7 @@ def _latents(n: int = 40, grid: int = 4, dim: int = 8, seed: int = 0) -> np.ndar
 
 def test_config_defaults_validate_and_name_the_key():
     assert ReleaseConfig.from_dict(None).mode == "none"
-    assert set(MODES) == {"none", "noise", "pool", "aggregate", "adversarial"}
+    assert set(MODES) == {"none", "noise", "pool", "aggregate", "adversarial", "dp"}
     with pytest.raises(ValueError, match="replay.privacy.mode must be one of"):
         ReleaseConfig.from_dict({"mode": "anonymous"})
     with pytest.raises(ValueError, match=r"replay.privacy: unknown key\(s\) \['nosie_sd'\]"):
