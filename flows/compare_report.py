@@ -276,6 +276,8 @@ def audit_figures(report: Any) -> dict[str, Any] | None:
         "finding_auc_true": _get(figures, "finding_auc_true"),
         "reid_auc": _get(figures, "reid_auc"),
         "labels": list(labels) if isinstance(labels, list | tuple) else None,
+        # a formal mode's accounted spend, all stages composed (replay.privacy.mode dp); nan: no formal guarantee
+        "dp_epsilon": _get(report, "dp", "total_epsilon"),
     }
 
 
@@ -335,6 +337,12 @@ def _labels(audits: list[dict[str, Any]]) -> str:
     return "yes: " + ", ".join(stored) + ("" if len(seen) == 1 else " (some seeds)")
 
 
+def _epsilon(audits: list[dict[str, Any]]) -> str:
+    """The accountant's epsilon beside the attacks' figures, or "none" for a mode without a formal guarantee."""
+    values = [a["dp_epsilon"] for a in audits if a.get("dp_epsilon") == a.get("dp_epsilon")]  # drop nan
+    return _fmt(values, 2) if values else "none (no formal guarantee)"
+
+
 def privacy_table(summary: dict[str, dict[str, Any]]) -> list[str]:
     header = [
         "strategy",
@@ -348,6 +356,7 @@ def privacy_table(summary: dict[str, dict[str, Any]]) -> list[str]:
         "finding AUC on recon",
         "finding AUC on true slices",
         "re-id AUC",
+        "dp epsilon (all stages)",
         "labels in buffer",
         "stage-1 forgetting",
         "stage-1 val MAE",
@@ -367,14 +376,15 @@ def privacy_table(summary: dict[str, dict[str, Any]]) -> list[str]:
                 _fmt(_values(audits, "psnr_p50"), 1),
                 *(_fmt(_values(audits, key)) for key in ("baseline_ssim_p95", "finding_auc_recon")),
                 *(_fmt(_values(audits, key)) for key in ("finding_auc_true", "reid_auc")),
+                _epsilon(audits),
                 _labels(audits),
             ]
         elif row["ok"] == 0:
-            cells = ["?", seeds] + ["n/a"] * 9
+            cells = ["?", seeds] + ["n/a"] * 10
         elif row["no_buffer"]:
-            cells = ["none", seeds] + ["no buffer"] * 9
+            cells = ["none", seeds] + ["no buffer"] * 10
         else:
-            cells = ["?", seeds] + ["no audit"] * 9
+            cells = ["?", seeds] + ["no audit"] * 10
         rows.append([variant, *cells, *utility])
     return _table(header, rows)
 

@@ -263,6 +263,7 @@ def test_privacy_table_plot_and_goal(tmp_path):
     er = dict(zip(rows["strategy"], rows["er"], strict=True))
     assert er["buffer"] == "image" and er["strongest attack"] == "stored" and er["SSIM p95"] == "1.000"
     assert er["labels in buffer"] == "yes: ggo"
+    assert lr["dp epsilon (all stages)"] == "none (no formal guarantee)"
     finetune = dict(zip(rows["strategy"], rows["finetune"], strict=True))
     assert finetune["buffer"] == "none" and finetune["SSIM p95"] == "no buffer" and finetune["re-id AUC"] == "no buffer"
     assert finetune["stage-1 forgetting"] == _mean_sd([0.18, 0.22], 4)
@@ -462,3 +463,17 @@ def test_the_default_mode_rule_picks_the_most_private_mode_within_two_sd_of_plai
     assert "**latent_replay_aggregate**" in default_mode_choice(privacy_summary(runs, ["s1", "s2"]))
     only_finetune = privacy_summary({"finetune": runs["finetune"]}, ["s1", "s2"])
     assert "No default mode chosen" in default_mode_choice(only_finetune)
+
+
+def test_a_formal_modes_epsilon_is_shown_beside_its_attacks(tmp_path):
+    """The accountant's epsilon (data/privacy/<k>.json "dp", all stages composed) sits in the privacy table."""
+    results = _privacy_results()
+    for seed, epsilon in ((0, 11.2), (1, 11.4)):
+        run = _latent(0.40, 0.35, 0.55, 0.05)
+        run["privacy"]["s2"]["dp"] = {"stage_epsilon": 8.0, "total_epsilon": epsilon, "total_delta": 1e-4}
+        results[f"latent_replay_dp-s{seed}"] = run
+    runs = [*PRIVACY_RUNS, *((f"latent_replay_dp-s{s}", "latent_replay_dp", s, {}) for s in (0, 1))]
+    text = write_report(tmp_path, runs, results, PARAMS, "privacy", None).read_text()
+    rows = _rows(text.split("## Privacy")[1].split("Per stage")[0])
+    dp = dict(zip(rows["strategy"], rows["latent_replay_dp"], strict=True))
+    assert dp["dp epsilon (all stages)"] == _mean_sd([11.2, 11.4], 2) and dp["re-id AUC"] == "0.550 ± 0.000"
