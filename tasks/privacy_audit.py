@@ -130,7 +130,10 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             _write_seconds(stage, time.perf_counter() - started)
             return report
         # attacker side: the buffer's rows (no labels), the shared model, the attacker cohort
-        rows = ReplayBuffer(buffer.kind, np.asarray(buffer.data[mine]), buffer.stage[mine], buffer.window[mine])
+        clusters = {} if not buffer.holds_clusters else {"spread": np.asarray(buffer.spread[mine]),
+                                                          "counts": np.asarray(buffer.counts[mine])}  # fmt: skip
+        rows = ReplayBuffer(buffer.kind, np.asarray(buffer.data[mine]), buffer.stage[mine], buffer.window[mine],
+                            **clusters)  # fmt: skip
         model = load_model(paths.model)[0].eval() if buffer.kind == "latent" else None
         mode = config.replay.privacy if buffer.kind == "latent" else None
         shared = None if model is None else attacker_view(model, mode)
@@ -148,6 +151,7 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             truth_labels=None if finding is None else victims.labels[finding],
             queries=victims.queries,
             query_is_member=victims.query_is_member,
+            query_patient=victims.query_patient,
         )
         verdict = check(result.figures, gate)
         spend = privacy_spend(buffer.ledger, stage)

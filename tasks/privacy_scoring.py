@@ -34,6 +34,7 @@ class Victims:
     labels: dict[str, np.ndarray]  # finding name -> (n,) 0/1/-1, from the victims' index
     queries: np.ndarray | None  # (q, S, S) members first, then non-members
     query_is_member: np.ndarray | None
+    query_patient: np.ndarray | None = None  # (q,) an integer per query's patient (position in the index's order)
 
 
 def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_queries: int, seed: int) -> Victims:
@@ -65,8 +66,9 @@ def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_quer
     truth_rows = np.array([_medoid(model, slices, rows, stored[i]) for i, rows in enumerate(sources)], dtype=np.int64)
     truth = as_slices(np.asarray(slices[truth_rows]), "training slices")
     contributors = np.unique(np.concatenate(sources))
-    queries, is_member = _queries(slices, index, contributors, train, split, n_queries, seed)
-    return Victims(truth=truth, labels=finding_labels(index, truth_rows), queries=queries, query_is_member=is_member)
+    queries, is_member, patient = _queries(slices, index, contributors, train, split, n_queries, seed)
+    return Victims(truth=truth, labels=finding_labels(index, truth_rows), queries=queries, query_is_member=is_member,
+                   query_patient=patient)  # fmt: skip
 
 
 def _medoid(model, slices: np.ndarray, rows: np.ndarray, stored_row: np.ndarray) -> int:
@@ -81,14 +83,17 @@ def _medoid(model, slices: np.ndarray, rows: np.ndarray, stored_row: np.ndarray)
 def _queries(slices, index, rows, train, split, n_queries: int, seed: int):
     """Members: other training slices of the audited rows' patients; non-members: the stage's held-out patients."""
     if n_queries < 1:
-        return None, None
+        return None, None, None
     keys = index["patient_key"].to_numpy()
     patients, in_buffer = set(keys[rows].tolist()), set(rows.tolist())
     members = np.array([r for r in train if keys[r] in patients and r not in in_buffer], dtype=np.int64)
     outsiders = np.asarray(split.get("val_rows", []), dtype=np.int64)
     if not members.size or not outsiders.size:
-        return None, None
+        return None, None, None
     rng = np.random.default_rng(seed)
     picks = [np.sort(rng.choice(p, size=min(n_queries, p.size), replace=False)) for p in (members, outsiders)]
-    queries = as_slices(np.asarray(slices[np.concatenate(picks)]), "query slices")
-    return queries, np.arange(len(queries)) < len(picks[0])
+    chosen = np.concatenate(picks)
+    queries = as_slices(np.asarray(slices[chosen]), "query slices")
+    codes = {key: code for code, key in enumerate(dict.fromkeys(keys.tolist()))}  # integers, never the keys
+    patient = np.array([codes[key] for key in keys[chosen].tolist()], dtype=np.int64)
+    return queries, np.arange(len(queries)) < len(picks[0]), patient

@@ -23,13 +23,22 @@ import numpy as np
 
 from cssl_core.models.mae import MaskedAutoencoder
 from cssl_core.privacy.baseline import predict_mean
-from cssl_core.privacy.common import as_slices, check_latents, check_model, check_slice_size, deterministic, sample_rows
+from cssl_core.privacy.common import (
+    as_slices,
+    check_latents,
+    check_model,
+    check_slice_size,
+    deterministic,
+    encode,
+    sample_rows,
+)
 from cssl_core.privacy.config import LATENT_ATTACKERS as LATENT_ATTACKERS  # re-exported: it was defined here
 from cssl_core.privacy.config import AuditConfig
 from cssl_core.privacy.decoder import train_decoder
 from cssl_core.privacy.findings import FindingClassifier, finding_auc
 from cssl_core.privacy.gradient import gradient_invert
 from cssl_core.privacy.linkage import latent_linkage_scores, pixel_linkage_scores, reid_auc
+from cssl_core.privacy.membership import likelihood_ratio_scores, patient_membership
 from cssl_core.privacy.ridge import fit_ridge
 from cssl_core.privacy.scoring import score, summarise
 from cssl_core.replay.buffer import ReplayBuffer
@@ -60,6 +69,7 @@ def run_audit(
     truth_labels: np.ndarray | None = None,
     queries: np.ndarray | None = None,
     query_is_member: np.ndarray | None = None,
+    query_patient: np.ndarray | None = None,
 ) -> AuditResult:
     """Attack `buffer` with every configured attacker and score the outcome.
 
@@ -73,6 +83,8 @@ def run_audit(
         truth_labels: (n,) 0/1/-1 the victims' true findings (scoring only; or None).
         queries: (q, S, S) another scan of known patients, for re-identification (or None).
         query_is_member: (q,) bool, whether each query's patient has rows in the buffer (scoring only).
+        query_patient: (q,) an integer per query's patient (scoring only), for the patient-level membership AUC
+            with its interval (cssl_core.privacy.membership); None skips it.
     """
     config = config or AuditConfig()
     if not isinstance(buffer, ReplayBuffer):
@@ -115,7 +127,7 @@ def run_audit(
         for name, images in result.reconstructions.items():
             figures.update(summarise(score(images, truth_rows), name))
         _findings(result, attacker, config, attacker_labels, truth_labels, true_rows=truth_rows, rows=rows)
-        _linkage(model, buffer, attacker, queries, query_is_member, result)
+        _linkage(model, buffer, attacker, queries, query_is_member, result, query_patient)
     return result
 
 
@@ -216,8 +228,11 @@ def _linkage(
     queries: np.ndarray | None,
     query_is_member: np.ndarray | None,
     result: AuditResult,
+    query_patient: np.ndarray | None = None,
 ) -> None:
-    """Membership AUC over the WHOLE buffer (the question is whether a patient is in it, not in the sample)."""
+    """Membership AUC over the WHOLE buffer (the question is whether a patient is in it, not in the sample): per
+    query slice (reid_auc) and per patient with a bootstrap interval (membership_*). Against cluster statistics
+    the patient-level attack is the likelihood ratio of the patient's latents, not the nearest row."""
     figures = result.figures
     figures["reid_auc"], figures["n_queries"] = None, 0
     if queries is None or query_is_member is None:
@@ -229,4 +244,14 @@ def _linkage(
         scores = latent_linkage_scores(model, np.asarray(buffer.data), queries, attacker)
     figures["reid_auc"] = reid_auc(scores, np.asarray(query_is_member))
     figures["n_queries"] = int(scores.size)
+    if query_patient is not None:
+        attack = "nearest row"
+        if buffer.holds_clusters:
+            attack = "likelihood ratio"
+            own = encode(model, as_slices(queries, "query slices"))
+            stored = (np.asarray(buffer.data), np.asarray(buffer.spread), np.asarray(buffer.counts))
+            scores = likelihood_ratio_scores(own, *stored, reference=encode(model, attacker))
+        found = patient_membership(scores, np.asarray(query_is_member), np.asarray(query_patient))
+        figures["membership_attack"] = attack
+        figures.update({f"membership_{key}": value for key, value in found.items()})
     _timed(result, "linkage", started)

@@ -43,7 +43,14 @@ def check(figures: Mapping[str, Any], gate: Mapping[str, Any]) -> dict[str, Any]
         reasons.append(f"{attacker} SSIM p95 {ssim:.3f} > privacy.gate.max_ssim_p95 {settings['max_ssim_p95']}")
     if settings["max_reid_auc"] is not None and reid is not None and reid > settings["max_reid_auc"]:
         reasons.append(f"re-identification AUC {reid:.3f} > privacy.gate.max_reid_auc {settings['max_reid_auc']}")
-    return {**settings, "ssim_p95": ssim, "ssim_attacker": attacker, "reid_auc": reid,
+    # the patient-level test (cssl_core.privacy.membership) answers the same question as re-identification, per
+    # patient and, against cluster statistics, with the stronger likelihood-ratio attack: the same threshold
+    membership = figures.get("membership_auc")
+    if settings["max_reid_auc"] is not None and membership is not None and membership > settings["max_reid_auc"]:
+        reasons.append(f"patient membership AUC {membership:.3f} ({figures.get('membership_attack')}, "
+                       f"{figures.get('membership_n_members')} vs {figures.get('membership_n_non_members')} patients) "
+                       f"> privacy.gate.max_reid_auc {settings['max_reid_auc']}")  # fmt: skip
+    return {**settings, "ssim_p95": ssim, "ssim_attacker": attacker, "reid_auc": reid, "membership_auc": membership,
             "passed": not reasons, "reasons": reasons}
 
 

@@ -219,4 +219,9 @@ def test_dp_mode_is_exported_with_its_ledger_and_audited_with_the_accountants_ep
     report = run_privacy_audit("s1", config)
     assert report["mode"] == "dp" and report["audited"] and report["dp"]["unit"] == "patient"
     assert report["dp"]["stage_epsilon"] == report["dp"]["total_epsilon"] == buffer.ledger[0]["epsilon"]
+    figures = report["figures"]  # the patient-level test against cluster statistics is the likelihood ratio
+    assert figures["membership_attack"] == "likelihood ratio" and figures["n_queries"] > 0
+    assert figures["membership_n_members"] >= 1 and figures["membership_n_non_members"] >= 1
+    assert figures["membership_ci_low"] <= figures["membership_auc"] <= figures["membership_ci_high"]
+    assert report["gate"]["membership_auc"] == figures["membership_auc"]
     assert re.search(r"dp epsilon (3\.9\d|4\.00) this stage / (3\.9\d|4\.00) in total", summary_line(report))
