@@ -20,6 +20,9 @@ case "${1:-}" in
 start)
     : "${MLFLOW_BACKEND_URI:?set MLFLOW_BACKEND_URI, e.g. postgresql://user@127.0.0.1:5432/mlflow}"
     : "${MLFLOW_ARTIFACTS:?set MLFLOW_ARTIFACTS, e.g. s3://bucket/mlflow}"
+    case "$MLFLOW_BACKEND_URI" in  # an empty $USER (root) leaves no user, and PostgreSQL then tries role "root"
+        postgresql://@*|postgresql://:*) die "MLFLOW_BACKEND_URI $MLFLOW_BACKEND_URI names no database user (was \$USER empty?); use MLFLOW_BACKEND_URI=\$(scripts/servers/postgres.sh uri) for the local cluster" ;;
+    esac
     need mlflow "install the requirements (requirements/) or activate the project's venv"
     need curl "install curl (used to poll readiness)"
     start_group "$MLFLOW_DIR/mlflow.pid" "$MLFLOW_DIR/mlflow.log" mlflow server \

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A local PostgreSQL 15 cluster for MLflow's tracking and registry store (development and tests).
-#   PG_HOST=127.0.0.1 PG_PORT=5432 PG_DIR=/tmp/cssl-pg PG_DB=mlflow scripts/servers/postgres.sh start|stop
+#   PG_HOST=127.0.0.1 PG_PORT=5432 PG_DIR=/tmp/cssl-pg PG_DB=mlflow scripts/servers/postgres.sh start|stop|uri
+# `uri` prints the connection URI of the cluster's database user (the OS user that owns it: postgres as root),
+# which is what MLflow's --backend-store-uri needs; $USER is empty for root in many shells and containers.
 # The cluster lives in PG_DIR/data, its unix socket in PG_DIR (never /var/run), and it listens on PG_HOST only.
 # Local trust authentication for the OS user running it: for a shared host use password (scram-sha-256)
 # authentication instead, see docs/scale-out.md. PostgreSQL refuses to run as root: as root the cluster
@@ -43,5 +45,8 @@ stop)
     as_owner "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 20 stop >/dev/null \
         || as_owner "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w -t 10 stop >/dev/null
     ;;
-*) die "usage: postgres.sh start|stop (env PG_HOST, PG_PORT, PG_DIR, PG_DB, PG_BIN, PG_OS_USER)" ;;
+uri)
+    echo "postgresql://$(owner)@$PG_HOST:$PG_PORT/$PG_DB"
+    ;;
+*) die "usage: postgres.sh start|stop|uri (env PG_HOST, PG_PORT, PG_DIR, PG_DB, PG_BIN, PG_OS_USER)" ;;
 esac
