@@ -271,7 +271,19 @@ BEST_ALIAS = "best"
 NEWEST_ALIAS = "newest"
 DIGEST_TAG = "cssl.encoder_digest"  # model-version tag: cssl_core.models.io.encoder_digest of the weights
 SCORE_TAG = "average_final_linear_auc"
+INPUT_TAG = "cssl.input"  # model-version tag: what the encoder takes (input_card)
 EXAMPLE_BATCH = 2  # slices in the export example; any size > 1 keeps the batch dimension dynamic
+
+
+def input_card(model: Any) -> str:
+    """One line on what the registered encoder takes and gives (its model-version description and INPUT_TAG)."""
+    config = model.config
+    size, tokens = config.img_size, config.grid_size**2
+    return (
+        f"input: float32 tensor (N, 1, {size}, {size}), slices windowed and scaled to [0, 1] (window.size {size}); "
+        f'another size is refused by the exported graph ("Guard failed"): resample to {size} px first; '
+        f"output: (N, {tokens}, {config.hidden_size}) patch tokens of the encoder"
+    )
 
 
 def _version_with_digest(client, digest: str) -> str | None:
@@ -302,8 +314,11 @@ def register_encoder(model: Any, digest: str, score: float) -> str:
             serialization_format="pt2",
             pip_requirements=["torch==2.13.0"],
         )
-        registered = mlflow.register_model(info.model_uri, MODEL_NAME, tags={DIGEST_TAG: digest, SCORE_TAG: scored})
+        registered = mlflow.register_model(info.model_uri, MODEL_NAME, tags={DIGEST_TAG: digest, SCORE_TAG: scored,
+                                                                             INPUT_TAG: input_card(model)})  # fmt: skip
         version = str(registered.version)
+        # the exported graph refuses another size with only "Guard failed: x.size()[2] == 96": say it up front
+        client.update_model_version(MODEL_NAME, version, description=input_card(model))
     else:
         print(f"report: encoder unchanged, reusing {MODEL_NAME} version {version}", flush=True)
     client.set_model_version_tag(MODEL_NAME, version, SCORE_TAG, scored)

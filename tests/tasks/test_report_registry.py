@@ -64,6 +64,13 @@ def test_registered_encoder_embeds_batches_of_one_and_four_and_is_registered_onc
     assert list(_versions()) == [version]
     assert _versions()[version][DIGEST_TAG] == encoder_digest(model)
 
+    from mlflow import MlflowClient
+
+    card = MlflowClient().get_model_version(MODEL_NAME, version)  # what it expects, before anyone calls it
+    assert card.description == card.tags["cssl.input"]
+    assert card.description.startswith("input: float32 tensor (N, 1, 32, 32), slices windowed and scaled to [0, 1]")
+    assert "output: (N, 16, 32)" in card.description
+
     encoder = mlflow.pytorch.load_model(f"models:/{MODEL_NAME}@best")
     for batch in (1, 4):
         x = torch.rand(batch, 1, 32, 32)
