@@ -83,7 +83,7 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
     Under torchrun every rank trains (per-rank batch = ssl.batch_size / processes); rank 0 alone opens the
     MLflow run and writes the model, split and metrics. Other ranks return the same summary without writing.
     """
-    from cssl_core.data.stage import batch_augmenter, stage_loaders
+    from cssl_core.data.stage import batch_augmenter, held_out_warning, stage_loaders
     from cssl_core.distributed import rank_from_env
     from cssl_core.models.io import load_model, save_model
     from cssl_core.replay.directory import read_buffer
@@ -126,6 +126,9 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
         description = {**identity, "lower_frozen": model.lower_frozen, "model_config": model.config.to_dict()}
         save_model(paths.model, model, {**description, "seed": train.seed, "stage_index": paths.index})
         paths.split.write_text(json.dumps(split) + "\n")
+        warning = held_out_warning(split, stage)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         summary = stage_summary(result, time.perf_counter() - started, len(loaders["train"]))
         paths.metrics("pretrain").parent.mkdir(parents=True, exist_ok=True)
         write_json(paths.metrics("pretrain"), summary)

@@ -70,6 +70,20 @@ def stage_loaders(
     return loaders, split
 
 
+MIN_HELD_OUT = (16, 2)  # (slices, patients): below either, a stage's validation and forgetting figures are anecdotes
+
+
+def held_out_warning(split: dict[str, Any], stage: str) -> str | None:
+    """One line when a stage holds out fewer than MIN_HELD_OUT slices or patients (a small own cohort: 5 patients
+    at val_fraction 0.2 held out one patient's 2 slices), since its validation loss and the forgetting metric
+    of every later stage rest on them; None otherwise (and for val_fraction 0, which holds out nothing on purpose)."""
+    slices, patients = len(split["val_rows"]), int(split["n_val_patients"])
+    if slices == 0 or (slices >= MIN_HELD_OUT[0] and patients >= MIN_HELD_OUT[1]):
+        return None
+    return (f"warning: stage {stage} holds out {slices} slice(s) of {patients} patient(s) for its validation loss "
+            "and forgetting metric: too few to trust; add patients to its cohort or raise ssl.val_fraction")  # fmt: skip
+
+
 def batch_augmenter(augment: str, image_size: int) -> BatchAugment | None:
     """What `train_stage` applies to each train batch on the device: None for `ssl.augment: sample`."""
     return BatchAugment(image_size) if augment == "batch" else None
