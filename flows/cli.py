@@ -564,7 +564,12 @@ def main() -> None:
     """
     try:
         app(prog_name="cssl")
-    except Exception as error:  # KeyboardInterrupt and SystemExit pass through untouched
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (every output is written atomically)
+        if debug_requested():
+            traceback.print_exc()
+        typer.echo("interrupted (Ctrl-C): no partial output is used later; run the same command again", err=True)
+        sys.exit(130)
+    except Exception as error:  # SystemExit passes through untouched
         expected = is_expected(error)
         if debug_requested() or not expected:
             traceback.print_exc()

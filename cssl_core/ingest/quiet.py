@@ -8,6 +8,7 @@ counts only.
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,13 @@ def quiet_readers() -> Iterator[None]:
 
 
 def silence_worker() -> None:
-    """Process-pool initializer: a worker process only ever ingests, so silence it for its lifetime."""
+    """Process-pool initializer: a worker process only ever ingests, so silence it for its lifetime.
+
+    Ctrl-C reaches every process of the terminal's foreground group: a worker that took it printed its own
+    KeyboardInterrupt traceback. Workers ignore SIGINT; the parent takes it, cancels what is queued and ends the
+    command with one line (flows.cli.main).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).disabled = True
     warnings.simplefilter("ignore")

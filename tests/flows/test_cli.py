@@ -152,3 +152,19 @@ def test_key_errors_read_as_what_is_missing():
     explained = KeyError("params.yaml has no 'quality.screen'; see the shipped params.yaml for the expected layout")
     assert message(explained) == explained.args[0]
     assert message(KeyError("quality")).startswith("missing key 'quality': check params.yaml")
+
+
+def test_ctrl_c_is_one_line_and_exit_130_and_pool_workers_leave_it_to_the_parent():
+    """Ctrl-C during ingest printed a KeyboardInterrupt traceback from every pool worker (second new-user trial,
+    finding 9): workers now ignore SIGINT and the CLI ends with one line."""
+    code = (
+        "import signal, flows.cli as cli\n"
+        "from cssl_core.ingest.quiet import silence_worker\n"
+        "silence_worker(); assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "def interrupted(**kw): raise KeyboardInterrupt\n"
+        "cli.app = interrupted; cli.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C): no partial output is used later")
