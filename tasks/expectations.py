@@ -138,6 +138,14 @@ def manifest_expectations(params: Mapping[str, Any]) -> list[Expectation]:
         ),
         _between("hu_min", _range(params, "air_hu_min"), HARD, " HU (air must be in the volume)", "air_hu_min"),
         _between("hu_max", _range(params, "plausible_hu_max"), SOFT, " HU (plausible maximum)", "plausible_hu_max"),
+        # a missing slice (a gap in the slice positions) or uneven spacing: resampling interpolates across it, so
+        # the series is kept, but a user should hear of it (it passed without a word before)
+        gxe.ExpectColumnValuesToBeInSet(
+            column="has_gaps", value_set=[False], **_tag(SOFT, "no missing slice (slice positions without a gap)")
+        ),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="spacing_uneven", value_set=[False], **_tag(SOFT, "even slice spacing")
+        ),
         # a volume of one value (all air, all zero) windows to blank slices in every window
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="hu_max",

@@ -103,6 +103,11 @@ def reason(outcome: Outcome, row: Mapping[str, Any], settings: Mapping[str, Any]
         return f"{column}: no value ({outcome.rule})"
     if column == "modality":
         return f"modality {value}: not one of {', '.join(map(str, settings['modalities']))}"
+    if column == "has_gaps":
+        return ("a slice is missing (a gap in the slice positions): resampling interpolates across it; check the "
+                "export or the series' files")  # fmt: skip
+    if column == "spacing_uneven":
+        return "uneven slice spacing: resampling evens it out; check the export if the series should be regular"
     if column == "hu_min":
         return _hu_min_reason(float(value), settings)
     if column == "hu_max":

@@ -118,7 +118,7 @@ def test_good_cohort_passes_every_series(tmp_path, capsys):
     report, error = screen(tmp_path, good_manifest())
     assert error is None
     assert (report["passed"], report["n_series"], report["n_passed"], report["n_excluded"]) == (True, 4, 4, 0)
-    assert report["required"] == 2 and report["n_expectations"] == 20 and report["n_hard_failed"] == 0
+    assert report["required"] == 2 and report["n_expectations"] == 22 and report["n_hard_failed"] == 0
     assert [e["series_key"] for e in report["series"]] == SERIES
     assert all(e == {"series_key": k, "outcome": "passed"} for e, k in zip(report["series"], SERIES, strict=True))
     assert passed_list(tmp_path) == sorted(SERIES)
@@ -221,6 +221,20 @@ def test_soft_rules_warn_and_keep_the_series(tmp_path, capsys):
     assert all(e["outcome"] == "passed" and "files" not in e for e in kept.values())
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all("(kept)" in line for line in err)
+
+
+def test_a_series_with_a_missing_slice_is_kept_with_a_warning(tmp_path, capsys):
+    """has_gaps / spacing_uneven in the manifest passed the screen without a word (second new-user trial, 6)."""
+    manifest = good_manifest()
+    manifest.loc[1, ["has_gaps", "spacing_uneven"]] = True
+    report, error = screen(tmp_path, manifest)
+    assert error is None and report["n_passed"] == 4 and report["n_soft_failed"] == 2
+    [entry] = [e for e in report["series"] if e.get("failures")]
+    reasons = sorted(f["reason"] for f in entry["failures"])
+    assert entry["series_key"] == SERIES[1] and entry["outcome"] == "passed"
+    assert reasons[0].startswith("a slice is missing") and reasons[1].startswith("uneven slice spacing")
+    err = capsys.readouterr().err
+    assert SERIES[1] in err and "a slice is missing" in err and "(kept)" in err
 
 
 def test_stop_mode_stops_the_cohort_with_one_line(tmp_path, capsys):
