@@ -68,6 +68,26 @@ def _note_new_store_outside_project(project_root: Path | None) -> None:
         )
 
 
+def _note_moved_store(name: str, artifact_location: str, root: Path) -> None:
+    """A copied or moved project keeps its store's absolute artifact location: runs and the registered encoder
+    would be read from (and written to) the old folder. Say so in one line, with what to do."""
+    if not artifact_location.startswith("file:"):
+        return
+    from urllib.parse import unquote, urlparse
+
+    where = Path(unquote(urlparse(artifact_location).path))
+    if where == root / "mlartifacts" / name or (root / "mlartifacts") in where.parents:
+        return
+    print(
+        f"warning: MLflow experiment {name!r} keeps its artifacts in {where}, outside this project ({root}): was the "
+        f"project moved or copied? Its runs and registered encoder are read from there; set {EXPERIMENT_ENV} to a new "
+        "name to start a store here, or move the project back (and re-run scripts/setup.sh: a copied .venv keeps "
+        "the old paths)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def configure(project_root: Path | None = None):
     """Point MLflow at the project store and experiment; returns the imported module."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -82,7 +102,10 @@ def configure(project_root: Path | None = None):
 
     mlflow.set_tracking_uri(tracking_uri(project_root))
     name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)
-    if mlflow.get_experiment_by_name(name) is None:
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None and not is_server_uri(mlflow.get_tracking_uri()):
+        _note_moved_store(name, existing.artifact_location, store_root(project_root))
+    if existing is None:
         if is_server_uri(mlflow.get_tracking_uri()):
             # the server picks the artifact root (its --artifacts-destination, e.g. S3, proxied): a path on this
             # machine would be unreadable to every other client of the shared store

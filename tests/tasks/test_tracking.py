@@ -132,3 +132,23 @@ def test_only_a_tracking_server_chooses_the_artifact_root():
 
     assert is_server_uri("http://127.0.0.1:5000") and is_server_uri("HTTPS://mlflow.site.org")
     assert not any(map(is_server_uri, ("sqlite:///x/mlflow.db", "file:///x/mlruns", "/x/mlruns", "postgresql://h/db")))
+
+
+def test_a_copied_project_is_told_its_store_still_points_at_the_old_folder(tmp_path, monkeypatch, capsys):
+    """A copied project loaded its registered model from the old folder, silently (second new-user trial, 12)."""
+    import shutil
+
+    old = tmp_path / "old"
+    (old / "data").mkdir(parents=True)
+    (old / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(old)
+    tracking.configure()
+    tracking.configure()
+    assert capsys.readouterr().err == ""  # in place: nothing to say
+    shutil.copytree(old, tmp_path / "new")
+    monkeypatch.chdir(tmp_path / "new")
+    tracking.configure()
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("warning: MLflow experiment ") and f"artifacts in {old.resolve() / 'mlartifacts'}" in line
+    assert tracking.EXPERIMENT_ENV in line and "scripts/setup.sh" in line
