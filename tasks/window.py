@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from cssl_core.atomic_io import is_out_of_space, out_of_space
 from cssl_core.config import ProjectConfig
 from cssl_core.resample import resize_hu, resize_mask
 from cssl_core.windowing import ApplyWindow, Window, stored_range
@@ -94,15 +95,38 @@ def window_cohort(
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
+    needed = _output_bytes(manifest, size, dtype)
     try:
         meta = _write_windowed(interim_dir, partial, manifest, slice_table, window, size, dtype)
-    except BaseException:
+        meta = {"cohort": cohort, **meta, "n_series_excluded": int(len(ingested) - len(manifest))}
+        (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError) and is_out_of_space(exc):  # one line naming the folder and the space needed
+            raise out_of_space(partial.parent, needed) from exc
         raise
-    meta = {"cohort": cohort, **meta, "n_series_excluded": int(len(ingested) - len(manifest))}
-    (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     _publish(partial, output_dir)
     return meta
+
+
+def _output_bytes(manifest: pd.DataFrame, size: int, dtype: str) -> int:
+    """About what the windowed directory takes: the slices, the masks if any series has one, 1 % for the rest."""
+    per_slice = size * size * (1 if dtype == "uint8" else 2)
+    masks = size * size if bool(manifest["mask_path"].notna().any()) else 0
+    return int(int(manifest["n_slices"].sum()) * (per_slice + masks) * 1.01)
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a memory-mapped output's blocks before writing through the mapping: on a full disk a write into a
+    sparse mapped file kills the process with SIGBUS ("Bus error", exit 135, nothing else said), where
+    fallocate fails with ENOSPC, which becomes the one-line out-of-space error."""
+    with open(path, "r+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except OSError as error:
+            if is_out_of_space(error):
+                raise
+            # a file system without fallocate: nothing to reserve with; the write itself is all that is left
 
 
 def _write_windowed(
@@ -121,11 +145,14 @@ def _write_windowed(
     slices_out = np.lib.format.open_memmap(
         output_dir / "slices.npy", mode="w+", dtype=np_dtype, shape=(n_total, size, size)
     )
+    _reserve(output_dir / "slices.npy")
     masks_out = (
         np.lib.format.open_memmap(output_dir / "masks.npy", mode="w+", dtype=np.uint8, shape=(n_total, size, size))
         if has_masks
         else None
     )
+    if masks_out is not None:
+        _reserve(output_dir / "masks.npy")
     to_stored = ApplyWindow(window, dtype)
     index_parts = []
     cursor = 0

@@ -122,3 +122,43 @@ def test_cli_ingest_full_disk_is_one_line_and_nonzero(tmp_path, small_cohort):
     assert "Traceback" not in err.read_text() and "NWAD" not in err.read_text()
     first, after = listings(result.stdout)
     _assert_clean_failure(first, after, disk)
+
+
+WINDOW_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from cssl_core.windowing import Window
+    from tasks.window import window_cohort
+
+    interim, out = Path(sys.argv[1]), Path(sys.argv[2])
+    try:
+        window_cohort(interim, out, Window("lung", width=1500, level=-600), size=96, dtype="uint8", cohort="nsclc")
+        row = {"error": None}
+    except Exception as exc:
+        row = {"error": type(exc).__name__, "message": str(exc), "needed": getattr(exc, "needed_bytes", None)}
+    print("RESULT " + json.dumps(row))
+    """
+)
+
+
+@pytest.mark.slow
+def test_windowing_on_a_full_disk_is_one_line_not_a_bus_error(tmp_path, pycerr_ingested):
+    """Windowing wrote through a memory map of a sparse file: on a full disk the process died with SIGBUS ("Bus
+    error", exit 135, nothing on stderr) and left <name>.partial (second new-user trial, finding 1)."""
+    import pandas as pd
+
+    n_slices = int(pd.read_parquet(pycerr_ingested.out / "manifest.parquet")["n_slices"].sum())
+    needed = n_slices * 96 * 96
+    script = tmp_path / "window.py"
+    script.write_text(WINDOW_SCRIPT)
+    disk = tmp_path / "disk"
+    size_kb = max(needed // 2048, 64)  # half of what the slices need
+    command = f'"$PY" {script} "{pycerr_ingested.out}" "$DISK/out" && ls -A "$DISK"'
+    result = run_on_tiny_disk(disk, f"{size_kb}k", command)
+    assert result.returncode == 0, result.stderr  # not 135
+    [row] = [json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert row["error"] == "OutOfSpaceError" and "\n" not in row["message"]
+    assert row["message"].startswith(f"no space left on device writing to {disk} (needs ~")
+    assert row["needed"] >= needed - size_kb * 1024
+    assert result.stdout.strip().splitlines()[-1].startswith("RESULT ")  # `ls -A` printed nothing: no .partial
