@@ -103,7 +103,8 @@ def configure(project_root: Path | None = None):
     mlflow.set_tracking_uri(tracking_uri(project_root))
     name = os.environ.get(EXPERIMENT_ENV, DEFAULT_EXPERIMENT)
     existing = mlflow.get_experiment_by_name(name)
-    if existing is not None and not is_server_uri(mlflow.get_tracking_uri()):
+    own_store = f"sqlite:///{store_root(project_root) / 'mlflow.db'}"
+    if existing is not None and mlflow.get_tracking_uri() == own_store:  # the project's own store only
         _note_moved_store(name, existing.artifact_location, store_root(project_root))
     if existing is None:
         if is_server_uri(mlflow.get_tracking_uri()):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,7 +45,8 @@ def silence_worker() -> None:
     KeyboardInterrupt traceback. Workers ignore SIGINT; the parent takes it, cancels what is queued and ends the
     command with one line (flows.cli.main).
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():  # a pool process; not a Dask worker's thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).disabled = True
     warnings.simplefilter("ignore")

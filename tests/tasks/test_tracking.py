@@ -144,10 +144,12 @@ def test_a_copied_project_is_told_its_store_still_points_at_the_old_folder(tmp_p
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(old)
     tracking.configure()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # each stage is a new process: MLflow sets it
     tracking.configure()
     assert capsys.readouterr().err == ""  # in place: nothing to say
     shutil.copytree(old, tmp_path / "new")
     monkeypatch.chdir(tmp_path / "new")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracking.configure()
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("warning: MLflow experiment ") and f"artifacts in {old.resolve() / 'mlartifacts'}" in line
