@@ -76,16 +76,23 @@ def _under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _read_json(path: Path, shown: Path, missing: str, rerun: str) -> Any:
+    """A JSON file a stage wrote, or one BoundaryError line: `missing` when absent, else unreadable (naming
+    `shown` and the stage to `rerun`)."""
+    if not path.is_file():
+        raise BoundaryError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise BoundaryError(f"{shown}: unreadable ({error}); re-run `dvc repro {rerun}`") from error
+
+
 def buffer_kind(root: Path, buffer: Path) -> str:
     """The kind a buffer directory's meta.json declares (latent, image or none); refuses a missing one."""
     meta = root / buffer / "meta.json"
-    if not meta.is_file():
-        raise BoundaryError(f"{buffer}: no meta.json in the workspace; run `dvc repro export@{buffer.name}` (or "
-                            "`dvc checkout`) first: a buffer is checked before it leaves the site")
-    try:
-        content = json.loads(meta.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise BoundaryError(f"{meta}: unreadable ({error}); re-run `dvc repro export@{buffer.name}`") from error
+    content = _read_json(meta, meta, f"{buffer}: no meta.json in the workspace; run `dvc repro export@{buffer.name}` "
+                         "(or `dvc checkout`) first: a buffer is checked before it leaves the site",
+                         f"export@{buffer.name}")  # fmt: skip
     if content.get("keeps_raw_images") or content.get("kind") == "image":
         return "image"
     return str(content.get("kind"))
@@ -121,14 +128,9 @@ def check_target(root: Path, target: Path, allow_image_buffer: bool = False) -> 
 
 def read_audit(root: Path, report: Path) -> dict[str, Any]:
     """The audit report audit@<stage> wrote; refused (one line) when missing or unreadable."""
-    path = root / report
-    if not path.is_file():
-        raise BoundaryError(f"{report}: missing; run `dvc repro audit@{report.stem}` first: a stage's model and "
-                            "buffer leave the site only with their privacy audit")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise BoundaryError(f"{report}: unreadable ({error}); re-run `dvc repro audit@{report.stem}`") from error
+    content = _read_json(root / report, report, f"{report}: missing; run `dvc repro audit@{report.stem}` first: a "
+                         "stage's model and buffer leave the site only with their privacy audit",
+                         f"audit@{report.stem}")  # fmt: skip
     if not isinstance(content, dict):
         raise BoundaryError(f"{report}: not an audit report; re-run `dvc repro audit@{report.stem}`")
     return content

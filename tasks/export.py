@@ -149,17 +149,18 @@ def build_stage_rows(stage: str, config: ProjectConfig, plan: ExportPlan | None 
             file=sys.stderr,
             flush=True,
         )
-    chosen = select(
-        selection,
-        encoded["pooled"],
-        count,
-        losses=encoded["losses"],
-        seed=seed,
-        **replay.selection_options,
-    )
-    chosen = shuffled(chosen, seed, paths.index)
     if kind == "latent" and buffer_mode(privacy.mode).releases_all_candidates:
         chosen = np.arange(len(candidates))  # the mode picks its rows itself, without looking at their values
+    else:
+        chosen = select(
+            selection,
+            encoded["pooled"],
+            count,
+            losses=encoded["losses"],
+            seed=seed,
+            **replay.selection_options,
+        )
+        chosen = shuffled(chosen, seed, paths.index)
     rows = candidates[chosen]
     labels = finding_labels(index, rows) if replay.keep_labels else {}
     if kind == "latent":
