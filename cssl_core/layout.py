@@ -83,6 +83,17 @@ def privacy_report(stage: str) -> Path:
     return PRIVACY / f"{stage}.json"
 
 
+def privacy_verdict(stage: str) -> Path:
+    """gate@<stage>'s verdict on the audit report: thresholds, checked figures, reasons."""
+    return PRIVACY / f"{stage}.gate.json"
+
+
+def privacy_clearance(stage: str) -> Path:
+    """What the next stage and evaluation depend on instead of the verdict: present, with the same content,
+    whenever the gate lets the buffer be used, so a threshold edit that keeps it usable retrains nothing."""
+    return PRIVACY / f"{stage}.cleared.json"
+
+
 def privacy_figure(stage: str) -> Path:
     return PRIVACY / f"{stage}.png"
 
@@ -168,6 +179,14 @@ class StagePaths:
     @property
     def privacy_report(self) -> Path:
         return privacy_report(self.name)
+
+    @property
+    def privacy_verdict(self) -> Path:
+        return privacy_verdict(self.name)
+
+    @property
+    def privacy_clearance(self) -> Path:
+        return privacy_clearance(self.name)
 
     @property
     def privacy_figure(self) -> Path:

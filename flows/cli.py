@@ -114,11 +114,20 @@ def _check_params_if_present(path: Path | None) -> None:
 
 
 @app.command()
-def check(params: ParamsOption = DEFAULT_PARAMS) -> None:
+def check(
+    params: ParamsOption = DEFAULT_PARAMS,
+    stamp: Annotated[
+        Path | None,
+        typer.Option(help="On success, write this file (dvc.yaml's first stage: every other stage waits on it)."),
+    ] = None,
+) -> None:
     """Validate params.yaml as a whole (keys, types, ranges, the schedule, cohorts, windows) without running anything.
 
     A `cssl compare` config whose runs this params.yaml would refuse is a warning, not an error: the pipeline
     itself runs (a gpu config may simply not fit a CPU model), but `cssl compare` would refuse that config.
+    Under `dvc repro` it is the stage `check`, upstream of every other one: DVC deletes a stage's outputs just
+    before running it, so a bad params.yaml must stop the DAG before any stage that reads it starts. The stamp's
+    content never changes, so passing the check re-runs nothing downstream.
     """
     from cssl_core.config import ProjectConfig
     from cssl_core.config.load import load_params
@@ -129,6 +138,11 @@ def check(params: ParamsOption = DEFAULT_PARAMS) -> None:
     typer.echo(f"{params}: ok ({config.summary()})")
     for problem in compare_problems(loaded, source=str(params)):
         typer.echo(f"warning: {problem} (`cssl compare` refuses it)", err=True)
+    if stamp is not None:
+        from cssl_core.atomic_io import write_json
+
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        write_json(stamp, {"params": "checked"})
 
 
 @app.command("demo-data")
@@ -321,11 +335,34 @@ def audit(
     stage: Annotated[str, typer.Option(help="Continual stage name: audits the rows it added to data/buffers/<stage>.")],
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Attack a stage's replay buffer with the shared model; write data/privacy/<stage>.json and apply the gate."""
+    """Attack a stage's replay buffer with the shared model; write the figures to data/privacy/<stage>.json."""
     config = _checked_config(params)
     from tasks.privacy_audit import run_privacy_audit, summary_line
 
     typer.echo(summary_line(run_privacy_audit(stage, config)))
+
+
+@app.command()
+def gate(
+    stage: Annotated[str, typer.Option(help="Continual stage name: decides on data/privacy/<stage>.json.")],
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Apply privacy.gate to a stage's audit: write its verdict and, for a buffer it lets through, its clearance."""
+    config = _checked_config(params)
+    from tasks.privacy_gate import run_privacy_gate, summary_line
+
+    typer.echo(summary_line(run_privacy_gate(stage, config)))
+
+
+@app.command("eval-inputs")
+def eval_inputs(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Write data/eval/inputs.json: the digests of the windowed folders evaluation reads (what evaluate depends on)."""
+    config = _checked_config(params)
+    from tasks.eval_inputs import manifest_path, run_eval_inputs
+
+    manifest = run_eval_inputs(config)
+    files = sum(len(entry["files"]) for entry in manifest.values())
+    typer.echo(f"eval-inputs: {len(manifest)} inputs, {files} files -> {manifest_path()}")
 
 
 @app.command()

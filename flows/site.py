@@ -2,7 +2,8 @@
 
 Two (or more) sites share one continual schedule: site A trains stage k on its own cohort, site B trains
 stage k+1 on its own. No image may cross: what leaves a site is exactly what the next stage's DVC deps
-name from an earlier stage (dvc.yaml pretrain@<k+1>: data/models/<k>, data/buffers/<k>, data/privacy/<k>.json),
+name from an earlier stage (dvc.yaml pretrain@<k+1>: data/models/<k>, data/buffers/<k>, data/privacy/<k>.cleared.json)
+with the audit that cleared it (data/privacy/<k>.json, its verdict <k>.gate.json),
 never data/raw, data/interim, data/windowed or data/quality, and never an image replay buffer (kind "image",
 er/der/medcoss: it keeps raw slices) unless the operator says so explicitly.
 
@@ -10,12 +11,12 @@ Why these and no more:
 - data/models/<k> and data/buffers/<k> are cached DVC outputs: `dvc push <targets>` uploads exactly their
   objects (a directory's .dir manifest and its files), nothing upstream (with_deps and the run cache off:
   the run cache would upload every stage's outputs, windowed slices included).
-- data/privacy/<k>.json (the audit report, `cache: false`) and dvc.lock travel by git: the report is the gate
-  the next stage depends on, dvc.lock names the md5 of every pushed object so the receiving site can verify
-  (`dvc status`) what it pulled. A push without the report is refused: a buffer leaves only after its audit.
-  So is a buffer whose audit failed, whatever privacy.gate.mode says (`warn` lets the local pipeline go on; it
-  does not let the buffer leave), unless the operator passes --allow-leaking-buffer, and then the figures are
-  printed beside the push.
+- data/privacy/<k>.json, <k>.gate.json and <k>.cleared.json (the audit's figures, the gate's verdict and the
+  clearance the next stage depends on, all `cache: false`) and dvc.lock travel by git; dvc.lock names the md5
+  of every pushed object so the receiving site can verify (`dvc status`) what it pulled. A push without the
+  report or the verdict is refused: a buffer leaves only after its audit. So is a buffer whose audit failed,
+  whatever privacy.gate.mode says (`warn` lets the local pipeline go on; it does not let the buffer leave),
+  unless the operator passes --allow-leaking-buffer, and then the figures are printed beside the push.
 - data/checkpoints/<k> stays: it is a site-local resume cache (`cache: false`, `persist: true`, so DVC cannot
   push it anyway), holds optimiser state on top of the weights data/models/<k> already has, and no stage
   depends on it.
@@ -58,7 +59,8 @@ class SiteArtifacts:
 
 def stage_artifacts(paths: StagePaths) -> SiteArtifacts:
     """The allowed artifacts of a continual stage: its model, its replay buffer, its audit report."""
-    return SiteArtifacts(paths.name, (paths.model, paths.buffer), (paths.privacy_report,))
+    return SiteArtifacts(paths.name, (paths.model, paths.buffer),
+                         (paths.privacy_report, paths.privacy_verdict, paths.privacy_clearance))
 
 
 def relative_target(root: Path, target: Path | str) -> Path:
@@ -126,26 +128,24 @@ def check_target(root: Path, target: Path, allow_image_buffer: bool = False) -> 
         )
 
 
-def read_audit(root: Path, report: Path) -> dict[str, Any]:
-    """The audit report audit@<stage> wrote; refused (one line) when missing or unreadable."""
-    content = _read_json(root / report, report, f"{report}: missing; run `dvc repro audit@{report.stem}` first: a "
-                         "stage's model and buffer leave the site only with their privacy audit",
-                         f"audit@{report.stem}")  # fmt: skip
-    if not isinstance(content, dict):
-        raise BoundaryError(f"{report}: not an audit report; re-run `dvc repro audit@{report.stem}`")
+def read_verdict(root: Path, report: Path) -> dict[str, Any]:
+    """gate@<stage>'s verdict on the audit report `report`; refused (one line) when either is missing or unreadable."""
+    stage = report.name.removesuffix(".json")
+    _read_json(root / report, report, f"{report}: missing; run `dvc repro audit@{stage}` first: a stage's model "
+               "and buffer leave the site only with their privacy audit", f"audit@{stage}")  # fmt: skip
+    verdict = report.with_name(f"{stage}.gate.json")
+    content = _read_json(root / verdict, verdict, f"{verdict}: missing; run `dvc repro gate@{stage}` first: a "
+                         "buffer leaves the site only with its audit's verdict", f"gate@{stage}")  # fmt: skip
+    if not isinstance(content, dict) or "passed" not in content:
+        raise BoundaryError(f"{verdict}: not a privacy gate verdict; re-run `dvc repro gate@{stage}`")
     return content
 
 
-def leak_summary(report: Path, content: dict[str, Any]) -> str | None:
-    """None when the report says the buffer passed its audit; else one line with the figures that failed it."""
-    if content.get("passed") is True:
+def leak_summary(report: Path, verdict: dict[str, Any]) -> str | None:
+    """None when the verdict says the buffer passed its audit; else one line with the figures that failed it."""
+    if verdict.get("passed") is True:
         return None
-    gate = content.get("gate") if isinstance(content.get("gate"), dict) else {}
-    reasons = gate.get("reasons") or []
-    if not reasons:
-        figures = [f"{name} {gate[key]:.3f}" for key, name in (("ssim_p95", "SSIM p95"), ("reid_auc", "re-id AUC"))
-                   if isinstance(gate.get(key), int | float)]  # fmt: skip
-        reasons = [", ".join(figures) or "the report records no passing verdict"]
+    reasons = verdict.get("reasons") or ["the verdict records no passing result"]
     return f"{report}: buffer {report.stem} failed its privacy audit: {'; '.join(map(str, reasons))}"
 
 
@@ -163,20 +163,23 @@ def plan_push(
     a report without a passing verdict refuses the push unless `allow_leaking_buffer`, whatever
     privacy.gate.mode said locally: `warn` lets a site's own pipeline go on, it does not let the buffer leave.
     """
-    targets = [*artifacts.dvc_targets, *artifacts.git_files, *(relative_target(root, t) for t in extra or [])]
+    # a clearance is absent only when the gate (mode fail) refused the buffer: the verdict below says so
+    git_files = [f for f in artifacts.git_files if not f.name.endswith(".cleared.json") or (root / f).is_file()]
+    targets = [*artifacts.dvc_targets, *git_files, *(relative_target(root, t) for t in extra or [])]
     for target in targets:
         check_target(root, target, allow_image_buffer=allow_image_buffer)
-    reports = [t for t in targets if _under(t, PRIVACY)]
+    reports = [PRIVACY / f"{t.name.split('.')[0]}.json" for t in targets if _under(t, PRIVACY)]
     reports += [PRIVACY / f"{t.name}.json" for t in targets if _under(t, BUFFERS)]
     leaking = []
     for report in dict.fromkeys(reports):
-        line = leak_summary(report, read_audit(root, report))
+        line = leak_summary(report, read_verdict(root, report))
         if line and not allow_leaking_buffer:
             raise BoundaryError(f"{line}; it does not leave the site (change the buffer: replay.privacy, "
                                 f"ssl.strategy, and rerun), or push it anyway with {LEAK_FLAG}")
         if line:
             leaking.append(line)
-    unique = list(dict.fromkeys([*targets, *reports]))
+    decided = [r.with_name(f"{r.stem}{suffix}") for r in reports for suffix in (".gate.json", ".cleared.json")]
+    unique = list(dict.fromkeys([*targets, *reports, *(d for d in decided if (root / d).is_file())]))
     return SiteArtifacts(
         artifacts.stage,
         tuple(t for t in unique if any(_under(t, r) for r in DVC_ROOTS)),

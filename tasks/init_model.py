@@ -14,6 +14,7 @@ from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.layout import INIT, PRIVACY, buffer_dir, model_dir, privacy_report
 from cssl_core.models.io import save_model
+from cssl_core.privacy.clearance import write_clearance
 from cssl_core.replay.directory import write_no_buffer
 from tasks import tracking
 
@@ -34,9 +35,11 @@ def run_init(config: ProjectConfig) -> dict[str, Any]:
             {"model_config": model_config.to_dict(), "stage": INIT, "strategy": None, "seed": seed},
         )
         write_no_buffer(buffer_dir(INIT))
-        # the first stage's pretrain waits on data/privacy/<prev>.json like every later one: nothing to audit here
+        # the first stage's pretrain waits on data/privacy/<prev>.cleared.json like every later one; nothing to
+        # audit here, so init clears itself, and its report says why
         PRIVACY.mkdir(parents=True, exist_ok=True)
         write_json(privacy_report(INIT), {"buffer": INIT, "kind": "none", "audited": False,
-                                          "passed": True, "note": "no buffer: nothing to audit"})
+                                          "note": "no buffer: nothing to audit"})  # fmt: skip
+        write_clearance(INIT)
         tracking.log_metrics({"parameters": n_params})
     return {"parameters": n_params, "preset": ssl.preset}

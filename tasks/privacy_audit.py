@@ -9,9 +9,10 @@ Only the rows this stage added are audited: rows of earlier stages are carried f
 audited by the earlier stage's audit. A seeded sample of `privacy.max_rows` rows, with the bounded attack
 steps of `privacy.attack`, keeps the cost small and independent of the buffer size.
 
-Outputs: data/privacy/<stage>.json (figures and the gate's verdict, deterministic for a seed: a DVC
-metric), data/privacy/<stage>.png (true slices beside each attack's reconstruction), the wall time in
-data/metrics/audit-<stage>.json, and an MLflow run with both files. Then the gate (cssl_core/privacy/gate.py).
+Outputs: data/privacy/<stage>.json (the figures, deterministic for a seed: a DVC metric),
+data/privacy/<stage>.png (true slices beside each attack's reconstruction), the wall time in
+data/metrics/audit-<stage>.json, and an MLflow run with both files. The verdict is the next stage's
+(gate@<stage>, tasks/privacy_gate.py): thresholds are not attack inputs, so editing one re-runs no attack.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.layout import METRICS, PRIVACY, metrics_path, privacy_figure, privacy_report, windowed_dir
 from cssl_core.models.io import load_model
-from cssl_core.privacy.gate import check, enforce
+from cssl_core.privacy.gate import strongest_ssim
 from cssl_core.replay.directory import read_buffer
 from tasks import tracking
 from tasks.export import finding_labels
@@ -99,12 +100,12 @@ def _common_finding(attacker: dict[str, np.ndarray], victims: dict[str, np.ndarr
 
 
 def _no_buffer_report(stage: str) -> dict[str, Any]:
-    return {"buffer": stage, "kind": "none", "audited": False, "passed": True,
+    return {"buffer": stage, "kind": "none", "audited": False,
             "note": "this strategy keeps no replay buffer: nothing to audit"}
 
 
 def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
-    """Audit this stage's rows of data/buffers/<stage>, write the report and figure, log them, apply the gate."""
+    """Audit this stage's rows of data/buffers/<stage>, write the report and figure, and log them."""
     from cssl_core.privacy import draw_reconstructions, run_audit
     from cssl_core.privacy.figure import draw_note
     from cssl_core.replay.buffer import ReplayBuffer
@@ -112,13 +113,12 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
 
     paths, privacy = config.continual.paths(stage), config.privacy
     attack = privacy.attack  # AuditConfig, with privacy.seed and privacy.max_rows in it
-    gate = dict(privacy.gate)
     output, figure = privacy_report(stage), privacy_figure(stage)
     buffer = read_buffer(paths.buffer)
     for directory in (PRIVACY, METRICS):
         directory.mkdir(parents=True, exist_ok=True)
     run_params = {"stage": stage, "attacker_cohort": privacy.attacker_cohort, "queries": privacy.queries,
-                  **attack.to_dict(), "gate": gate}
+                  **attack.to_dict()}
     tags = {"cssl.cohort": paths.cohort, "cssl.window": paths.window, "cssl.strategy": config.ssl.strategy}
     with tracking.stage_run(f"audit@{stage}", run_params, tags=tags):
         started = time.perf_counter()
@@ -153,7 +153,6 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             query_is_member=victims.query_is_member,
             query_patient=victims.query_patient,
         )
-        verdict = check(result.figures, gate)
         spend = privacy_spend(buffer.ledger, stage)
         report = {
             "buffer": stage,
@@ -161,8 +160,6 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             "mode": "image" if mode is None else mode.mode,
             "form": "clusters" if buffer.holds_clusters else "rows",
             "audited": True,
-            "passed": verdict["passed"],
-            "gate": verdict,
             "labels_in_buffer": sorted(buffer.labels),  # replay.keep_labels: findings stored beside the rows
             "attacker": {"cohort": privacy.attacker_cohort, "window": paths.window, "n_slices": len(attacker)},
             "finding_label": finding,
@@ -179,7 +176,6 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
         if report["labels_in_buffer"]:
             print(f"warning: buffer {stage} stores finding labels {report['labels_in_buffer']} "
                   "(replay.keep_labels: true); replay does not need them", flush=True)
-        enforce(verdict, stage, str(figure), str(output))
     return report
 
 
@@ -202,8 +198,7 @@ def _write_seconds(stage: str, seconds: float, per_attack: dict[str, float] | No
 def _log(report: dict[str, Any], seconds: float, figure: Path, output: Path) -> None:
     figures = report["figures"]
     numbers = {k: v for k, v in figures.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    gate = report["gate"]
-    numbers.update({"gate_passed": int(gate["passed"]), "seconds": seconds,
+    numbers.update({"seconds": seconds,
                     "labels_in_buffer": len(report["labels_in_buffer"])})
     if report.get("dp"):  # the accountant's figures beside the attacks' (a formal mode)
         spend = report["dp"]
@@ -215,19 +210,20 @@ def _log(report: dict[str, Any], seconds: float, figure: Path, output: Path) -> 
 
 
 def summary_line(report: dict[str, Any]) -> str:
-    """The CLI's one line: what was audited and the gate's figures."""
+    """The CLI's one line: what was audited and the figures the gate reads (the verdict is gate@<stage>'s)."""
     if not report.get("audited"):
         return f"audit {report['buffer']}: {report.get('note', 'nothing audited')}"
-    gate, figures = report["gate"], report["figures"]
-    reid = "n/a" if gate["reid_auc"] is None else f"{gate['reid_auc']:.3f}"
+    figures = report["figures"]
+    attacker, ssim = strongest_ssim(figures)
+    shown = [f"{attacker} SSIM p95 {ssim:.3f} (mean-slice guess {figures.get('baseline_ssim_p95', float('nan')):.3f})"]
+    shown += [f"{name} {figures[key]:.3f}" for key, name in (("reid_auc", "re-identification AUC"),
+              ("membership_auc", "patient membership AUC")) if isinstance(figures.get(key), int | float)]  # fmt: skip
     dp = report.get("dp")
-    spent = (f", dp epsilon {dp['stage_epsilon']:.2f} this stage / {dp['total_epsilon']:.2f} in total at delta "
-             f"{dp['total_delta']:.1e} (unit: patient)" if dp and dp["stage_epsilon"] is not None else "")  # fmt: skip
-    return (
-        f"audit {report['buffer']}: {figures['n_rows']}/{figures['n_buffer']} rows, {gate['ssim_attacker']} SSIM p95 "
-        f"{gate['ssim_p95']:.3f}, re-identification AUC {reid}{spent}: {'passed' if gate['passed'] else 'LEAKS'} "
-        f"(gate mode {gate['mode']}) -> {report['figure']}"
-    )
+    if dp and dp["stage_epsilon"] is not None:
+        shown.append(f"dp epsilon {dp['stage_epsilon']:.2f} this stage / {dp['total_epsilon']:.2f} in total at delta "
+                     f"{dp['total_delta']:.1e} (unit: patient)")  # fmt: skip
+    rows = f"{figures['n_rows']}/{figures['n_buffer']} rows"
+    return f"audit {report['buffer']}: {rows}, {', '.join(shown)} -> {report['figure']}"
 
 
 def read_report(stage: str) -> dict[str, Any]:

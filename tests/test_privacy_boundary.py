@@ -89,11 +89,12 @@ def test_the_audit_attacks_with_buffer_model_and_attacker_cohort_and_scores_with
         victims = f"data/windowed/{block['cohort']}-{block['window']}"
         attacker_side = {f"data/buffers/{name}", f"data/models/{name}", f"data/windowed/{attacker}-{block['window']}"}
         assert data_deps == attacker_side | {victims}, name
-        # the next stage and the evaluation wait on this buffer's gate
-        assert f"data/privacy/{name}.json" in deps[f"evaluate@{name}"]
+        # the next stage and the evaluation wait on this buffer's gate, which decides on the audit's figures
+        assert f"data/privacy/{name}.json" in deps[f"gate@{name}"]
+        assert f"data/privacy/{name}.cleared.json" in deps[f"evaluate@{name}"]
         for later, other in params["continual"]["stages"].items():
             if other["prev"] == name:
-                assert f"data/privacy/{name}.json" in deps[f"pretrain@{later}"]
+                assert f"data/privacy/{name}.cleared.json" in deps[f"pretrain@{later}"]
     audit_code = (REPO_ROOT / "tasks/privacy_audit.py").read_text()
     scoring_code = (REPO_ROOT / "tasks/privacy_scoring.py").read_text()
     assert 'np.load(paths.windowed / "slices.npy"' in scoring_code

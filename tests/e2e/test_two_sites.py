@@ -89,10 +89,15 @@ def lock_md5(root: Path, stage: str, path: str, section: str = "outs") -> str:
     return next(e["md5"] for e in entries if e["path"] == path)
 
 
+def decided(stage: str) -> list[str]:
+    """What git carries for a stage: the audit's figures, the gate's verdict, the clearance."""
+    return [f"data/privacy/{stage}{suffix}" for suffix in (".json", ".gate.json", ".cleared.json")]
+
+
 def push_stage(root: Path, env: dict[str, str], stage: str, s3: S3Server, prefix: str) -> None:
     """`cssl site push --stage <stage>` as an operator must run it: a buffer that failed its audit (the tiny
     pipeline's gate only warns) is refused first, with nothing new uploaded, and crosses only with the flag."""
-    if json.loads((root / f"data/privacy/{stage}.json").read_text())["passed"]:
+    if json.loads((root / f"data/privacy/{stage}.gate.json").read_text())["passed"]:
         run(root, env, "cssl", "site", "push", "--stage", stage)
         return
     before = remote_objects(s3, prefix)
@@ -119,7 +124,7 @@ def test_two_sites_share_models_and_buffers_but_no_image(s3_server: S3Server, tm
     run(site_a, env_a, "git", "push", "-q", str(origin), "HEAD:refs/heads/main")
 
     # --- site A: stage s1 on its own cohort, then exactly s1's model and buffer to the remote
-    run(site_a, env_a, "dvc", "repro", "audit@s1")
+    run(site_a, env_a, "dvc", "repro", "gate@s1")
     refused = run(site_a, env_a, "cssl", "site", "push", "--stage", "s1", "data/windowed/phantom_a-mediastinal",
                   ok=False)
     lines = [ln for ln in refused.stderr.splitlines() if ln.strip()]
@@ -127,7 +132,7 @@ def test_two_sites_share_models_and_buffers_but_no_image(s3_server: S3Server, tm
     assert lines[0].startswith("error: data/windowed/phantom_a-mediastinal: under data/windowed, which never leaves")
     assert not remote_objects(s3_server, prefix), "the refused push uploaded something"
     push_stage(site_a, env_a, "s1", s3_server, prefix)
-    run(site_a, env_a, "git", "add", "dvc.lock", "data/privacy/s1.json")
+    run(site_a, env_a, "git", "add", "dvc.lock", *decided("s1"))
     run(site_a, env_a, *COMMIT, "stage s1 (site A)")
     run(site_a, env_a, "git", "push", "-q", str(origin), "HEAD:refs/heads/main")
     private_a = lock_objects(site_a, PRIVATE)
@@ -140,13 +145,13 @@ def test_two_sites_share_models_and_buffers_but_no_image(s3_server: S3Server, tm
     run(site_b, env_b, "cssl", "site", "pull", "--stage", "s1")
     assert (site_b / "data/models/s1").is_dir() and (site_b / "data/buffers/s1/meta.json").is_file()
     run(site_b, env_b, "dvc", "repro", "quality@phantom_b-lung", "window@phantom_c-lung")
-    run(site_b, env_b, "dvc", "repro", "--single-item", "pretrain@s2", "export@s2", "audit@s2")  # in this order
+    run(site_b, env_b, "dvc", "repro", "--single-item", "pretrain@s2", "export@s2", "audit@s2", "gate@s2")  # in order
     push_stage(site_b, env_b, "s2", s3_server, prefix)
-    run(site_b, env_b, "git", "add", "dvc.lock", "data/privacy/s2.json")
+    run(site_b, env_b, "git", "add", "dvc.lock", *decided("s2"))
     run(site_b, env_b, *COMMIT, "stage s2 (site B)")
     run(site_b, env_b, "git", "push", "-q", "origin", "HEAD:refs/heads/main")
     private_b = lock_objects(site_b, PRIVATE, present_only=True)
-    status = run(site_b, env_b, "dvc", "status", "pretrain@s2", "export@s2", "audit@s2")
+    status = run(site_b, env_b, "dvc", "status", "pretrain@s2", "export@s2", "audit@s2", "gate@s2")
     assert "Data and pipelines are up to date" in status.stdout, status.stdout  # s1 from the remote + B's own data
     assert not (site_b / "data/raw/phantom_a").exists()
     assert not (site_b / "data/windowed/phantom_a-mediastinal").exists()

@@ -13,9 +13,10 @@ def test_order_comes_from_dvc_and_respects_dependencies():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     cohorts, windows = params["ingest"]["cohorts"], params["window"]["apply"]
     n_continual = len(params["continual"]["stages"])
-    # demo-data per demo cohort; ingest, screen per cohort; window, quality per cohort x window; init,
-    # evaluate-init, report; pretrain, export, audit, evaluate per continual stage
-    expected = len(params["data"]["demo"]) + 2 * len(cohorts) + 2 * len(cohorts) * len(windows) + 3 + 4 * n_continual
+    # check; demo-data per demo cohort; ingest, screen per cohort; window, quality per cohort x window; init,
+    # eval-inputs, evaluate-init, report; pretrain, export, audit, gate, evaluate per continual stage
+    per_cohort = 2 * len(cohorts) + 2 * len(cohorts) * len(windows)
+    expected = 1 + len(params["data"]["demo"]) + per_cohort + 4 + 5 * n_continual
     assert len(names) == expected
     position = {name: i for i, name in enumerate(names)}
     for node in order:
@@ -23,10 +24,12 @@ def test_order_comes_from_dvc_and_respects_dependencies():
             assert position[upstream] < position[node.name]
     assert ("ingest@nsclc", "screen@nsclc") == next(n for n in order if n.name == "window@nsclc-lung").upstream
     assert ("ingest@nsclc",) == next(n for n in order if n.name == "screen@nsclc").upstream
-    for stage, block in params["continual"]["stages"].items():  # a buffer's audit comes before anything that uses it
+    assert names[0] == "check"  # nothing runs before params.yaml is checked
+    for stage, block in params["continual"]["stages"].items():  # a buffer's gate comes before anything that uses it
         if block["prev"] != "init":
-            assert position[f"audit@{block['prev']}"] < position[f"pretrain@{stage}"]
-        assert position[f"export@{stage}"] < position[f"audit@{stage}"] < position[f"evaluate@{stage}"]
+            assert position[f"gate@{block['prev']}"] < position[f"pretrain@{stage}"]
+        assert position[f"export@{stage}"] < position[f"audit@{stage}"] < position[f"gate@{stage}"]
+        assert position[f"gate@{stage}"] < position[f"evaluate@{stage}"]
 
 
 def test_adding_a_cohort_in_params_adds_its_stages(tmp_path):

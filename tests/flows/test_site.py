@@ -38,13 +38,17 @@ open("data/models/s1/weights.bin", "wb").write(b"model-s1" * 100)
 open("data/models/s1/split.json", "w").write('{"train": [], "val": []}')
 open("data/buffers/s1/meta.json", "w").write(json.dumps({"kind": kind, "keeps_raw_images": kind == "image"}))
 open("data/buffers/s1/rows.bin", "wb").write(b"latents-s1" * 100)
-open("data/privacy/s1.json", "w").write(json.dumps({"buffer": "s1", "passed": True}))
+open("data/privacy/s1.json", "w").write(json.dumps({"buffer": "s1", "audited": True}))
+open("data/privacy/s1.gate.json", "w").write(json.dumps({"buffer": "s1", "passed": True, "reasons": []}))
+open("data/privacy/s1.cleared.json", "w").write(json.dumps({"buffer": "s1", "cleared": True}))
 '''
 DVC_YAML = {
     "stages": {
         "windowed": {"cmd": f"{sys.executable} make.py windowed", "deps": ["make.py"], "outs": [WINDOWED]},
         "s1": {"cmd": f"{sys.executable} make.py s1", "deps": ["make.py", "kind.txt", WINDOWED],
-               "outs": ["data/models/s1", "data/buffers/s1", {"data/privacy/s1.json": {"cache": False}}]},
+               "outs": ["data/models/s1", "data/buffers/s1",
+                        *({f"data/privacy/s1{suffix}": {"cache": False}} for suffix in (".json", ".gate.json",
+                                                                                        ".cleared.json"))]},
     }
 }
 
@@ -139,6 +143,9 @@ def test_an_image_buffer_needs_the_explicit_flag(tmp_path: Path):
     check_target(tmp_path, Path("data/buffers/s1"))
 
 
+PASSED = '{"buffer": "s1", "passed": true, "reasons": []}'
+
+
 def test_a_target_outside_the_project_or_a_missing_audit_is_refused(tmp_path: Path):
     (tmp_path / "data/buffers/s1").mkdir(parents=True)
     (tmp_path / "data/buffers/s1/meta.json").write_text('{"kind": "latent"}')
@@ -150,35 +157,46 @@ def test_a_target_outside_the_project_or_a_missing_audit_is_refused(tmp_path: Pa
     (tmp_path / "data/privacy/s1.json").write_text("{")
     with pytest.raises(BoundaryError, match=r"data/privacy/s1.json: unreadable"):
         plan_push(tmp_path, stage_artifacts(_paths()))
-    (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1", "passed": true}')
+    (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1", "audited": true}')
+    with pytest.raises(BoundaryError, match=r"data/privacy/s1.gate.json: missing; run `dvc repro gate@s1`"):
+        plan_push(tmp_path, stage_artifacts(_paths()))
+    (tmp_path / "data/privacy/s1.gate.json").write_text(PASSED)
     plan = plan_push(tmp_path, stage_artifacts(_paths()))
     assert plan.dvc_targets == (Path("data/models/s1"), Path("data/buffers/s1"))
-    assert plan.git_files == (Path("data/privacy/s1.json"),) and plan.leaking == ()
+    # no clearance on disk (a fail-mode gate refused it): nothing claims one crosses
+    assert plan.git_files == (Path("data/privacy/s1.json"), Path("data/privacy/s1.gate.json")) and plan.leaking == ()
+    (tmp_path / "data/privacy/s1.cleared.json").write_text('{"buffer": "s1", "cleared": true}')
+    assert Path("data/privacy/s1.cleared.json") in plan_push(tmp_path, stage_artifacts(_paths())).git_files
 
 
-def failing_report() -> dict:
-    """An audit report as audit@s1 writes it for a leaking buffer: the real gate's verdict on leaking figures."""
-    figures = {"gradient_ssim_p95": 0.993, "ridge_ssim_p95": 0.71, "reid_auc": 0.98}
-    gate = check(figures, tiny_params()["privacy"]["gate"])
-    return {"buffer": "s1", "kind": "latent", "audited": True, "passed": gate["passed"], "gate": gate}
+def failing_verdict() -> dict:
+    """gate@s1's verdict on a leaking buffer: the real gate's check of leaking figures."""
+    figures = {"gradient_ssim_p95": 0.993, "ridge_ssim_p95": 0.71, "baseline_ssim_p95": 0.66, "reid_auc": 0.98}
+    return {"buffer": "s1", **check(figures, tiny_params()["privacy"]["gate"])}
+
+
+def write_audit(root: Path, stage: str, verdict: dict | str) -> None:
+    (root / "data/privacy").mkdir(parents=True, exist_ok=True)
+    (root / f"data/privacy/{stage}.json").write_text(json.dumps({"buffer": stage, "audited": True}))
+    text = verdict if isinstance(verdict, str) else json.dumps({**verdict, "buffer": stage})
+    (root / f"data/privacy/{stage}.gate.json").write_text(text)
 
 
 def test_a_buffer_that_failed_its_audit_leaves_only_with_the_flag(tmp_path: Path):
     (tmp_path / "data/buffers/s1").mkdir(parents=True)
     (tmp_path / "data/buffers/s1/meta.json").write_text('{"kind": "latent"}')
-    (tmp_path / "data/privacy").mkdir(parents=True)
-    report = failing_report()
-    assert report["passed"] is False and report["gate"]["mode"] == "warn"  # the local pipeline went on
-    (tmp_path / "data/privacy/s1.json").write_text(json.dumps(report))
+    verdict = failing_verdict()
+    assert verdict["passed"] is False and verdict["mode"] == "warn"  # the local pipeline went on
+    write_audit(tmp_path, "s1", verdict)
     with pytest.raises(BoundaryError) as refused:
         plan_push(tmp_path, stage_artifacts(_paths()))
     line = str(refused.value)
-    assert line.startswith("data/privacy/s1.json: buffer s1 failed its privacy audit: gradient SSIM p95 0.993 > ")
+    assert line.startswith("data/privacy/s1.json: buffer s1 failed its privacy audit: gradient SSIM p95 0.993 ")
     assert "re-identification AUC 0.980" in line and "--allow-leaking-buffer" in line and "\n" not in line
     plan = plan_push(tmp_path, stage_artifacts(_paths()), allow_leaking_buffer=True)
     assert len(plan.leaking) == 1 and "gradient SSIM p95 0.993" in plan.leaking[0]
-    (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1"}')  # no verdict is not a pass
-    with pytest.raises(BoundaryError, match="records no passing verdict"):
+    write_audit(tmp_path, "s1", '{"buffer": "s1"}')  # no verdict is not a pass
+    with pytest.raises(BoundaryError, match="not a privacy gate verdict"):
         plan_push(tmp_path, stage_artifacts(_paths()))
 
 
@@ -186,16 +204,16 @@ def test_an_extra_buffer_needs_its_own_passing_audit_and_takes_it_along(tmp_path
     for stage in ("s1", "s0"):
         (tmp_path / f"data/buffers/{stage}").mkdir(parents=True)
         (tmp_path / f"data/buffers/{stage}/meta.json").write_text('{"kind": "latent"}')
-    (tmp_path / "data/privacy").mkdir(parents=True)
-    (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1", "passed": true}')
+    write_audit(tmp_path, "s1", PASSED)
     with pytest.raises(BoundaryError, match=r"data/privacy/s0.json: missing; run `dvc repro audit@s0`"):
         plan_push(tmp_path, stage_artifacts(_paths()), [Path("data/buffers/s0")])
-    (tmp_path / "data/privacy/s0.json").write_text(json.dumps({**failing_report(), "buffer": "s0"}))
+    write_audit(tmp_path, "s0", failing_verdict())
     with pytest.raises(BoundaryError, match="buffer s0 failed its privacy audit"):
         plan_push(tmp_path, stage_artifacts(_paths()), [Path("data/buffers/s0")])
-    (tmp_path / "data/privacy/s0.json").write_text('{"buffer": "s0", "passed": true}')
+    write_audit(tmp_path, "s0", '{"buffer": "s0", "passed": true, "reasons": []}')
     plan = plan_push(tmp_path, stage_artifacts(_paths()), [Path("data/buffers/s0")])
     assert Path("data/privacy/s0.json") in plan.git_files and Path("data/buffers/s0") in plan.dvc_targets
+    assert Path("data/privacy/s0.gate.json") in plan.git_files
 
 
 @pytest.mark.slow
@@ -237,7 +255,7 @@ def test_an_image_buffer_is_refused_then_pushed_with_the_flag(project):
 @pytest.mark.slow
 def test_a_leaking_buffer_is_refused_with_exit_2_and_nothing_uploaded_then_pushed_with_the_flag(project):
     root, remote = project
-    (root / "data/privacy/s1.json").write_text(json.dumps(failing_report()))  # what a warn-mode audit leaves
+    write_audit(root, "s1", failing_verdict())  # what a warn-mode gate leaves
     done = run(root, "cssl", "site", "push", "--stage", "s1")
     line = one_error_line(done)
     assert line.startswith("error: data/privacy/s1.json: buffer s1 failed its privacy audit: gradient SSIM p95")

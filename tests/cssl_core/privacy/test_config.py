@@ -8,11 +8,13 @@ from cssl_core.privacy.config import AuditConfig, audit_settings, gate_settings
 
 
 def test_the_gate_defaults_to_warn_and_reads_thresholds_as_floats():
-    assert gate_settings({}) == {"mode": "warn", "max_ssim_p95": None, "max_reid_auc": None}
-    assert gate_settings({"mode": "fail", "max_ssim_p95": 1, "max_reid_auc": None}) == {
+    none = {"max_ssim_p95": None, "max_ssim_over_baseline": None, "max_reid_auc": None, "max_membership_auc": None}
+    assert gate_settings({}) == {"mode": "warn", **none}  # an earlier release's block keeps its meaning
+    assert gate_settings({"mode": "fail", "max_ssim_p95": 1, "max_membership_auc": 0.6}) == {
+        **none,
         "mode": "fail",
         "max_ssim_p95": 1.0,
-        "max_reid_auc": None,
+        "max_membership_auc": 0.6,
     }
 
 
@@ -23,6 +25,8 @@ def test_the_gate_defaults_to_warn_and_reads_thresholds_as_floats():
         ({"mode": "stop"}, r"privacy.gate.mode must be one of \('fail', 'warn'\), got 'stop'"),
         ({"max_reid_auc": True}, r"privacy.gate.max_reid_auc must be a number \(or null to skip\), got True"),
         ({"max_ssim_p95": "0.5"}, r"privacy.gate.max_ssim_p95 must be a number"),
+        ({"max_ssim_over_baseline": 1.5}, r"privacy.gate.max_ssim_over_baseline bounds .* between 0 and 1; got 1.5"),
+        ({"max_membership_auc": -3}, r"privacy.gate.max_membership_auc bounds the patient-level .* got -3"),
     ],
 )
 def test_a_bad_gate_is_refused_naming_the_key(gate, message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cssl_core.privacy.gate import PrivacyGateError, check, enforce, strongest_ssim
+from cssl_core.privacy.gate import PrivacyGateError, check, enforce, strongest_ssim, verdict_of
 
 FIGURES = {"ridge_ssim_p95": 0.31, "decoder_ssim_p95": 0.42, "baseline_ssim_p95": 0.9, "reid_auc": 0.7}
 
@@ -19,6 +19,25 @@ def test_check_gives_one_reason_per_exceeded_threshold():
     assert not verdict["passed"] and verdict["ssim_attacker"] == "decoder"
     assert verdict["reasons"] == ["decoder SSIM p95 0.420 > privacy.gate.max_ssim_p95 0.4"]
     assert check(FIGURES, {"max_ssim_p95": 0.5, "max_reid_auc": None, "mode": "fail"})["passed"]
+
+
+def test_the_relative_ssim_rule_is_measured_from_the_mean_slice_guess_and_membership_has_its_own_threshold():
+    figures = {"ridge_ssim_p95": 0.70, "baseline_ssim_p95": 0.66, "reid_auc": 0.55, "membership_auc": 0.62,
+               "membership_attack": "likelihood", "membership_n_members": 8, "membership_n_non_members": 24}
+    gate = {"max_ssim_over_baseline": 0.05, "max_reid_auc": 0.6, "max_membership_auc": 0.6, "mode": "fail"}
+    verdict = check(figures, gate)
+    assert verdict["reasons"] == [
+        "patient membership AUC 0.620 (likelihood, 8 vs 24 patients) > privacy.gate.max_membership_auc 0.6"
+    ]  # 0.70 is 0.04 above the guess: within the margin although far above any absolute 0.5
+    assert check({**figures, "ridge_ssim_p95": 0.72}, gate)["reasons"][0] == (
+        "ridge SSIM p95 0.720 is 0.060 above the mean-slice guess's 0.660 > privacy.gate.max_ssim_over_baseline 0.05"
+    )
+    assert check({**figures, "membership_auc": 0.6}, gate)["passed"]
+
+
+def test_a_stage_without_a_buffer_passes_with_its_note():
+    verdict = verdict_of({"buffer": "s1", "audited": False, "note": "no buffer"}, {"max_reid_auc": 0.6})
+    assert verdict["passed"] and verdict["note"] == "no buffer" and verdict["reasons"] == []
 
 
 def test_enforce_raises_one_line_in_fail_mode_and_warns_in_warn_mode(capsys):
