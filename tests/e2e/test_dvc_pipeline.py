@@ -38,8 +38,8 @@ def test_first_repro_runs_every_stage_and_writes_outputs(project):
     cohorts = ("phantom_a", "phantom_b", ATTACKER)
     expected = {f"{kind}@{c}" for kind in ("demo-data", "ingest", "screen") for c in cohorts}
     expected |= {f"{kind}@{c}-{w}" for kind in ("window", "quality") for c in cohorts for w in ("mediastinal", "lung")}
-    expected |= {"init", "evaluate-init", "report"}
-    expected |= {f"{kind}@{s}" for kind in ("pretrain", "export", "audit", "evaluate") for s in ("s1", "s2")}
+    expected |= {"check", "init", "eval-inputs", "evaluate-init", "report"}
+    expected |= {f"{kind}@{s}" for kind in ("pretrain", "export", "audit", "gate", "evaluate") for s in ("s1", "s2")}
     assert ran == expected
     for cohort in ("phantom_a", "phantom_b"):
         files = pd.read_parquet(root / f"data/interim/{cohort}/files.parquet")
@@ -175,7 +175,8 @@ def test_changing_one_window_reruns_only_its_branch(project):
     assert set(RAN.findall(result.stdout)) == {
         "window@phantom_a-lung", "window@phantom_b-lung", "quality@phantom_a-lung", "quality@phantom_b-lung",
         f"window@{ATTACKER}-lung", f"quality@{ATTACKER}-lung",
-        "pretrain@s2", "export@s2", "audit@s2", "evaluate-init", "evaluate@s1", "evaluate@s2", "report",
+        "check", "pretrain@s2", "export@s2", "audit@s2", "gate@s2", "eval-inputs", "evaluate-init", "evaluate@s1",
+        "evaluate@s2", "report",
     }
     meta = json.loads((root / "data/windowed/phantom_a-lung/meta.json").read_text())
     assert meta["window"]["level"] == -550
@@ -218,7 +219,9 @@ def test_changing_stage_two_params_reruns_only_stage_two(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], root)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert set(RAN.findall(result.stdout)) == {"pretrain@s2", "export@s2", "audit@s2", "evaluate@s2", "report"}
+    # check and eval-inputs re-run on any params.yaml / continual.stages edit, and write the same bytes
+    assert set(RAN.findall(result.stdout)) == {"check", "eval-inputs", "pretrain@s2", "export@s2", "audit@s2",
+                                               "gate@s2", "evaluate@s2", "report"}  # fmt: skip
     assert json.loads((root / "data/metrics/pretrain-s2.json").read_text())["epochs"] == 3
 
 
