@@ -26,6 +26,7 @@ from cssl_core.config import ProjectConfig
 from cssl_core.layout import StagePaths
 from cssl_core.models.io import load_model
 from cssl_core.replay.directory import read_buffer, write_buffer
+from cssl_core.replay.modes import buffer_mode
 from cssl_core.windowing import to_unit
 from tasks import tracking
 
@@ -125,7 +126,6 @@ def build_stage_rows(stage: str, config: ProjectConfig, plan: ExportPlan | None 
     """Select, shuffle and release this stage's rows: deterministic for the same model, data and params, which is
     what lets the audit rebuild the provenance of a buffer instead of the buffer storing it."""
     from cssl_core.replay.buffer import ReplayBuffer
-    from cssl_core.replay.modes import buffer_mode
     from cssl_core.replay.release import release
     from cssl_core.replay.selection import budget_exceeds, resolve_budget, select
 
@@ -225,6 +225,9 @@ def run_export(stage: str, config: ProjectConfig) -> dict[str, Any]:
         }
         if new is not None and new.ledger:  # a formal mode: what this stage's release spent
             summary.update({"epsilon": new.ledger[-1]["epsilon"], "delta": new.ledger[-1]["delta"]})
+            line = buffer_mode(plan.privacy.mode).release_warning(stage, new.ledger[-1])
+            if line:  # legal but weak (a small stage): said once, here, not when the audit rebuilds the rows
+                print(line, file=sys.stderr, flush=True)
         metrics_path = paths.metrics("export")
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
         metrics_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

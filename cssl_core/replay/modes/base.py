@@ -98,3 +98,8 @@ class BufferMode:
     def training_penalty_weight(self, config: Any) -> float | None:
         """Weight of a penalty the mode adds to training (None: the mode acts at export only)."""
         return None
+
+    def release_warning(self, stage: str, accounting: dict[str, Any]) -> str | None:
+        """One warning line about what this stage released (printed by export), or None: a mode whose release
+        is legal but weak for this stage (dp on few patients) says so instead of failing or falling back."""
+        return None

@@ -94,6 +94,9 @@ class DPMode(BufferMode):
             raise ValueError(f"replay.privacy.dp_delta must be a number in (0, 1), or null for 0.1 / the stage's "
                              f"training slices; got {delta!r}")  # fmt: skip
 
+    def release_warning(self, stage: str, accounting: dict[str, Any]) -> str | None:
+        return mostly_noise_line(stage, accounting)
+
     def release(self, latents: np.ndarray, patients: np.ndarray, config: Any, seed: int) -> Released:
         n, tokens, channels = latents.shape
         rng = np.random.default_rng([seed, 17])
@@ -140,9 +143,32 @@ class DPMode(BufferMode):
             "mechanisms": mechanisms, "max_slices_per_patient": k_max, "clip_per_token": per_token,
             "clusters": clusters, "iterations": iterations, "patients": len(dict.fromkeys(patients.tolist())),
             "slices_used": len(keep), "accountant": ACCOUNTANT,
+            "noise_to_clip": round(noise_to_clip(sd_sum, len(keep), clusters, config.dp_clip), 3),
         }  # fmt: skip
         return Released(means.reshape(shape).astype(np.float16), spread.reshape(shape).astype(np.float16),
                         sizes.astype(np.int32), members, accounting)  # fmt: skip
+
+
+def noise_to_clip(sd_sum: float, slices_used: int, clusters: int, clip: float) -> float:
+    """The noise sd on one coordinate of a released mean, in units of the per-coordinate bound `dp_clip`, for
+    clusters of equal size: above 1 the means are mostly noise and replay carries little of the stage.
+
+    It depends on the data only through the count of slices used (patients x at most k), which the ledger
+    records anyway; the noise grows with sqrt(tokens x channels) and shrinks with the number of patients.
+    """
+    per_cluster = max(slices_used, 1) / max(clusters, 1)
+    return float(sd_sum / per_cluster / clip)
+
+
+def mostly_noise_line(stage: str, accounting: dict[str, Any]) -> str | None:
+    """One warning line when a dp release is mostly noise (a small stage: few patients), else None."""
+    ratio = accounting.get("noise_to_clip")
+    if ratio is None or ratio <= 1.0:
+        return None
+    return (f"warning: replay.privacy dp: buffer {stage}'s release is mostly noise ({accounting['patients']} patients; "
+            f"noise sd {ratio:.1f} x dp_clip on each coordinate of a cluster mean at epsilon "
+            f"{accounting['epsilon']:.2f}): its replay keeps little of this stage; more patients per stage, a larger "
+            "replay.privacy.dp_epsilon or fewer dp_clusters lower it (docs/privacy.md \"dp\")")  # fmt: skip
 
 
 def _nearest(x: np.ndarray, centres: np.ndarray) -> np.ndarray:

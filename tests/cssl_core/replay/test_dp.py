@@ -39,6 +39,22 @@ def test_the_release_spends_the_target_epsilon_by_the_accountant_and_an_independ
     assert spent["epsilon"] <= reference <= spent["epsilon"] * 1.35
 
 
+def test_a_release_that_is_mostly_noise_says_so_in_one_line_and_a_large_one_does_not():
+    from cssl_core.replay.modes import buffer_mode
+
+    mode = buffer_mode("dp")
+    small = release(*cohort(n_patients=6), ReleaseConfig(mode="dp", dp_epsilon=8.0), seed=3).accounting
+    # the figure is the noise sd on a mean coordinate over the clip: sigma x k x clip sqrt(tokens x channels) / n
+    expected = small["noise_multiplier"] * 4 * math.sqrt(8) * math.sqrt(16) / small["slices_used"] / 1.0
+    assert small["noise_to_clip"] == pytest.approx(expected, rel=1e-3) and small["noise_to_clip"] > 1
+    line = mode.release_warning("s1", small)
+    assert line.startswith("warning: replay.privacy dp: buffer s1's release is mostly noise (6 patients;")
+    assert "\n" not in line and "dp_epsilon" in line
+    large = release(*cohort(n_patients=400), ReleaseConfig(mode="dp", dp_epsilon=8.0), seed=3).accounting
+    assert large["noise_to_clip"] < 1 and mode.release_warning("s1", large) is None
+    assert buffer_mode("aggregate").release_warning("s1", small) is None  # only a mode that adds noise warns
+
+
 def test_noise_follows_epsilon_and_is_absent_only_in_the_limit():
     latents, patients = cohort()
     truth = clip_tokens(latents[bound_per_patient(patients, 4, np.random.default_rng([3, 17]))], math.sqrt(8))
