@@ -3,7 +3,7 @@
 A buffer is shared with the next stage together with the stage's model, so the question is what those two
 give away (docs/privacy.md). The attacker side below reads only data/buffers/<stage>, data/models/<stage>
 and the windowed slices of `privacy.attacker_cohort` in the stage's window (a cohort whose patients are in
-no buffer). The victims' own slices are read by tasks/privacy_scoring.py alone, to score the attacks.
+no buffer). The victims' own slices are read by cssl_core/privacy/victims.py alone, to score the attacks.
 
 Only the rows this stage added are audited: rows of earlier stages are carried forward unchanged and were
 audited by the earlier stage's audit. A seeded sample of `privacy.max_rows` rows, with the bounded attack
@@ -31,8 +31,8 @@ from cssl_core.layout import METRICS, PRIVACY, metrics_path, privacy_figure, pri
 from cssl_core.models.io import load_model
 from cssl_core.privacy.gate import strongest_ssim
 from cssl_core.replay.directory import read_buffer
+from cssl_core.replay.rows import finding_labels
 from tasks import tracking
-from tasks.export import finding_labels
 
 FIGURE_ROWS = 4
 
@@ -107,9 +107,9 @@ def _no_buffer_report(stage: str) -> dict[str, Any]:
 def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
     """Audit this stage's rows of data/buffers/<stage>, write the report and figure, and log them."""
     from cssl_core.privacy import draw_reconstructions, run_audit
+    from cssl_core.privacy import victims as scoring
     from cssl_core.privacy.figure import draw_note
     from cssl_core.replay.buffer import ReplayBuffer
-    from tasks import privacy_scoring
 
     paths, privacy = config.continual.paths(stage), config.privacy
     attack = privacy.attack  # AuditConfig, with privacy.seed and privacy.max_rows in it
@@ -139,7 +139,7 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
         shared = None if model is None else attacker_view(model, mode)
         attacker, attacker_labels = attacker_data(config, stage, privacy.attacker_cohort)
         # scoring side: the victims' true slices, findings and membership queries
-        victims = privacy_scoring.victims(stage, config, rows.data, model, privacy.queries, attack.seed)
+        victims = scoring.victims(stage, config, rows.data, model, privacy.queries, attack.seed)
         finding = _common_finding(attacker_labels, victims.labels)
         result = run_audit(
             shared,

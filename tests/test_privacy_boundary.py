@@ -79,7 +79,7 @@ def test_private_stage_never_depends_on_earlier_cohorts_data(tmp_path, strategy,
 @pytest.mark.parametrize("stages", [None, THREE_STAGES], ids=["default", "three-stages"])
 def test_the_audit_attacks_with_buffer_model_and_attacker_cohort_and_scores_with_the_victims(tmp_path, stages):
     """audit@<k> reads the buffer, the stage's model and the attacker cohort; the victims' windowed slices are
-    its one further data dep, read only by the scoring module (tasks/privacy_scoring.py)."""
+    its one further data dep, read only by the scoring side (cssl_core/privacy/victims.py)."""
     root = _project(tmp_path, "latent_replay", stages)
     params = yaml.safe_load((root / "params.yaml").read_text())
     attacker = params["privacy"]["attacker_cohort"]
@@ -96,9 +96,9 @@ def test_the_audit_attacks_with_buffer_model_and_attacker_cohort_and_scores_with
             if other["prev"] == name:
                 assert f"data/privacy/{name}.cleared.json" in deps[f"pretrain@{later}"]
     audit_code = (REPO_ROOT / "tasks/privacy_audit.py").read_text()
-    scoring_code = (REPO_ROOT / "tasks/privacy_scoring.py").read_text()
+    scoring_code = (REPO_ROOT / "cssl_core/privacy/victims.py").read_text()
     assert 'np.load(paths.windowed / "slices.npy"' in scoring_code
     # the attack side never names the victims' directory, nor the export code that reads it (to rebuild each row's
     # source): both are reached through scoring only
     assert "paths.windowed" not in audit_code and "build_stage_rows" not in audit_code
-    assert "privacy_scoring.victims(" in audit_code and "build_stage_rows(stage, config)" in scoring_code
+    assert "scoring.victims(" in audit_code and "build_stage_rows(stage, config)" in scoring_code

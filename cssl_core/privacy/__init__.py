@@ -2,9 +2,10 @@
 
 Threat model (docs/privacy.md): the attacker holds the buffer, the shared stage models (the lower encoder) and CT
 of the same kind from other patients, never the victims' slices. One module per attack (ridge, decoder,
-gradient, findings, linkage), the mean-slice baseline, scoring (the only code that sees the true slices), a
-figure helper, `audit` that runs them all with bounded budgets and a seed, and `gate` that decides on its
-figures whether the buffer may be shared (privacy.gate).
+gradient, findings, linkage), the mean-slice baseline, the victims' data (victims: the only code that reads
+the true slices) and scoring (compares them with what an attack got back), a figure helper, `audit` that runs
+them all with bounded budgets and a seed, and `gate` that decides on its figures whether the buffer may be
+shared (privacy.gate).
 
 The names are imported on first use (cssl_core._lazy): AuditConfig (cssl_core.privacy.config) needs no torch
 and validates params.yaml before every stage command, auditing or not.

@@ -1,4 +1,4 @@
-"""The scoring side of `audit@<stage>`: the only code of the stage that reads the victims' windowed slices.
+"""The victims' data for the scoring side of `audit@<stage>`: the only audit code that reads their windowed slices.
 
 An audit plays two parties that must not share knowledge (docs/privacy.md, threat model). The attacker side
 (tasks/privacy_audit.py) holds the buffer, the shared model and its own cohort's slices. To *score* what the
@@ -7,15 +7,16 @@ data (data/windowed/<cohort>-<window>, a DVC dep of the audit for this purpose o
 labels from that index, and re-identification queries: other training slices of the buffer's patients
 (members) against the stage's held-out patients (non-members). Nothing here is handed to an attack.
 
-The buffer stores no row index, and no provenance: `tasks.export.build_stage_rows` rebuilds the stage's rows from
-the same model, data and params (selection, shuffle and privacy mode are all seeded), and the rebuilt rows must
-equal the stored ones bit for bit, which proves the provenance is the buffer's. A row then has its source slice;
-an `aggregate` row (a cluster mean) is scored against its medoid: the member slice whose latent is nearest to the
-mean. Patient keys only group the queries and are never written anywhere.
+The buffer stores no row index, and no provenance: `cssl_core.replay.rows.build_stage_rows` rebuilds the stage's
+rows from the same model, data and params (selection, shuffle and privacy mode are all seeded), as export did,
+and the rebuilt rows must equal the stored ones bit for bit, which proves the provenance is the buffer's. A row
+then has its source slice; an `aggregate` row (a cluster mean) is scored against its medoid: the member slice
+whose latent is nearest to the mean. Patient keys only group the queries and are never written anywhere.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 
 from cssl_core.config import ProjectConfig
 from cssl_core.privacy.common import as_slices, encode
-from tasks.export import build_stage_rows, finding_labels
+from cssl_core.replay.rows import build_stage_rows, finding_labels
 
 
 @dataclass
@@ -48,8 +49,6 @@ def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_quer
         n_queries: re-identification queries per group (members, non-members); 0 for none.
         seed: draws the queries.
     """
-    import json
-
     paths = config.continual.paths(stage)
     built = build_stage_rows(stage, config)
     rebuilt = None if built.buffer is None else np.asarray(built.buffer.data)
