@@ -226,9 +226,14 @@ def write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-
     write_bytes(path, text.encode(encoding), durable=durable)
 
 
-def write_json(path: str | os.PathLike[str], data: Any, *, durable: bool = True) -> None:
-    """JSON with sorted keys, two-space indent and a final newline: stable bytes for DVC hashes."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", durable=durable)
+def write_json(path: str | os.PathLike[str], data: Any, *, allow_nan: bool = True, durable: bool = True) -> None:
+    """JSON with sorted keys, two-space indent and a final newline: stable bytes for DVC hashes.
+
+    `allow_nan=False` refuses NaN and infinities (ValueError) for a file that must stay strict JSON; by default
+    they are written as json.dumps writes them (NaN, Infinity), which Python's json module reads back.
+    """
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=allow_nan)
+    write_text(path, text + "\n", durable=durable)
 
 
 def write_parquet(table: Any, path: str | os.PathLike[str], *, durable: bool = True, **options: Any) -> None:

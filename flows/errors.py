@@ -30,7 +30,7 @@ class CliError(Exception):
 TYPED_ERRORS = (
     ("cssl_core.config.errors", "ConfigError"),  # params.yaml refused as a whole (`cssl check`, every stage command)
     ("cssl_core.ingest.errors", "IngestInputError"),  # missing input, no DICOM, unsafe output folder
-    ("tasks.quality", "QualityGateError"),  # a hard data-quality expectation failed
+    ("cssl_core.quality.report", "QualityGateError"),  # a hard data-quality expectation failed
     ("cssl_core.privacy.gate", "PrivacyGateError"),  # a replay buffer leaks more than privacy.gate allows
     ("cssl_core.train.loop", "CheckpointMismatch"),  # a checkpoint from other params
     ("cssl_core.atomic_io", "OutOfSpaceError"),  # a write that did not fit on the disk

@@ -21,44 +21,24 @@ but the tracking store gets figures and the params block only.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from cssl_core import atomic_io
+from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.layout import raw_dir
+from cssl_core.quality.expectations import HARD, SLICES_SUITE, SOFT, Outcome, outcomes, slice_expectations, validate
+from cssl_core.quality.report import QualityGateError, failure_line, jsonable, write_html
 from cssl_core.quality.series_files import files_summary, read_files_table, series_files
 from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
 from tasks import tracking
-from tasks.expectations import (
-    HARD,
-    MAX_SERIES,
-    SLICES_SUITE,
-    SOFT,
-    Outcome,
-    outcomes,
-    render_html,
-    slice_expectations,
-    validate,
-)
 
 METRIC_KEYS = ("n_expectations", "n_passed", "n_hard_failed", "n_soft_failed")
-
-
-class QualityGateError(Exception):
-    """A cohort cannot go on: the message is one line (what, where the report is, what to do), `report` the rest."""
-
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 def _names(meta: Mapping[str, Any], stage_name: str) -> tuple[str, str]:
@@ -67,21 +47,6 @@ def _names(meta: Mapping[str, Any], stage_name: str) -> tuple[str, str]:
     window_name = window.get("name") if isinstance(window, Mapping) else window
     fallback = stage_name.split("@", 1)[-1]
     return str(meta.get("cohort") or fallback), str(window_name or fallback)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars unwrapped, and non-finite floats as strings so the file stays strict JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
 
 
 def _failure(outcome: Outcome) -> dict[str, Any]:
@@ -100,13 +65,6 @@ def _suite_summary(results: list[Outcome], n_rows: int) -> dict[str, int]:
     return {"n_rows": n_rows, "n_expectations": len(results), "n_passed": sum(o.success for o in results)}
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Through atomic_io (temporary sibling, rename, cleanup on a full disk), so a reader never sees half a
-    report; keys keep their order (counts first), unlike atomic_io.write_json's sorted keys."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_io.write_text(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
-
-
 def build_report(
     cohort: str,
     window: str,
@@ -114,7 +72,8 @@ def build_report(
     rows: dict[str, int],
     series: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The DVC metric: counts at the top (what `dvc metrics show/diff` compare), failures hard-first below."""
+    """The DVC metric: counts (what `dvc metrics show/diff` compare) and the failures, hard ones first (the file has
+    sorted keys, as every stage's JSON has: cssl_core.atomic_io.write_json)."""
     flat = [o for suite in results.values() for o in suite]
     failed = [o for o in flat if not o.success]
     hard = [o for o in failed if o.severity == HARD]
@@ -134,35 +93,6 @@ def build_report(
     return jsonable(report)
 
 
-def _describe_observed(observed: Any) -> str:
-    if isinstance(observed, Mapping) and "error" in observed:
-        return f"could not evaluate: {observed['error']}"
-    if isinstance(observed, Mapping) and "unexpected_count" in observed:
-        values = ", ".join(str(v) for v in observed.get("values", [])[:5])
-        return f"{observed['unexpected_count']} row(s) ({observed.get('unexpected_percent', 0):.1f}%), e.g. {values}"
-    return f"observed {observed}"
-
-
-def _series_label(key: str | None, files: Mapping[str, str]) -> str:
-    if key is None:
-        return "<no series_key>"
-    return f"{key} in {files[key]}" if key in files else key
-
-
-def failure_line(failure: Mapping[str, Any]) -> str:
-    """One readable line: where, which rule, what GX saw, which series (and their files) to look at."""
-    files = failure.get("series_files") or {}
-    keys = [_series_label(k, files) for k in failure["unexpected_series"]]
-    series = ""
-    if keys:
-        more = ", ..." if len(keys) >= MAX_SERIES else ""
-        series = f"; series: {', '.join(keys)}{more}"
-    return (
-        f"[{failure['severity']}] {failure['suite']}: {failure['expectation']}: {failure['rule']}: "
-        f"{_describe_observed(failure['observed'])}{series}"
-    )
-
-
 def gate_message(report: Mapping[str, Any], output_path: Path) -> str:
     """One line; the failures themselves are printed above it, one line each (see `_print_failures`)."""
     hard = [f for f in report["failures"] if f["severity"] == HARD]
@@ -179,13 +109,6 @@ def _print_failures(report: Mapping[str, Any]) -> None:
     for failure in report["failures"]:
         label = "warning" if failure["severity"] == SOFT else "failed"
         print(f"{label}: quality {report['cohort']}-{report['window']}: {failure_line(failure)}", file=sys.stderr)
-
-
-def write_html(validations: Mapping[str, Any], output_path: Path) -> None:
-    """GX's page per suite next to the JSON report: `<report stem>.<suite>.html`."""
-    for name, validation in validations.items():
-        html_path = output_path.with_name(f"{output_path.stem}.{name}.html")
-        html_path.write_text(render_html(validation), encoding="utf-8")
 
 
 def _figures(report: Mapping[str, Any], seconds: float) -> dict[str, float]:
@@ -242,7 +165,8 @@ def run_quality(
         results = {name: outcomes(name, validation) for name, validation in validations.items()}
         report = build_report(cohort, window, results, {SLICES_SUITE: len(stats)}, _series_counts(meta))
         report = _add_files(report, files_path)
-        write_json(output_path, report)
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(output_path, report, allow_nan=False)
         if settings["html_report"]:
             write_html(validations, output_path)
         tracking.log_metrics(_figures(report, time.perf_counter() - started))

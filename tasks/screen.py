@@ -1,7 +1,7 @@
 """Stage `screen@<cohort>`: the series-level quality gate, run before windowing.
 
 One bad series (a limb scan, a cropped reconstruction, a scout) must not block a cohort, and the person
-who has to act on it knows files, not series keys. So the manifest suite (tasks/expectations.py) runs
+who has to act on it knows files, not series keys. So the manifest suite (cssl_core/quality/expectations.py) runs
 here with the cohort's own thresholds (cssl_core/config/quality.py), every hard failure is attributed to its
 series, and each series gets an outcome:
 
@@ -34,11 +34,10 @@ from typing import Any
 import pandas as pd
 
 from cssl_core import layout
+from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.config.quality import required_series
-from cssl_core.quality.series_files import files_summary, read_files_table, series_files
-from tasks import tracking
-from tasks.expectations import (
+from cssl_core.quality.expectations import (
     HARD,
     KEY_COLUMN,
     MANIFEST_SUITE,
@@ -49,7 +48,9 @@ from tasks.expectations import (
     outcomes,
     validate,
 )
-from tasks.quality import QualityGateError, failure_line, jsonable, write_html, write_json
+from cssl_core.quality.report import QualityGateError, failure_line, jsonable, write_html
+from cssl_core.quality.series_files import files_summary, read_files_table, series_files
+from tasks import tracking
 
 PASSED, EXCLUDED, FAILED = "passed", "excluded", "failed"
 
@@ -200,7 +201,8 @@ def build_report(
     results: Sequence[Outcome],
     settings: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The DVC metric: verdict and counts first, then every series' outcome."""
+    """The DVC metric: the verdict, counts and every series' outcome (written with sorted keys, as every stage's
+    JSON is: cssl_core.atomic_io.write_json)."""
     table_failures = [o for o in results if not o.success and o.severity == HARD and not o.unexpected_rows]
     failed = [o for o in results if not o.success]
     report = {
@@ -298,11 +300,12 @@ def run_screen(
         results = outcomes(MANIFEST_SUITE, validation)
         entries = series_outcomes(manifest, results, files, settings, cohort, raw_label)
         report = build_report(cohort, entries, results, settings)
-        write_json(output, report)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_json(output, report, allow_nan=False)
         if settings["html_report"]:
             write_html({MANIFEST_SUITE: validation}, output)
         if report["passed"]:
-            write_json(selection, {"cohort": cohort, "series": passed_series(report)})
+            write_json(selection, {"cohort": cohort, "series": passed_series(report)}, allow_nan=False)
         elif selection.exists():
             os.remove(selection)
         tracking.log_metrics(_figures(report, time.perf_counter() - started))

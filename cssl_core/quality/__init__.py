@@ -1,5 +1,6 @@
-"""Where a series' files are (series_files), used by the screen and quality stages (tasks/screen.py,
-tasks/quality.py); their Great Expectations suites live in tasks/expectations.py (cssl_core imports no GX).
+"""What the screen and quality stages (tasks/screen.py, tasks/quality.py) compute with: where a series' files are
+(series_files), their Great Expectations suites (expectations: GX is imported inside its functions only, as it
+takes seconds) and what their reports share (report: the gate's error, strict-JSON values, failure lines).
 
 Nothing is re-exported here: series_files imports pandas, and a
 package __init__ that imported it would make every `cssl_core.quality.*` import pay for it. The cohorts'

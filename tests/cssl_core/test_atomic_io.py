@@ -63,6 +63,14 @@ def test_parquet_json_numpy_round_trip(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
+def test_json_writes_nan_as_python_does_unless_told_to_stay_strict(tmp_path):
+    atomic_io.write_json(tmp_path / "n.json", {"x": float("nan")})
+    assert (tmp_path / "n.json").read_text() == '{\n  "x": NaN\n}\n'
+    with pytest.raises(ValueError):
+        atomic_io.write_json(tmp_path / "strict.json", {"x": float("inf")}, allow_nan=False)
+    assert not (tmp_path / "strict.json").exists() and _leftovers(tmp_path) == []
+
+
 def test_parquet_bytes_equal_a_direct_write(tmp_path):
     """Encoding in memory must not change the file (DVC hashes it)."""
     table = pa.table({"k": list(range(1000)), "s": [f"row {i}" for i in range(1000)]})

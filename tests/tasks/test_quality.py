@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from cssl_core.config import ProjectConfig
-from tasks.quality import QualityGateError, run_quality
+from cssl_core.quality.report import QualityGateError
+from tasks.quality import run_quality
 from tests.tasks.quality_fixtures import quality_config, quality_params
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -290,7 +291,7 @@ def test_bad_params_are_rejected_with_the_key_named(tmp_path, windowed, key, val
 
 
 def test_importing_the_stage_does_not_import_great_expectations():
-    code = "import sys, tasks.quality, tasks.expectations; print('great_expectations' in sys.modules)"
+    code = "import sys, tasks.quality, cssl_core.quality.expectations; print('great_expectations' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

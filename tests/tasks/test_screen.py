@@ -18,7 +18,7 @@ import yaml
 from cssl_core import layout
 from cssl_core.config import ProjectConfig
 from cssl_core.config.quality import effective_params
-from tasks.quality import QualityGateError
+from cssl_core.quality.report import QualityGateError
 from tasks.screen import run_screen
 from tests.helpers import tiny_params
 from tests.tasks.quality_fixtures import quality_config, quality_params
