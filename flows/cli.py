@@ -422,7 +422,7 @@ def summary() -> None:
             f"ingest {summary_path.parent.name}: {counts['series']} series, {counts['slices']} slices; "
             f"{counts['files']['total']} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
         )
-    from tasks.report import ordered_names
+    from cssl_core.reporting.tree import ordered_names
 
     stages, tasks = ordered_names(report, "stages"), ordered_names(report, "tasks")
     typer.echo(f"strategy {report['strategy']}, stages {stages}, cost {report['cost']}")

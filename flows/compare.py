@@ -230,7 +230,7 @@ def merge_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
     "pretrain", {stage: content}. `dvc exp show` drops lists and nulls from metrics, so a privacy report
     here lacks e.g. labels_in_buffer (flows/compare_report.py reads the whole file where it can).
     """
-    from tasks.report import timings_from_metrics
+    from cssl_core.reporting.tree import timings_from_metrics
 
     records = {path: (value or {}).get("data") or {} for path, value in (metrics or {}).items()}
     merged: dict[str, Any] = {}

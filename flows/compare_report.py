@@ -28,6 +28,7 @@ from cssl_core.reporting.figures import (
     parse_history,
     stages_back_to_back,
 )
+from cssl_core.reporting.tree import matrix_from_tree, ordered_names
 from flows.compare_sanity import NO_FLAGS, Flags, flags, mark, plasticity_section, sanity_block
 from flows.compare_stats import fmt as _fmt
 from flows.compare_stats import mean as _mean
@@ -36,7 +37,6 @@ from flows.compare_stats import nanmean as _nanmean
 from flows.compare_stats import num as _num
 from flows.compare_stats import sd as _sd
 from flows.compare_stats import table as _table
-from tasks.report import matrix_from_tree, ordered_names
 
 HEADLINE = "linear@1.0"
 

@@ -3,7 +3,7 @@
 A table of means ± sd says nothing when the numbers it compares are noise: a probe that scores the pretrained
 encoder no better than a random one cannot rank pretraining strategies, a baseline that does not forget leaves
 nothing for a continual method to fix, and a column whose strategies differ by less than their seeds do cannot
-order them. Each question is answered here from the experiments' metric trees (tasks/report.as_metric_tree),
+order them. Each question is answered here from the experiments' metric trees (cssl_core/reporting/tree.as_metric_tree),
 with its numbers, before any table; the plasticity / stability table and scatter show what each strategy
 learns of the new stage beside what it keeps of the first. Every function is pure over in-memory trees.
 """
@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from cssl_core.reporting.figures import figure
+from cssl_core.reporting.tree import matrix_from_tree, ordered_names
 from flows.compare_stats import fmt, mean, metric, num, sd, table
-from tasks.report import matrix_from_tree, ordered_names
 
 Seeds = list[tuple[int, dict[str, Any] | None]]  # (seed, metrics or None when that run failed)
 Cell = tuple[str, str]  # (probe family key such as "linear@1.0", task)

@@ -32,12 +32,6 @@ if TYPE_CHECKING:
     from cssl_core.evaluation.registry import ProbeData
 
 
-def ordered_stages(config: ProjectConfig) -> list[str]:
-    """Every continual stage in training order (the longest prev-chain ends at the last one)."""
-    continual = config.continual
-    return list(max((continual.chain(name) for name in continual.stages), key=len))
-
-
 def _images(windowed: Path, rows: np.ndarray) -> torch.Tensor:
     slices = np.load(windowed / "slices.npy", mmap_mode="r")
     return torch.from_numpy(to_unit(slices[np.sort(rows)]))[:, None]

@@ -105,6 +105,22 @@ def test_cssl_core_imports_nothing_from_tasks_or_flows():
     assert not violations, "cssl_core must not import tasks/ or flows/:\n" + "\n".join(violations)
 
 
+def test_no_stage_module_imports_another_but_tracking():
+    """tasks/ is one thin module per stage: code two stages share (the buffer rows export writes and the audit
+    rebuilds, the quality reports, the metric tree) lives in cssl_core, so no stage runs another stage's code.
+    tasks/tracking.py, the one module that calls MLflow, is the exception."""
+    files = sorted((REPO_ROOT / "tasks").glob("*.py"))
+    assert len(files) > 10
+    allowed = {"tasks", "tasks.tracking"}
+    found = [
+        f"tasks/{path.name}:{line} imports {name}"
+        for path in files
+        for line, name in imported_modules(path.read_text(encoding="utf-8"), _module_name(path, REPO_ROOT))
+        if name.split(".")[0] == "tasks" and name not in allowed and not name.startswith("tasks.tracking.")
+    ]
+    assert not found, "a stage module imports another stage module:\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize(
     "code",
     [

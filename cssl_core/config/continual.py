@@ -57,6 +57,11 @@ class ContinualConfig:
         """The stages from the first one up to `name`, in training order (init excluded)."""
         return stage_chain(self.stages, name)
 
+    def ordered_stages(self) -> list[str]:
+        """The stages of the longest prev-chain, in training order: the rows and columns of the report's R
+        matrices (a schedule that branches reports its longest branch; the first one in params.yaml on a tie)."""
+        return list(max((self.chain(name) for name in self.stages), key=len))
+
     def paths(self, name: str) -> StagePaths:
         """Where stage `name` reads and writes (its index is its place in the prev-chain); the chain is walked
         first so an unknown stage is stage_chain's one-line KeyError naming the known ones."""

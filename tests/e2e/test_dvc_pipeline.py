@@ -72,7 +72,7 @@ def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(pro
     import torch
 
     root = project["root"]
-    from tasks.report import matrix_from_tree, ordered_names
+    from cssl_core.reporting.tree import matrix_from_tree, ordered_names
 
     report = json.loads((root / "data/summary/metrics.json").read_text())
     assert ordered_names(report, "stages") == ["s1", "s2"]

@@ -8,8 +8,8 @@ import statistics
 import numpy as np
 
 from cssl_core.replay.buffer import ReplayBuffer
+from cssl_core.reporting.tree import as_metric_tree
 from flows.compare_report import write_report
-from tasks.report import as_metric_tree
 
 STAGES, TASKS = ["s1", "s2"], ["ggo", "tumour"]
 

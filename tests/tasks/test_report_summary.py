@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cssl_core.config import ProjectConfig
-from tasks.report import as_metric_tree, matrix_from_tree, summary_from_rows
+from cssl_core.reporting.tree import as_metric_tree, matrix_from_tree
+from tasks.report import summary_from_rows
 from tests.helpers import ATTACKER, tiny_params
 
 NAN = float("nan")

@@ -31,3 +31,10 @@ def test_an_unknown_stage_names_the_known_ones():
     known = r"no continual stage 's9' in params.yaml continual.stages \(known: s1, s2, s3\)"
     with pytest.raises(KeyError, match=known):
         _continual().paths("s9")
+
+
+def test_ordered_stages_is_the_longest_chain_in_training_order():
+    branching = {"s3": STAGES["s3"], "b1": {"prev": "s1", "cohort": "b", "window": "lung"}, **STAGES}
+    continual = parse_continual({"stages": branching}, ("a", "b"), ("lung", "mediastinal"))
+    assert continual.ordered_stages() == ["s1", "s2", "s3"]
+    assert _continual().ordered_stages() == ["s1", "s2", "s3"]

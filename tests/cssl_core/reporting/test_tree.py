@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.report import timings_from_metrics
+from cssl_core.reporting.tree import timings_from_metrics
 
 
 def test_timings_sum_the_run_records_of_every_stage():
