@@ -226,13 +226,18 @@ def write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-
     write_bytes(path, text.encode(encoding), durable=durable)
 
 
-def write_json(path: str | os.PathLike[str], data: Any, *, allow_nan: bool = True, durable: bool = True) -> None:
-    """JSON with sorted keys, two-space indent and a final newline: stable bytes for DVC hashes.
+def write_json(
+    path: str | os.PathLike[str], data: Any, *, allow_nan: bool = True, sort_keys: bool = True, durable: bool = True
+) -> None:
+    """JSON with sorted keys, two-space indent and a final newline: stable bytes for DVC hashes. The one writer
+    of every stage's JSON outputs and metrics, so that none is left half-written by a crash or a full disk.
 
     `allow_nan=False` refuses NaN and infinities (ValueError) for a file that must stay strict JSON; by default
     they are written as json.dumps writes them (NaN, Infinity), which Python's json module reads back.
+    `sort_keys=False` keeps the dict order, for a file whose key order carries meaning (the report's metric tree:
+    stage and task order, as `dvc metrics show` and `cssl summary` list them).
     """
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=allow_nan)
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=allow_nan)
     write_text(path, text + "\n", durable=durable)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.config.evaluation import EvalTask
 from cssl_core.layout import INIT, eval_row, metrics_path, model_dir, windowed_dir
@@ -208,9 +209,9 @@ def run_evaluate(stage: str, config: ProjectConfig) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         out = eval_row(stage)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(row, indent=2, sort_keys=True, allow_nan=True) + "\n")
+        write_json(out, row)  # NaN where a probe could not run (json's NaN, as before)
         timing_path(stage).parent.mkdir(parents=True, exist_ok=True)
-        timing_path(stage).write_text(json.dumps({"seconds": round(seconds, 3)}, indent=2) + "\n")
+        write_json(timing_path(stage), {"seconds": round(seconds, 3)})
         flat = {f"recon.{k}": v for k, v in row["recon"].items()} | {f"cka.{k}": v for k, v in row["cka"].items()}
         for probe, tasks in row["probes"].items():
             for task, by_fraction in tasks.items():

@@ -15,11 +15,11 @@ module only carries the earlier buffer forward, writes the new one and records w
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
 
+from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.replay.directory import read_buffer, write_buffer
 from cssl_core.replay.modes import buffer_mode
@@ -71,7 +71,7 @@ def run_export(stage: str, config: ProjectConfig) -> dict[str, Any]:
                 print(line, file=sys.stderr, flush=True)
         metrics_path = paths.metrics("export")
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        write_json(metrics_path, summary)
         tracking.log_metrics(
             {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         )

@@ -12,7 +12,6 @@ data/models/<stage> before every run; the final checkpoint rebuilds it in second
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -125,7 +124,7 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
             shutil.rmtree(paths.model)
         description = {**identity, "lower_frozen": model.lower_frozen, "model_config": model.config.to_dict()}
         save_model(paths.model, model, {**description, "seed": train.seed, "stage_index": paths.index})
-        paths.split.write_text(json.dumps(split) + "\n")
+        write_json(paths.split, split)
         warning = held_out_warning(split, stage)
         if warning:
             print(warning, file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.layout import (
     INIT,
@@ -255,7 +256,7 @@ def run_report(config: ProjectConfig) -> dict[str, Any]:
         progress.step("replay buffer t-SNE" if drawn else f"replay buffer t-SNE skipped (< {MIN_EMBEDDED_ITEMS} items)")
         _write_plot_data(summary)
         cleaned = as_metric_tree(summary)
-        SUMMARY_METRICS.write_text(json.dumps(cleaned, indent=2) + "\n")
+        write_json(SUMMARY_METRICS, cleaned, sort_keys=False)  # the tree's order is the stages' and tasks' order
         progress.step(f"{SUMMARY_METRICS}")
         flat = {}
         for key, block in summary.items():

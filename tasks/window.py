@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from cssl_core.atomic_io import is_out_of_space, out_of_space
+from cssl_core.atomic_io import is_out_of_space, out_of_space, write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.resample import resize_hu, resize_mask
 from cssl_core.windowing import ApplyWindow, Window, stored_range
@@ -99,7 +99,7 @@ def window_cohort(
     try:
         meta = _write_windowed(interim_dir, partial, manifest, slice_table, window, size, dtype)
         meta = {"cohort": cohort, **meta, "n_series_excluded": int(len(ingested) - len(manifest))}
-        (partial / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_json(partial / "meta.json", meta)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
         if isinstance(exc, OSError) and is_out_of_space(exc):  # one line naming the folder and the space needed

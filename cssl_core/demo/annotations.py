@@ -7,7 +7,6 @@ identical bytes for identical inputs (DVC hashes the output).
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from cssl_core.atomic_io import write_json
 
 ANNOTATIONS_DIR = "annotations"
 SLICES_TABLE = f"{ANNOTATIONS_DIR}/slices.parquet"
@@ -41,7 +42,7 @@ def prepare_out_dir(out_dir: Path, generator: str, settings: Mapping[str, Any]) 
         shutil.rmtree(out_dir)
     (out_dir / ANNOTATIONS_DIR).mkdir(parents=True)
     stamp = {"generator": generator, "settings": dict(settings)}
-    (out_dir / MARKER).write_text(json.dumps(stamp, indent=2, sort_keys=True) + "\n")
+    write_json(out_dir / MARKER, stamp)
 
 
 def write_mask(out_dir: Path, name: str, mask: np.ndarray) -> str:

@@ -34,7 +34,6 @@ from cssl_core.ingest.tables import (
     MANIFEST_SCHEMA,
     file_rows,
     slices_schema,
-    write_json,
     write_rows,
 )
 
@@ -147,7 +146,7 @@ def _write_tables(
     write_rows(manifest, MANIFEST_SCHEMA, out / "manifest.parquet")
     write_rows(slices, slices_schema(label_columns), out / "slices.parquet")
     summary = summarise(outcomes, manifest)
-    write_json(_summary_json(summary), out / "summary.json")
+    atomic_io.write_json(out / "summary.json", _summary_json(summary))
     return summary
 
 

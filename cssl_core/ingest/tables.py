@@ -86,5 +86,3 @@ def file_rows(outcomes: Iterable[FileOutcome]) -> list[dict[str, Any]]:
     ]
 
 
-def write_json(data: Mapping[str, Any], path: Path) -> None:
-    atomic_io.write_json(path, data)

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from cssl_core.atomic_io import write_json
+
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "model.json"
 
@@ -20,7 +22,7 @@ def save_model(directory: Path, model: torch.nn.Module, description: dict[str, A
     """The whole MAE (encoder and decoder: each stage's decoder is kept for label-free forgetting)."""
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), directory / MODEL_FILE)
-    (directory / CONFIG_FILE).write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    write_json(directory / CONFIG_FILE, description)
 
 
 def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from cssl_core.atomic_io import write_json
+
 FORMAT = "cssl-replay-buffer"
 VERSION = 1
 KINDS = ("latent", "image")
@@ -269,7 +271,7 @@ def save_buffer(buffer: ReplayBuffer, path: str | os.PathLike[str]) -> int:
     try:
         for fname, array in files.items():
             np.save(tmp / fname, np.ascontiguousarray(array), allow_pickle=False)
-        (tmp / META_FILE).write_text(json.dumps(_meta(buffer, files), indent=2) + "\n", encoding="utf-8")
+        write_json(tmp / META_FILE, _meta(buffer, files))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

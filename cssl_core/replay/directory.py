@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+from cssl_core.atomic_io import write_json
 from cssl_core.replay.buffer import ReplayBuffer, buffer_nbytes, concat_buffers, load_buffer, save_buffer
 
 NO_BUFFER = {"kind": "none", "n": 0, "note": "this strategy keeps no replay buffer"}
@@ -20,7 +21,7 @@ def write_no_buffer(directory: Path) -> int:
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    (directory / "meta.json").write_text(json.dumps(NO_BUFFER, indent=2) + "\n")
+    write_json(directory / "meta.json", NO_BUFFER)
     return 0
 
 
