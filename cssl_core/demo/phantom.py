@@ -24,6 +24,7 @@ from cssl_core.demo.dicom_writer import HU_RANGE, Scanner, SeriesGeometry, Store
 from cssl_core.demo.findings import LABEL_COLUMNS, add_findings, assign_findings, draw_findings, slice_labels
 from cssl_core.demo.identity import PHI_MARKER, series_uids, synthetic_identity
 from cssl_core.demo.shapes import Grid
+from cssl_core.known_keys import reject_unknown_keys
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -81,10 +82,8 @@ class PhantomConfig:
     @classmethod
     def from_mapping(cls, d: dict[str, Any]) -> PhantomConfig:
         """Build from a params.yaml block; unknown keys are errors, since a typo would silently be ignored."""
+        reject_unknown_keys(d, cls, "unknown phantom setting(s)", error=ValueError, known_label="known settings")
         known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown phantom setting(s) {unknown}; known settings: {sorted(known)}")
         return cls(**{key: _coerce(key, known[key], value) for key, value in d.items()})
 
     @property

@@ -7,8 +7,12 @@ in the first forward pass of a training stage.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from cssl_core.known_keys import reject_unknown_keys
+
+UNKNOWN = "unknown MAE config key(s)"
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class MAEConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> MAEConfig:
-        _check_keys(values)
+        reject_unknown_keys(values, cls, UNKNOWN)
         return cls(**values)
 
     @classmethod
@@ -88,15 +92,8 @@ class MAEConfig:
         """A preset with some fields replaced; unknown preset names and keys are errors, not silent no-ops."""
         if name not in PRESETS:
             raise KeyError(f"unknown MAE preset {name!r}; known: {sorted(PRESETS)}")
-        _check_keys(overrides)
+        reject_unknown_keys(overrides, cls, UNKNOWN)
         return cls(**{**PRESETS[name], **overrides})
-
-
-def _check_keys(values: dict[str, Any]) -> None:
-    known = {f.name for f in fields(MAEConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise KeyError(f"unknown MAE config key(s) {unknown}; known: {sorted(known)}")
 
 
 # tiny: patch 16 -> 6x6 = 36 tokens (9 visible at mask 0.75), the token count bench/distill.py sizes the

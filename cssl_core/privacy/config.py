@@ -9,8 +9,10 @@ every stage command (cssl_core.config), and most stages never run an attack. The
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from cssl_core.known_keys import reject_unknown_keys
 
 LATENT_ATTACKERS = ("ridge", "decoder", "gradient")
 GATE_MODES = ("fail", "warn")  # privacy.gate.mode: stop the DAG, or warn and go on
@@ -62,10 +64,7 @@ class AuditConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AuditConfig:
         """From a params block; an unknown key is an error (a typo must not silently fall back to a default)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown privacy audit key(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(values, cls, "unknown privacy audit key(s)", error=ValueError)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

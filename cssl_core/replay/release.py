@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cssl_core.known_keys import reject_unknown_keys
 from cssl_core.replay.modes import BUFFER_MODES, buffer_mode
 from cssl_core.replay.modes.aggregate import aggregate
 from cssl_core.replay.modes.base import Released, pool_tokens
@@ -74,10 +75,7 @@ class ReleaseConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> ReleaseConfig:
         given = dict(values or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(given) - set(known))
-        if unknown:
-            raise ValueError(f"{KEY}: unknown key(s) {unknown}; known: {known}")
+        reject_unknown_keys(given, cls, f"{KEY}: unknown key(s)", error=ValueError, field_order=True)
         return cls(**given)
 
     def to_dict(self) -> dict[str, Any]:

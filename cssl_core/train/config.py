@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from cssl_core.known_keys import reject_unknown_keys
 
 # Fields that may change between a crash and its resume without changing what the run computes.
 # (keep_checkpoints bounds disk use across configurations; it never changes a run.)
@@ -53,8 +55,5 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise KeyError(f"unknown training config key(s) {unknown}; known: {sorted(known)}")
+        reject_unknown_keys(values, cls, "unknown training config key(s)")
         return cls(**values)
