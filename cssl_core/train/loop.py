@@ -173,70 +173,25 @@ def train_stage(
     "data_wait_fraction" (time blocked on the loader / epoch time), "epoch_time_s", "val/mae" if a val loader.
     Under torchrun, `loaders["train"]` holds this rank's batch size (global batch / world size) and is sharded
     here; `backend` is the process group's ("auto": nccl on CUDA, gloo on CPU).
+
+    The steps, in this order (each a function below): join the process group and shard the loader, give a later
+    stage its teacher and frozen blocks, build the optimiser, open the checkpoint store, resume (or seed), then
+    the epoch loop.
     """
-    if "train" not in loaders:
-        raise KeyError("loaders must contain 'train'")
-    train_loader, val_loader = loaders["train"], loaders.get("val")
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch < 1:
-        raise ValueError("the train loader yields no batch")
+    run = _set_up_processes(model, strategy, loaders, config, backend, augment)
     checkpoint_root = Path(checkpoint_root)
-    device = resolve_device(config.device)
-    where = dist.init_from_env(device, backend)
-    device = dist.local_device(device, where)
-    if where.distributed:
-        shard_loader(train_loader, where.rank, where.world_size)
-        steps_per_epoch = len(train_loader)
-        if steps_per_epoch < 1:
-            raise ValueError(f"rank {where.rank}'s share of the train set yields no batch")
-    use_amp = config.amp and device.type == "cuda"
+    teacher = _prepare_later_stage(model, strategy, teacher, stage_index)
 
-    if stage_index > 0:  # what the strategy declares it needs on a later stage; the runner never names one
-        if teacher is None and strategy.needs_teacher:
-            teacher = copy.deepcopy(model).eval()
-            teacher.requires_grad_(False)
-        if strategy.freeze_lower_after_first:
-            model.freeze_lower()
-
-    with deterministic_algorithms(config.deterministic and device.type == "cpu", device):
-        model.to(device)
+    with deterministic_algorithms(config.deterministic and run.device.type == "cpu", run.device):
+        model.to(run.device)
         if teacher is not None:
-            teacher.to(device).eval()
-        optimizer = build_optimizer(
-            [model, *strategy.trainable_modules()], config.lr, config.weight_decay, config.betas
+            teacher.to(run.device).eval()
+        optimizer, scheduler = _build_optimisation(run)
+        fingerprint = training_fingerprint(
+            model, strategy, config, run.steps_per_epoch, run.where.world_size, stage_index
         )
-        total_steps = config.epochs * steps_per_epoch
-        warmup = min(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
-        scheduler = warmup_cosine(optimizer, warmup, total_steps, config.final_lr_ratio)
-        fingerprint = training_fingerprint(model, strategy, config, steps_per_epoch, where.world_size, stage_index)
-        adopted, directory, evicted, shared_from, share = None, None, [], None, None
-        if where.is_main:  # one process touches the checkpoint store; the others are told where it is
-            adopted = adopt_loose_checkpoints(checkpoint_root)
-            # eviction happens before training, so the bound holds while this run writes its checkpoints
-            directory, evicted = checkpoint_dir(
-                checkpoint_root, {"inputs": dict(inputs or {}), "training": fingerprint}, config.keep_checkpoints
-            )
-            # a first stage trains the same for every strategy (Strategy.training_identity): a finished one that
-            # another checkout published under this key ($CSSL_SHARE/checkpoints) is taken instead of retrained
-            share = shared_root() if stage_index == 0 else None
-            if share is not None and fetch_shared(share, directory, LAST):
-                shared_from = share / directory.name
-        directory = dist.broadcast_object(directory)
-
-        start_epoch, global_step, history, resumed_from = 0, 0, [], None
-        state = load_latest(directory, map_location=device)
-        if state is not None:
-            _check_fingerprint(state["fingerprint"], fingerprint, directory)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            strategy.load_state_dict(state["strategy"])
-            set_rng_state(state["rng"])
-            start_epoch = resumed_from = int(state["epoch"])
-            global_step = int(state["global_step"])
-            history = list(state["history"])
-        else:
-            seed_everything(config.seed)
+        store = _open_checkpoint_store(checkpoint_root, inputs, fingerprint, config, stage_index, run.where)
+        progress = _resume_or_seed(run, optimizer, scheduler, store.directory, fingerprint)
         dist.broadcast_module(model, *strategy.trainable_modules())  # same start on every rank, whoever built it
 
         generator = torch.Generator()
@@ -246,64 +201,244 @@ def train_stage(
             model=model,
             teacher=teacher,
             replay=replay,
-            device=device,
+            device=run.device,
             generator=generator,
-            new_stage_size=len(train_loader.dataset) if hasattr(train_loader.dataset, "__len__") else None,
-            rank=where.rank,
-            world_size=where.world_size,
+            new_stage_size=len(run.train_loader.dataset) if hasattr(run.train_loader.dataset, "__len__") else None,
+            rank=run.where.rank,
+            world_size=run.where.world_size,
         )
         strategy.begin_stage(context)
-        last_path = directory / LAST if state is not None and (directory / LAST).is_file() else None
-        for epoch in range(start_epoch, config.epochs):
-            seed_everything(derive_seed(config.seed, "epoch", epoch))
-            generator.manual_seed(derive_seed(config.seed, "mask", epoch))
-            context.epoch = epoch
-            set_epoch(train_loader, epoch)
-            with _sharded_masks(model, where):
-                metrics = _run_epoch(
-                    model, strategy, train_loader, optimizer, scheduler, config, device, use_amp, augment
-                )
-            global_step += steps_per_epoch
-            if val_loader is not None:
-                val = validation_loss(model, val_loader, device, seed=config.seed, amp=use_amp) if where.is_main else 0
-                metrics["val/mae"] = float(dist.broadcast_object(val))
-            history.append(metrics)
-            if not where.is_main:
-                continue
-            last_path = save_checkpoint(
-                directory,
-                {
-                    "epoch": epoch + 1,
-                    "global_step": global_step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "strategy": strategy.state_dict(),
-                    "rng": rng_state(),
-                    "config": config.to_dict(),
-                    "fingerprint": fingerprint,
-                    "history": history,
-                },
-                keep_epoch=config.keep_epoch_checkpoints,
-            )
-            if callback is not None:
-                callback(epoch, dict(metrics))
+        last_path = _run_epochs(
+            run, optimizer, scheduler, context, generator, store.directory, fingerprint, progress, callback
+        )
         strategy.end_stage(context)
-        published = publish_shared(share, directory, LAST) if share is not None and where.is_main else None
+        share = store.share
+        published = publish_shared(share, store.directory, LAST) if share is not None and run.where.is_main else None
         dist.barrier()  # the last checkpoint is on disk before any rank returns
 
     return TrainResult(
-        epochs_run=config.epochs - start_epoch,
-        resumed_from=resumed_from,
-        global_step=global_step,
-        history=history,
+        epochs_run=config.epochs - progress.first_epoch,
+        resumed_from=progress.resumed_from,
+        global_step=progress.global_step,
+        history=progress.history,
         checkpoint=last_path,
-        checkpoint_dir=directory,
-        evicted=evicted,
-        adopted=adopted,
-        shared_from=shared_from,
+        checkpoint_dir=store.directory,
+        evicted=store.evicted,
+        adopted=store.adopted,
+        shared_from=store.shared_from,
         published=published,
     )
+
+
+@dataclass
+class _Run:
+    """What every step of a stage works with, fixed once the process group and the device are known."""
+
+    model: nn.Module
+    strategy: Strategy
+    config: TrainConfig
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    device: torch.device
+    where: dist.Rank
+    steps_per_epoch: int  # of this rank's share of the train loader
+    use_amp: bool
+    augment: Callable[[dict[str, Any]], dict[str, Any]] | None
+
+
+@dataclass
+class _Store:
+    """This configuration's checkpoint directory, and what opening it did (rank 0 alone touches the store)."""
+
+    directory: Path
+    adopted: Path | None = None
+    evicted: list[tuple[Path, int]] = field(default_factory=list)
+    shared_from: Path | None = None
+    share: Path | None = None  # the shared root a first stage is fetched from and published to, None if none
+
+
+@dataclass
+class _Progress:
+    """Where the epoch loop starts (the first unfinished epoch) and, as it runs, how far it has got."""
+
+    first_epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int | None = None  # completed epochs found in the checkpoint, None for a fresh start
+    checkpoint: Path | None = None  # the last checkpoint on disk when the loop starts
+
+
+def _set_up_processes(
+    model: nn.Module,
+    strategy: Strategy,
+    loaders: Mapping[str, DataLoader],
+    config: TrainConfig,
+    backend: str,
+    augment: Callable[[dict[str, Any]], dict[str, Any]] | None,
+) -> _Run:
+    """Check the loaders, pick the device, join torchrun's process group (none in one process) and shard the
+    train loader to this rank's share of every global batch."""
+    if "train" not in loaders:
+        raise KeyError("loaders must contain 'train'")
+    train_loader, val_loader = loaders["train"], loaders.get("val")
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch < 1:
+        raise ValueError("the train loader yields no batch")
+    device = resolve_device(config.device)
+    where = dist.init_from_env(device, backend)
+    device = dist.local_device(device, where)
+    if where.distributed:
+        shard_loader(train_loader, where.rank, where.world_size)
+        steps_per_epoch = len(train_loader)
+        if steps_per_epoch < 1:
+            raise ValueError(f"rank {where.rank}'s share of the train set yields no batch")
+    use_amp = config.amp and device.type == "cuda"
+    return _Run(model, strategy, config, train_loader, val_loader, device, where, steps_per_epoch, use_amp, augment)
+
+
+def _prepare_later_stage(
+    model: nn.Module, strategy: Strategy, teacher: nn.Module | None, stage_index: int
+) -> nn.Module | None:
+    """What the strategy declares it needs on a later stage (the runner never names one): a frozen copy of the
+    incoming model as teacher, frozen lower blocks. Returns the teacher (the one passed in, if any)."""
+    if stage_index > 0:
+        if teacher is None and strategy.needs_teacher:
+            teacher = copy.deepcopy(model).eval()
+            teacher.requires_grad_(False)
+        if strategy.freeze_lower_after_first:
+            model.freeze_lower()
+    return teacher
+
+
+def _build_optimisation(run: _Run) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over the model and the strategy's own trainable modules, and the warmup-cosine schedule over the
+    stage's steps."""
+    config = run.config
+    optimizer = build_optimizer(
+        [run.model, *run.strategy.trainable_modules()], config.lr, config.weight_decay, config.betas
+    )
+    total_steps = config.epochs * run.steps_per_epoch
+    warmup = min(total_steps, int(round(config.warmup_epochs * run.steps_per_epoch)))
+    scheduler = warmup_cosine(optimizer, warmup, total_steps, config.final_lr_ratio)
+    return optimizer, scheduler
+
+
+def _open_checkpoint_store(
+    checkpoint_root: Path,
+    inputs: Mapping[str, Any] | None,
+    fingerprint: dict[str, Any],
+    config: TrainConfig,
+    stage_index: int,
+    where: dist.Rank,
+) -> _Store:
+    """This configuration's directory under the root, chosen by rank 0 and told to the others; on the way rank 0
+    adopts loose checkpoints of the flat layout, evicts old configurations and fetches a shared first stage."""
+    adopted, directory, evicted, shared_from, share = None, None, [], None, None
+    if where.is_main:  # one process touches the checkpoint store; the others are told where it is
+        adopted = adopt_loose_checkpoints(checkpoint_root)
+        # eviction happens before training, so the bound holds while this run writes its checkpoints
+        directory, evicted = checkpoint_dir(
+            checkpoint_root, {"inputs": dict(inputs or {}), "training": fingerprint}, config.keep_checkpoints
+        )
+        # a first stage trains the same for every strategy (Strategy.training_identity): a finished one that
+        # another checkout published under this key ($CSSL_SHARE/checkpoints) is taken instead of retrained
+        share = shared_root() if stage_index == 0 else None
+        if share is not None and fetch_shared(share, directory, LAST):
+            shared_from = share / directory.name
+    directory = dist.broadcast_object(directory)
+    return _Store(directory, adopted, evicted, shared_from, share)
+
+
+def _resume_or_seed(
+    run: _Run,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    directory: Path,
+    fingerprint: dict[str, Any],
+) -> _Progress:
+    """Load the latest checkpoint of `directory` (refused if made under another configuration) into the model,
+    optimiser, scheduler, strategy and RNGs; without one, seed the stage afresh."""
+    state = load_latest(directory, map_location=run.device)
+    if state is None:
+        seed_everything(run.config.seed)
+        return _Progress()
+    _check_fingerprint(state["fingerprint"], fingerprint, directory)
+    run.model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    run.strategy.load_state_dict(state["strategy"])
+    set_rng_state(state["rng"])
+    epoch = int(state["epoch"])
+    return _Progress(
+        first_epoch=epoch,
+        global_step=int(state["global_step"]),
+        history=list(state["history"]),
+        resumed_from=epoch,
+        checkpoint=directory / LAST if (directory / LAST).is_file() else None,
+    )
+
+
+def _run_epochs(
+    run: _Run,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    context: StageContext,
+    generator: torch.Generator,
+    directory: Path,
+    fingerprint: dict[str, Any],
+    progress: _Progress,
+    callback: Callback | None,
+) -> Path | None:
+    """The epochs from `progress.first_epoch` on, each re-seeded from (seed, epoch), validated, checkpointed
+    (rank 0) and then reported to `callback`. Advances `progress.global_step` and `progress.history`; returns the
+    last checkpoint on disk."""
+    model, config, where = run.model, run.config, run.where
+    last_path = progress.checkpoint
+    for epoch in range(progress.first_epoch, config.epochs):
+        seed_everything(derive_seed(config.seed, "epoch", epoch))
+        generator.manual_seed(derive_seed(config.seed, "mask", epoch))
+        context.epoch = epoch
+        set_epoch(run.train_loader, epoch)
+        with _sharded_masks(model, where):
+            metrics = _run_epoch(
+                model,
+                run.strategy,
+                run.train_loader,
+                optimizer,
+                scheduler,
+                config,
+                run.device,
+                run.use_amp,
+                run.augment,
+            )
+        progress.global_step += run.steps_per_epoch
+        if run.val_loader is not None:
+            val = 0  # rank 0 validates; the others take its figure
+            if where.is_main:
+                val = validation_loss(model, run.val_loader, run.device, seed=config.seed, amp=run.use_amp)
+            metrics["val/mae"] = float(dist.broadcast_object(val))
+        progress.history.append(metrics)
+        if not where.is_main:
+            continue
+        last_path = save_checkpoint(
+            directory,
+            {
+                "epoch": epoch + 1,
+                "global_step": progress.global_step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "strategy": run.strategy.state_dict(),
+                "rng": rng_state(),
+                "config": config.to_dict(),
+                "fingerprint": fingerprint,
+                "history": progress.history,
+            },
+            keep_epoch=config.keep_epoch_checkpoints,
+        )
+        if callback is not None:
+            callback(epoch, dict(metrics))
+    return last_path
 
 
 @contextlib.contextmanager
