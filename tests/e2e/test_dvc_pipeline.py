@@ -219,9 +219,11 @@ def test_changing_stage_two_params_reruns_only_stage_two(project):
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], root)
     assert result.returncode == 0, result.stdout[-3000:]
-    # check and eval-inputs re-run on any params.yaml / continual.stages edit, and write the same bytes
-    assert set(RAN.findall(result.stdout)) == {"check", "eval-inputs", "pretrain@s2", "export@s2", "audit@s2",
-                                               "gate@s2", "evaluate@s2", "report"}  # fmt: skip
+    # check and eval-inputs re-run on any params.yaml / continual.stages edit, and write the same bytes; gate@s2
+    # re-runs only if the audit's figures moved (DVC skips it, or restores it from its run-cache, otherwise)
+    ran = set(RAN.findall(result.stdout))
+    required = {"check", "eval-inputs", "pretrain@s2", "export@s2", "audit@s2", "evaluate@s2", "report"}
+    assert required <= ran <= required | {"gate@s2"}, ran
     assert json.loads((root / "data/metrics/pretrain-s2.json").read_text())["epochs"] == 3
 
 
