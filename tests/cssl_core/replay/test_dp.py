@@ -48,7 +48,7 @@ def test_a_release_that_is_mostly_noise_says_so_in_one_line_and_a_large_one_does
     expected = small["noise_multiplier"] * 4 * math.sqrt(8) * math.sqrt(16) / small["slices_used"] / 1.0
     assert small["noise_to_clip"] == pytest.approx(expected, rel=1e-3) and small["noise_to_clip"] > 1
     line = mode.release_warning("s1", small)
-    assert line.startswith("warning: replay.privacy dp: buffer s1's release is mostly noise (6 patients;")
+    assert line.startswith("note: replay.privacy dp: buffer s1's stored means are mostly noise (6 patients;")
     assert "\n" not in line and "dp_epsilon" in line
     large = release(*cohort(n_patients=400), ReleaseConfig(mode="dp", dp_epsilon=8.0), seed=3).accounting
     assert large["noise_to_clip"] < 1 and mode.release_warning("s1", large) is None
