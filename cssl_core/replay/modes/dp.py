@@ -164,7 +164,7 @@ def mostly_noise_line(stage: str, accounting: dict[str, Any]) -> str | None:
     """One note when a dp release is mostly noise (a small stage: few patients), else None.
 
     Not a failure: the release is as private as any, and replay still regularises the upper blocks (on the cpu
-    benchmark, whose stages are 3-6x noise, dp kept 84 % of what finetune forgets); but what is replayed then says
+    benchmark, whose stages are 3-6x noise, dp prevented 84 % of finetune's forgetting); but what is replayed then says
     little about this stage's data, and the user should know why and what changes it.
     """
     ratio = accounting.get("noise_to_clip")
