@@ -15,7 +15,7 @@ from typing import Any
 
 from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
-from cssl_core.layout import PRIVACY, privacy_figure, privacy_report, privacy_verdict
+from cssl_core.layout import PRIVACY, privacy_clearance, privacy_figure, privacy_report, privacy_verdict
 from cssl_core.privacy.clearance import write_clearance
 from cssl_core.privacy.gate import enforce, verdict_of
 
@@ -35,6 +35,9 @@ def read_audit_report(stage: str) -> dict[str, Any]:
 
 def run_privacy_gate(stage: str, config: ProjectConfig) -> dict[str, Any]:
     """Decide on data/privacy/<stage>.json with privacy.gate; write the verdict, then the clearance or stop."""
+    # an earlier clearance must not outlive a verdict that refuses (DVC removes it before this stage; a run by hand
+    # or by another driver may not)
+    privacy_clearance(stage).unlink(missing_ok=True)
     report = read_audit_report(stage)
     verdict = {"buffer": stage, **verdict_of(report, dict(config.privacy.gate))}
     PRIVACY.mkdir(parents=True, exist_ok=True)

@@ -119,7 +119,10 @@ def test_a_worker_on_the_pool_runs_the_deployed_pipeline(prefect_server, tmp_pat
     assert again.returncode == 0, again.stdout + again.stderr  # an existing pool and deployment are updated
 
     def prefect(*args: str) -> str:
-        done = subprocess.run([str(BIN / "prefect"), *args], env=env, capture_output=True, text=True, timeout=60)
+        # wide enough that rich does not wrap a long project path across lines (it did under pytest-xdist's
+        # deeper temp paths)
+        wide = {**env, "COLUMNS": "1000"}
+        done = subprocess.run([str(BIN / "prefect"), *args], env=wide, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 

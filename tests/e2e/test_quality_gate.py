@@ -91,14 +91,15 @@ def test_a_cohort_override_reruns_only_that_cohorts_stages(project):
     result = dvc(root, "repro", *GATES)
     assert result.returncode == 0, result.stdout[-3000:]
     # the passed list and the slice report are unchanged, so neither windowing nor training is redone
-    assert set(RAN.findall(result.stdout)) == {"screen@mixed", "quality@mixed-lung"}
+    # `check` re-runs on any params.yaml edit (and re-writes its stamp to the same bytes)
+    assert set(RAN.findall(result.stdout)) == {"check", "screen@mixed", "quality@mixed-lung"}
     assert changed_stages(root) == set()
 
     edit_quality(root, {"air_hu_min": [-1200, -100]})  # lets the crop through
     assert changed_stages(root) == {"screen@mixed", "quality@mixed-lung"}
     result = dvc(root, "repro", *GATES)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert set(RAN.findall(result.stdout)) == {"screen@mixed", "window@mixed-lung", "quality@mixed-lung"}
+    assert set(RAN.findall(result.stdout)) == {"check", "screen@mixed", "window@mixed-lung", "quality@mixed-lung"}
     assert pd.read_parquet(root / "data/windowed/mixed-lung/index.parquet")["series_key"].nunique() == 3
     assert "warning: screen" not in result.stderr
     assert changed_stages(root) == {"pretrain@s1"}  # trains again on the three series when asked
@@ -123,12 +124,14 @@ def test_a_stopped_cohort_is_one_line(project, entry, expected):
     assert not (root / "data/quality/mixed.passed.json").exists()
 
 
-def test_a_cohort_without_an_entry_is_refused_by_dvc(project):
-    """What DVC does with a missing params key (the reason every cohort needs a quality.cohorts entry)."""
+def test_a_cohort_without_an_entry_is_refused_before_its_stage_runs(project):
+    """A missing quality.cohorts entry (DVC could not resolve the stage's params) stops at the `check` stage with
+    `cssl check`'s one line, before the screen runs or loses its outputs."""
     root = project["root"]
     edit_quality(root, None)
     result = dvc(root, "repro", "screen@mixed")
     assert result.returncode != 0
-    assert "Parameters 'quality.cohorts.mixed' are missing from 'params.yaml'" in result.stderr
-    assert not RAN.findall(result.stdout)  # refused before the stage ran
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: params.yaml quality.cohorts.mixed")]
+    assert len(errors) == 1 and "needs an entry" in errors[0], result.stderr[-2000:]
+    assert RAN.findall(result.stdout) == ["check"]  # refused before the screen ran
     edit_quality(root, {})

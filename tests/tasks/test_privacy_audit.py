@@ -19,6 +19,7 @@ from tasks.export import run_export
 from tasks.init_model import run_init
 from tasks.pretrain import run_pretrain
 from tasks.privacy_audit import attacker_data, run_privacy_audit, summary_line
+from tasks.privacy_gate import run_privacy_gate
 from tests.cssl_core.train.fixtures import write_windowed
 from tests.helpers import ATTACKER
 from tests.tasks.stage_project import N_PATIENTS, N_SLICES, make_stage_project, stage_params
@@ -90,7 +91,9 @@ def test_the_audit_is_deterministic_and_flags_stored_labels(stage, monkeypatch):
     assert first["audited"] and first["kind"] == "latent" and first["labels_in_buffer"] == []
     figures = first["figures"]
     assert figures["n_rows"] == figures["n_buffer"] == 6 and figures["n_attacker"] == 16
-    assert 0.0 <= first["gate"]["ssim_p95"] <= 1.0 and first["gate"]["mode"] == "warn"
+    assert "gate" not in first and "passed" not in first  # the verdict is gate@s1's, not the attacks'
+    verdict = run_privacy_gate("s1", config)
+    assert 0.0 <= verdict["ssim_p95"] <= 1.0 and verdict["mode"] == "warn"
     assert first["finding_label"] is None  # the attacker cohort has no finding column
     assert (root / "data/privacy/s1.png").stat().st_size > 0
     assert json.loads((root / "data/metrics/audit-s1.json").read_text())["seconds"] > 0
@@ -110,20 +113,23 @@ def test_the_gate_fails_with_one_line_above_its_threshold_and_passes_below(stage
     monkeypatch.chdir(root)
     config = ProjectConfig.from_params(params)
     run_export("s1", config)
-    measured = run_privacy_audit("s1", config)["gate"]["ssim_p95"]
+    run_privacy_audit("s1", config)
+    measured = run_privacy_gate("s1", config)["ssim_p95"]
     strict = copy.deepcopy(params)
     strict["privacy"]["gate"] = {"max_ssim_p95": round(measured - 0.01, 3), "max_reid_auc": None, "mode": "fail"}
     with pytest.raises(PrivacyGateError) as caught:
-        run_privacy_audit("s1", ProjectConfig.from_params(strict))
+        run_privacy_gate("s1", ProjectConfig.from_params(strict))
     line = message(caught.value)
     assert is_expected(caught.value) and "\n" not in line
     assert "buffer s1" in line and "data/privacy/s1.png" in line and "privacy.gate.max_ssim_p95" in line
-    assert json.loads((root / "data/privacy/s1.json").read_text())["passed"] is False  # the file that explains it
+    assert json.loads((root / "data/privacy/s1.gate.json").read_text())["passed"] is False  # the file that explains it
+    assert not (root / "data/privacy/s1.cleared.json").exists()  # no clearance: nothing downstream may run
 
     lenient = copy.deepcopy(strict)
     lenient["privacy"]["gate"]["max_ssim_p95"] = 1.0
     capsys.readouterr()
-    assert run_privacy_audit("s1", ProjectConfig.from_params(lenient))["passed"] is True
+    assert run_privacy_gate("s1", ProjectConfig.from_params(lenient))["passed"] is True
+    assert (root / "data/privacy/s1.cleared.json").is_file()
     assert "privacy gate" not in capsys.readouterr().err
 
 
@@ -165,7 +171,7 @@ def test_every_buffer_mode_is_exported_and_audited_by_an_attacker_who_knows_it(s
     report = run_privacy_audit("s1", config)
     assert report["mode"] == mode and report["audited"]
     assert report["figures"]["n_rows"] == len(buffer)
-    assert 0.0 <= report["gate"]["ssim_p95"] <= 1.0
+    assert 0.0 <= run_privacy_gate("s1", config)["ssim_p95"] <= 1.0
     assert run_privacy_audit("s1", config)["figures"] == report["figures"]  # seeded, mode or not
 
 
@@ -197,7 +203,9 @@ def test_a_strategy_without_a_buffer_is_reported_with_its_declared_figure(stage,
     run_export("s1", config)
     report = run_privacy_audit("s1", config)
     assert report == json.loads((root / "data/privacy/s1.json").read_text())
-    assert report["audited"] is False and report["passed"] is True and "no replay buffer" in report["note"]
+    assert report["audited"] is False and "no replay buffer" in report["note"]
+    verdict = run_privacy_gate("s1", config)
+    assert verdict["passed"] is True and "no replay buffer" in verdict["note"]
     # dvc.yaml declares the PNG as an output of every audit stage: it must exist, saying why it is empty
     assert (root / "data/privacy/s1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -223,5 +231,5 @@ def test_dp_mode_is_exported_with_its_ledger_and_audited_with_the_accountants_ep
     assert figures["membership_attack"] == "likelihood ratio" and figures["n_queries"] > 0
     assert figures["membership_n_members"] >= 1 and figures["membership_n_non_members"] >= 1
     assert figures["membership_ci_low"] <= figures["membership_auc"] <= figures["membership_ci_high"]
-    assert report["gate"]["membership_auc"] == figures["membership_auc"]
+    assert run_privacy_gate("s1", config)["membership_auc"] == figures["membership_auc"]
     assert re.search(r"dp epsilon (3\.9\d|4\.00) this stage / (3\.9\d|4\.00) in total", summary_line(report))
