@@ -87,7 +87,7 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
     from cssl_core.models.io import load_model, save_model
     from cssl_core.replay.directory import read_buffer
     from cssl_core.strategies import build_strategy
-    from cssl_core.strategies.nopeek import with_privacy_penalty
+    from cssl_core.strategies.nopeek_penalty import with_privacy_penalty
     from cssl_core.train import train_stage
     from cssl_core.train.history import stage_summary, write_history
 

@@ -9,7 +9,7 @@ from cssl_core.replay.modes.base import BufferMode
 
 class AdversarialMode(BufferMode):
     """Stores rows as they are; the difference is upstream: pretrain@<stage> adds a distance-correlation penalty
-    (cssl_core.strategies.nopeek, weight `adversarial_weight`) between each slice and its lower(x). The attacker
+    (cssl_core.strategies.nopeek_penalty, weight `adversarial_weight`) between each slice and its lower(x). The attacker
     holds the same penalised encoder, so it needs nothing mode-specific."""
 
     name: ClassVar[str] = "adversarial"

@@ -11,7 +11,7 @@ import pytest
 from cssl_core.replay.modes import BUFFER_MODES, buffer_mode
 from cssl_core.replay.release import MODES, ReleaseConfig, release
 from cssl_core.strategies import build_strategy
-from cssl_core.strategies.nopeek import NoPeekPenalty, with_privacy_penalty
+from cssl_core.strategies.nopeek_penalty import NoPeekPenalty, with_privacy_penalty
 
 MODES_DIR = Path(__file__).resolve().parents[3] / "cssl_core" / "replay" / "modes"
 

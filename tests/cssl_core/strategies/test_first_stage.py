@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cssl_core.data import WindowedSlices, make_loader, train_transforms
-from cssl_core.strategies.nopeek import NoPeekPenalty
+from cssl_core.strategies.nopeek_penalty import NoPeekPenalty
 from cssl_core.strategies.registry import STRATEGIES, build_strategy
 from cssl_core.train import TrainConfig, train_stage
 from tests.cssl_core.train.fixtures import micro_model, write_windowed

@@ -2,8 +2,8 @@
 
 A latent buffer stores z = model.lower(x); the privacy audit inverts z back to slices. NoPeek (Vepakomma et al.
 2020) trains the encoder that makes z with an extra term, the distance correlation between the slices and z
-(`cssl_core.privacy.nopeek`), so that z keeps what the upper blocks need and loses what an inversion needs:
-total = strategy total + weight * dCor(x, z).
+(`cssl_core.privacy.distance_correlation`), so that z keeps what the upper blocks need and loses what an
+inversion needs: total = strategy total + weight * dCor(x, z).
 
 A wrapper rather than a strategy option, because the penalty is about what the buffer leaks, not about how a
 strategy fights forgetting: it composes with every strategy (latent_replay first of all) and is switched by
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cssl_core.privacy.nopeek import distance_correlation
+from cssl_core.privacy.distance_correlation import distance_correlation
 from cssl_core.strategies.base import StageContext, Strategy
 
 WEIGHT_OPTION = "nopeek_weight"  # the key the weight adds to `options` (checkpoint fingerprints read it)

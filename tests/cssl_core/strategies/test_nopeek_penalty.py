@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from cssl_core.models import build_mae
-from cssl_core.privacy.nopeek import distance_correlation
+from cssl_core.privacy.distance_correlation import distance_correlation
 from cssl_core.strategies import build_strategy
-from cssl_core.strategies.nopeek import WEIGHT_OPTION, WEIGHT_PARAM, NoPeekPenalty, with_privacy_penalty
+from cssl_core.strategies.nopeek_penalty import WEIGHT_OPTION, WEIGHT_PARAM, NoPeekPenalty, with_privacy_penalty
 from cssl_core.train import TrainConfig
 from cssl_core.train.loop import training_fingerprint
 from tests.cssl_core.strategies.helpers import latent_buffer, micro_model, new_batch, start, teacher_of

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from cssl_core.privacy.nopeek import distance_correlation
+from cssl_core.privacy.distance_correlation import distance_correlation
 
 torch.set_num_threads(1)
 
