@@ -23,7 +23,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "forward_transfer_per_task",
             "mean_sd",
         ),
-        "cssl_core.evaluation.finetune": ("FinetuneClassifier", "finetune_probe"),
+        "cssl_core.evaluation.finetuning_probe": ("FinetuneClassifier", "finetune_probe"),
         "cssl_core.evaluation.features": ("as_images", "extract_tokens", "pixel_features", "pooled"),
         "cssl_core.evaluation.forgetting": ("linear_cka", "reconstruction_loss"),
         "cssl_core.evaluation.probe_names": ("PROBE_NAMES", "REFERENCE_PROBE", "FinetuneBudget"),

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cssl_core.evaluation.finetune import finetune_probe
+from cssl_core.evaluation.finetuning_probe import finetune_probe
 from cssl_core.evaluation.probe_names import REFERENCE_PROBE, FinetuneBudget
 from cssl_core.evaluation.probes import attentive_probe, knn_probe, linear_probe, token_probe
 
