@@ -2,7 +2,7 @@
 
 Why: importing any submodule runs its package's __init__, and an __init__ that re-exports everything eagerly
 makes a light submodule cost what the heaviest one costs. `cssl_core.models.config`, `cssl_core.train.config`,
-`cssl_core.strategies.options`, `cssl_core.replay.release`, `cssl_core.privacy.config` need no torch, and
+`cssl_core.strategies.options`, `cssl_core.replay.release`, `cssl_core.privacy.settings` need no torch, and
 params.yaml is validated with them before every stage command (cssl_core.config); an eager __init__ made each
 of those commands, torch-free stages included, pay ~5 s of torch and MONAI imports.
 """

@@ -138,7 +138,7 @@ def test_no_stage_module_imports_another_but_tracking():
         "from cssl_core.strategies.options import STRATEGY_OPTIONS\n"
         "from cssl_core.replay.release import ReleaseConfig, keep_labels\n"
         "from cssl_core.replay.selection import SELECTORS\n"
-        "from cssl_core.privacy.config import AuditConfig, audit_settings, gate_settings\n"
+        "from cssl_core.privacy.settings import AuditConfig, audit_settings, gate_settings\n"
         "import cssl_core.config.quality, cssl_core.privacy.gate\n",
     ],
     ids=["check", "light-modules"],
@@ -158,7 +158,7 @@ def test_lazy_packages_still_export_their_names():
     import cssl_core.privacy as privacy
     import cssl_core.strategies as strategies
     from cssl_core.models.config import MAEConfig
-    from cssl_core.privacy.config import AuditConfig
+    from cssl_core.privacy.settings import AuditConfig
 
     assert models.MAEConfig is MAEConfig and privacy.AuditConfig is AuditConfig
     assert "MaskedAutoencoder" in dir(models) and "build_strategy" in strategies.__all__

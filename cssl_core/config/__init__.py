@@ -7,7 +7,7 @@ refuses a bad params.yaml with one line, `params.yaml <key.path>: <bad value> is
 (ConfigError), and reuses the validators the stages themselves run, so the two cannot disagree.
 
 One file per section; cssl_core.config.project ties them together and checks what lies between sections.
-The rules the stages share with it live in cssl_core (config/quality.py, privacy/config.py, replay/release.py
+The rules the stages share with it live in cssl_core (config/quality.py, privacy/settings.py, replay/release.py
 keep_labels, demo SOURCES, strategies/options.py); tasks/ imports them from there, never the other way round
 (tests/test_layers.py). Nothing here imports torch, MONAI or scikit-learn: every stage command runs this first.
 """

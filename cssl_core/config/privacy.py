@@ -2,7 +2,7 @@
 
 The attacker cohort is checked against the schedule here, not when audit@<stage> first runs: its patients
 must be in no buffer, so no stage may train on it, and its slices must exist in the audited stage's window.
-The block itself goes through cssl_core/privacy/config.py `audit_settings` (AuditConfig, `gate_settings`),
+The block itself goes through cssl_core/privacy/settings.py `audit_settings` (AuditConfig, `gate_settings`),
 the rules the gate runs too (cssl_core/privacy/gate.py); the audit stage (tasks/privacy_audit.py) reads PrivacyConfig.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from cssl_core.config import checks
 from cssl_core.config.continual import ContinualConfig
 from cssl_core.config.errors import MISSING, ConfigError, reused
-from cssl_core.privacy.config import PRIVACY_KEYS, AuditConfig, audit_settings, gate_settings
+from cssl_core.privacy.settings import PRIVACY_KEYS, AuditConfig, audit_settings, gate_settings
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class PrivacyConfig:
     max_rows: int | None  # buffer rows attacked per stage (None: all)
     queries: int
     attack: Any  # cssl_core.privacy.AuditConfig, with privacy.seed and privacy.max_rows in it
-    gate: Mapping[str, Any]  # cssl_core.privacy.config.gate_settings: mode, max_ssim_p95, max_reid_auc
+    gate: Mapping[str, Any]  # cssl_core.privacy.settings.gate_settings: mode, max_ssim_p95, max_reid_auc
 
 
 def check_attacker(block: Any, continual: ContinualConfig, cohorts: tuple[str, ...]) -> None:

@@ -7,7 +7,7 @@ the true slices) and scoring (compares them with what an attack got back), a fig
 them all with bounded budgets and a seed, and `gate` that decides on its figures whether the buffer may be
 shared (privacy.gate).
 
-The names are imported on first use (cssl_core._lazy): AuditConfig (cssl_core.privacy.config) needs no torch
+The names are imported on first use (cssl_core._lazy): AuditConfig (cssl_core.privacy.settings) needs no torch
 and validates params.yaml before every stage command, auditing or not.
 """
 
@@ -16,7 +16,7 @@ from cssl_core._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "cssl_core.privacy.config": ("AuditConfig",),
+        "cssl_core.privacy.settings": ("AuditConfig",),
         "cssl_core.privacy.audit": ("AuditResult", "audit_buffer", "run_audit"),
         "cssl_core.privacy.baseline": ("mean_slice", "predict_mean"),
         "cssl_core.privacy.decoder": ("InversionDecoder", "TrainedDecoder", "train_decoder"),

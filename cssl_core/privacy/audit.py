@@ -32,8 +32,6 @@ from cssl_core.privacy.common import (
     encode,
     sample_rows,
 )
-from cssl_core.privacy.config import LATENT_ATTACKERS as LATENT_ATTACKERS  # re-exported: it was defined here
-from cssl_core.privacy.config import AuditConfig
 from cssl_core.privacy.decoder import train_decoder
 from cssl_core.privacy.findings import FindingClassifier, finding_auc
 from cssl_core.privacy.gradient import gradient_invert
@@ -41,6 +39,8 @@ from cssl_core.privacy.linkage import latent_linkage_scores, pixel_linkage_score
 from cssl_core.privacy.membership import likelihood_ratio_scores, patient_membership
 from cssl_core.privacy.ridge import fit_ridge
 from cssl_core.privacy.scoring import score, summarise
+from cssl_core.privacy.settings import LATENT_ATTACKERS as LATENT_ATTACKERS  # re-exported: it was defined here
+from cssl_core.privacy.settings import AuditConfig
 from cssl_core.replay.buffer import ReplayBuffer
 
 STORED = "stored"  # the image buffer's "attacker": the stored pixels themselves

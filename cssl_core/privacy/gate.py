@@ -16,9 +16,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from cssl_core.privacy.config import GATE_MODES, gate_settings
+from cssl_core.privacy.settings import GATE_MODES, gate_settings
 
-MODES = GATE_MODES  # privacy.gate.mode; the block's rules live in cssl_core/privacy/config.py (gate_settings)
+MODES = GATE_MODES  # privacy.gate.mode; the block's rules live in cssl_core/privacy/settings.py (gate_settings)
 ATTACK_NAMES = ("ridge", "decoder", "gradient", "stored")
 
 

@@ -10,7 +10,7 @@ import pytest
 from cssl_core.demo.phantom import PhantomConfig
 from cssl_core.known_keys import reject_unknown_keys
 from cssl_core.models.config import MAEConfig
-from cssl_core.privacy.config import AuditConfig
+from cssl_core.privacy.settings import AuditConfig
 from cssl_core.replay.release import ReleaseConfig
 from cssl_core.train.config import TrainConfig
 

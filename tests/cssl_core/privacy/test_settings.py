@@ -1,10 +1,10 @@
-"""The privacy block as the audit stage and `cssl check` both read it (cssl_core/privacy/config.py)."""
+"""The privacy block as the audit stage and `cssl check` both read it (cssl_core/privacy/settings.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cssl_core.privacy.config import AuditConfig, audit_settings, gate_settings
+from cssl_core.privacy.settings import AuditConfig, audit_settings, gate_settings
 
 
 def test_the_gate_defaults_to_warn_and_reads_thresholds_as_floats():
