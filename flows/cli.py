@@ -394,6 +394,10 @@ def compare(
         str, typer.Option(help="Block of params compare.configs to run (default, gpu, tiny...).")
     ] = "default",
     collect_only: Annotated[bool, typer.Option(help="Only collect finished experiments into reports/.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Experiments side by side (default: the config's `jobs`, else 1), cores shared."),
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Every strategy and ablation x seeds as queued DVC experiments -> reports/compare.md and plots."""
@@ -404,7 +408,7 @@ def compare(
     problems = [] if collect_only else compare_problems(loaded, only=config, source=str(params))
     if problems:  # before anything is queued: each experiment would fail at its first stage
         raise problems[0]
-    path = run_compare(Path.cwd(), loaded, config, collect_only=collect_only)
+    path = run_compare(Path.cwd(), loaded, config, collect_only=collect_only, jobs=jobs)
     typer.echo(f"compare: wrote {path}")
 
 

@@ -27,6 +27,7 @@ from flows.stage_runner import stage_env
 REPORTS = Path("reports")
 POLL_SECONDS = 20
 MAX_WORKER_STARTS = 4
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 SHARE = Path(".cssl") / "share"  # results the experiments share (cssl_core.share): finished first stages, their probes
 SHARED_KINDS = ("checkpoints", "probes")  # the kinds of cssl_core.share.share_dir the stages write
 RUN_RECORD = "compare-run.json"  # wall time of the last full run, so a later --collect-only still states it
@@ -95,7 +96,17 @@ def empty_share(share: Path) -> None:
         shutil.rmtree(share / kind, ignore_errors=True)
 
 
-def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]]) -> None:
+def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]], jobs: int = 1) -> None:
+    """Queue every run and wait until the queue is empty; with `jobs` > 1, that many experiments run side by side.
+
+    Side by side, each experiment's stages get cpus // jobs threads (OMP_NUM_THREADS): two torch processes
+    that each take every core spin against each other and run slower together than one after the other. The
+    first stage of a seed is shared (cssl_core.share), so two experiments of one seed must not both train it:
+    the runs are queued variant by variant, every seed of the first variant before any second variant, so with
+    no more jobs than seeds a seed's second experiment starts only after its first has finished. DVC's parallel
+    queue sometimes fails an experiment without a log (treeverse/dvc#10673): with jobs > 1, what failed is
+    queued once more before the report is written.
+    """
     absolute = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{(project_dir / 'mlflow.db').resolve()}",
         "CSSL_SECRET_FILE": str((project_dir / ".cssl" / "secret.key").resolve()),
@@ -106,11 +117,33 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
     for key, value in absolute.items():
         os.environ.setdefault(key, value)  # queued experiments run in temp copies of the repo
     empty_share(Path(os.environ[SHARE_ENV]))
+    if jobs > 1:
+        _prepare_tracking_store(project_dir)
+    _queue(project_dir, runs)
+    started = time.perf_counter()
+    _wait_for_queue(project_dir, len(runs), jobs, started)
+    if jobs == 1:
+        return
+    failed = [name for name, result in collect(project_dir, [name for name, *_ in runs])[0].items() if result is None]
+    if failed:
+        print(
+            f"compare: {len(failed)} experiment(s) failed ({', '.join(sorted(failed))}); queuing them once more "
+            "(DVC's parallel queue can fail an experiment without a log)",
+            flush=True,
+        )
+        again = [run for run in runs if run[0] in failed]
+        _queue(project_dir, again)
+        _wait_for_queue(project_dir, len(again), jobs, started)
+
+
+def _queue(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]]) -> None:
     for name, _, _, settings in runs:
         _dvc(project_dir, "exp", "remove", name, check=False)
         _dvc(project_dir, "exp", "run", "--queue", "-n", name, *_overrides(settings))
-    started = time.perf_counter()
-    _start_worker(project_dir)
+
+
+def _wait_for_queue(project_dir: Path, total: int, jobs: int, started: float) -> None:
+    _start_worker(project_dir, jobs)
     # No `dvc queue stop` at the end: the worker exits by itself once the queue is empty, and a stop sent
     # when no worker listens stays in the queue's broker and shuts down the next run's worker after one
     # experiment. A worker that is gone while experiments wait (killed, or stopped that way by someone
@@ -118,8 +151,8 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
     starts, missed = 1, 0
     while True:
         pending, workers = queue_status(project_dir)
-        done = len(runs) - pending
-        print(f"compare: {done}/{len(runs)} experiments finished ({time.perf_counter() - started:.0f}s)", flush=True)
+        done = total - pending
+        print(f"compare: {done}/{total} experiments finished ({time.perf_counter() - started:.0f}s)", flush=True)
         if pending == 0:
             break
         missed = missed + 1 if workers == 0 else 0
@@ -131,19 +164,37 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
                     "`cssl compare --collect-only`"
                 )
             print(f"compare: no queue worker alive with {pending} experiment(s) queued; starting one", flush=True)
-            _start_worker(project_dir)
+            _start_worker(project_dir, jobs)
             starts, missed = starts + 1, 0
         time.sleep(POLL_SECONDS)
 
 
-def _start_worker(project_dir: Path) -> None:
+def _prepare_tracking_store(project_dir: Path) -> None:
+    """Create the MLflow store and experiment before parallel experiments race to create them."""
+    from tasks.tracking import configure
+
+    configure(project_dir)
+
+
+def worker_env(jobs: int) -> dict[str, str]:
+    """The stage environment, with each of `jobs` side-by-side experiments on its share of the cores (unless the
+    user set the thread counts)."""
+    env = stage_env(None)
+    if jobs > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        for key in THREAD_VARIABLES:
+            env.setdefault(key, threads)
+    return env
+
+
+def _start_worker(project_dir: Path, jobs: int = 1) -> None:
     # the worker is a daemon that inherits our pipes: do not capture them, or this call waits for it. It stays
     # a `dvc queue start` subprocess: in-process, `celery_queue.start_workers` would fork this interpreter
     # (multiprocessing) and look `dvc` up on its PATH, without stage_env's interpreter bin dir first.
     subprocess.run(
-        [sys.executable, "-m", "dvc", "queue", "start", "-j", "1"],
+        [sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)],
         cwd=project_dir,
-        env=stage_env(None),
+        env=worker_env(jobs),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         check=True,
@@ -288,8 +339,9 @@ def experiments_from_shown(shown: Any, names: list[str]) -> tuple[dict[str, dict
     return found, revs
 
 
-def _wall_time(reports: Path, config: str, measured: float | None) -> float | None:
-    """Record the measured wall time of a full run; `--collect-only` re-reports the recorded one.
+def _wall_time(reports: Path, config: str, measured: float | None, jobs: int = 1) -> tuple[float | None, int]:
+    """Record the measured wall time of a full run and how many experiments ran side by side; `--collect-only`
+    re-reports the recorded ones. Returns (wall seconds or None, jobs).
 
     Both paths report the recorded (rounded) figure: reporting the unrounded one after a run made the report
     change when it was rebuilt from the same experiments (8.3 min written, 8.2 min rebuilt).
@@ -297,26 +349,32 @@ def _wall_time(reports: Path, config: str, measured: float | None) -> float | No
     record = reports / RUN_RECORD
     if measured is not None:
         reports.mkdir(parents=True, exist_ok=True)
-        entry = {"config": config, "wall_seconds": round(measured, 1), "cpus": os.cpu_count()}
+        entry = {"config": config, "wall_seconds": round(measured, 1), "cpus": os.cpu_count(), "jobs": jobs}
         record.write_text(json.dumps(entry, indent=2) + "\n")
-        return float(entry["wall_seconds"])
+        return float(entry["wall_seconds"]), jobs
     if record.exists():
         entry = json.loads(record.read_text())
         if entry.get("config") == config:
-            return float(entry["wall_seconds"])
-    return None
+            return float(entry["wall_seconds"]), int(entry.get("jobs", 1))
+    return None, jobs
 
 
-def run_compare(project_dir: Path, params: dict[str, Any], config: str, collect_only: bool = False) -> Path:
+def run_compare(
+    project_dir: Path, params: dict[str, Any], config: str, collect_only: bool = False, jobs: int | None = None
+) -> Path:
+    """Run (unless `collect_only`) and report one compare config; `jobs` overrides the config's `jobs`."""
     from flows.compare_report import write_report
     from flows.experiment_files import ExperimentFiles
 
     runs = experiment_names(params, config)
+    jobs = jobs or int(params["compare"]["configs"][config].get("jobs", 1))
     started = time.perf_counter()
     if not collect_only:
-        queue_and_run(project_dir, runs)
+        queue_and_run(project_dir, runs, jobs)
     results, revs = collect(project_dir, [name for name, *_ in runs])
     unfinished = unfinished_names(project_dir) if collect_only else set()
-    elapsed = _wall_time(project_dir / REPORTS, config, None if collect_only else time.perf_counter() - started)
+    elapsed, jobs = _wall_time(
+        project_dir / REPORTS, config, None if collect_only else time.perf_counter() - started, jobs
+    )
     with ExperimentFiles(project_dir, revs) as files:
-        return write_report(project_dir / REPORTS, runs, results, params, config, elapsed, files, unfinished)
+        return write_report(project_dir / REPORTS, runs, results, params, config, elapsed, files, unfinished, jobs)

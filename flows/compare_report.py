@@ -615,8 +615,10 @@ def write_report(
     elapsed: float | None,
     files: RunFiles | None = None,
     unfinished: frozenset[str] | set[str] = frozenset(),
+    jobs: int = 1,
 ) -> Path:
-    """`unfinished`: experiment names still queued or running when the report is written (`--collect-only`
+    """`jobs`: experiments that ran side by side (the wall time depends on it). `unfinished`: experiment names
+    still queued or running when the report is written (`--collect-only`
     during a run, or after the run was stopped). They are left out of every mean and named once, so that a
     run that never happened is not counted as a failed seed."""
     figures = out_dir / "figures"
@@ -649,7 +651,12 @@ def write_report(
         "",
         f"Config `{config}`: seeds {config_block['seeds']}, overrides `{config_block.get('overrides', {})}`; every "
         "variant trains the same epochs x steps on the new data of each stage (replay batches come on top).",
-        f"Measured wall time of the whole comparison: {elapsed / 60:.1f} min." if elapsed else "",
+        (
+            f"Measured wall time of the whole comparison: {elapsed / 60:.1f} min"
+            + (f", {jobs} experiments side by side." if jobs > 1 else ", one experiment at a time.")
+            if elapsed
+            else ""
+        ),
         (
             f"**Not finished when this report was written** ({len(waiting)} of {len(runs)} experiments still "
             f"queued or running, or the comparison was stopped before them): {', '.join(waiting)}. Every figure "

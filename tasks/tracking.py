@@ -107,13 +107,18 @@ def configure(project_root: Path | None = None):
     if existing is not None and mlflow.get_tracking_uri() == own_store:  # the project's own store only
         _note_moved_store(name, existing.artifact_location, store_root(project_root))
     if existing is None:
-        if is_server_uri(mlflow.get_tracking_uri()):
-            # the server picks the artifact root (its --artifacts-destination, e.g. S3, proxied): a path on this
-            # machine would be unreadable to every other client of the shared store
-            mlflow.create_experiment(name)
-        else:
-            root = store_root(project_root)
-            mlflow.create_experiment(name, artifact_location=(root / "mlartifacts" / name).as_uri())
+        try:
+            if is_server_uri(mlflow.get_tracking_uri()):
+                # the server picks the artifact root (its --artifacts-destination, e.g. S3, proxied): a path on
+                # this machine would be unreadable to every other client of the shared store
+                mlflow.create_experiment(name)
+            else:
+                root = store_root(project_root)
+                mlflow.create_experiment(name, artifact_location=(root / "mlartifacts" / name).as_uri())
+        except mlflow.exceptions.MlflowException:
+            if mlflow.get_experiment_by_name(name) is None:
+                raise
+            # a stage running side by side (a parallel comparison, a worker pool) created it first
     mlflow.set_experiment(name)
     return mlflow
 

@@ -18,7 +18,7 @@ from typing import Any
 from cssl_core.config import checks
 from cssl_core.config.errors import ConfigError, Shown
 
-CONFIG_KEYS = ("seeds", "variants", "overrides")
+CONFIG_KEYS = ("seeds", "variants", "overrides", "jobs")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class CompareRun:
     seeds: tuple[int, ...]
     variants: tuple[str, ...]
     overrides: Mapping[str, Any]  # dotted params key -> value
+    jobs: int = 1  # experiments run side by side (DVC queue workers), each on cpus // jobs threads
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def parse_compare(block: Any) -> CompareConfig:
             checks.integer(f"{path}.seeds[{position}]", seed)
         chosen = checks.names(f"{path}.variants", entry.get("variants", list(variants)), choices=variants)
         overrides = _settings(f"{path}.overrides", entry.get("overrides"))
-        configs[name] = CompareRun(tuple(seeds), chosen, MappingProxyType(dict(overrides)))
+        jobs = checks.integer(f"{path}.jobs", entry.get("jobs", 1), minimum=1)
+        configs[name] = CompareRun(tuple(seeds), chosen, MappingProxyType(dict(overrides)), jobs)
     return CompareConfig(
         MappingProxyType({k: MappingProxyType(dict(v)) for k, v in variants.items()}), MappingProxyType(configs)
     )

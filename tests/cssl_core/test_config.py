@@ -224,3 +224,15 @@ def test_a_compare_config_for_another_model_is_a_problem_of_that_config_only():
 def test_the_line_names_the_file_it_was_read_from_and_is_a_value_error():
     with pytest.raises(ValueError, match=r"^conf/other\.yaml ssl\.strategy: 'x' is not allowed: "):
         ProjectConfig.from_params(edited(setter("ssl.strategy", "x")), source="conf/other.yaml")
+
+
+@pytest.mark.parametrize("jobs", [0, -1, "2", 1.5, True])
+def test_a_compare_config_runs_a_whole_number_of_experiments_side_by_side(jobs):
+    from cssl_core.config.compare import parse_compare
+
+    block = copy.deepcopy(REAL["compare"])
+    assert parse_compare(block).configs["cpu"].jobs == REAL["compare"]["configs"]["cpu"].get("jobs", 1)
+    block["configs"]["quick"]["jobs"] = jobs
+    with pytest.raises(ConfigError) as caught:
+        parse_compare(block)
+    assert caught.value.path == "compare.configs.quick.jobs" and "integer" in str(caught.value)

@@ -31,7 +31,8 @@ def test_compare_tiny_two_strategies_two_seeds(tiny_pipeline, tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-qm", "tiny"], cwd=root, check=True)
-    result = compare(root, env, "--config", "tiny", timeout=1500)
+    # two experiments side by side (two DVC queue workers, one core each), as the cpu benchmark runs
+    result = compare(root, env, "--config", "tiny", "--jobs", "2", timeout=1500)
     progress = [line for line in result.stdout.splitlines() if "experiments finished" in line]
     assert progress[-1].startswith("compare: 4/4 experiments finished") and len(progress) >= 2  # progress shown
     table = (root / "reports/compare.md").read_text()
@@ -62,7 +63,8 @@ def test_compare_tiny_two_strategies_two_seeds(tiny_pipeline, tmp_path):
     assert len(list((root / ".cssl/share/checkpoints").iterdir())) == 2  # one first stage per seed
     assert "## Sanity" in table and "## Plasticity" in table
     recorded = json.loads((root / "reports/compare-run.json").read_text())
-    assert recorded["config"] == "tiny" and recorded["wall_seconds"] > 0
+    assert recorded["config"] == "tiny" and recorded["wall_seconds"] > 0 and recorded["jobs"] == 2
+    assert "2 experiments side by side" in table
 
     # --collect-only rebuilds the same table from the finished experiments and keeps the measured time
     compare(root, env, "--config", "tiny", "--collect-only", timeout=600)

@@ -222,11 +222,25 @@ def test_unfinished_are_the_queued_and_running_experiments_of_the_queue():
 @pytest.mark.parametrize("measured", [494.96, 497.04, 500.95, 12.25])
 def test_a_run_and_its_collect_only_report_the_same_wall_time(measured, tmp_path):
     """The run reported its unrounded time and `--collect-only` the recorded one: 8.3 min became 8.2 min."""
-    reported = compare._wall_time(tmp_path, "tiny", measured)
-    rebuilt = compare._wall_time(tmp_path, "tiny", None)
+    reported, jobs = compare._wall_time(tmp_path, "tiny", measured, jobs=2)
+    rebuilt, rebuilt_jobs = compare._wall_time(tmp_path, "tiny", None)
     assert reported == rebuilt == pytest.approx(measured, abs=0.06)
     assert f"{reported / 60:.1f}" == f"{rebuilt / 60:.1f}"
-    assert compare._wall_time(tmp_path, "other", None) is None  # a record of another config is not reused
+    assert jobs == rebuilt_jobs == 2  # the wall time is reported with how many experiments shared the machine
+    assert compare._wall_time(tmp_path, "other", None) == (None, 1)  # a record of another config is not reused
+
+
+def test_side_by_side_experiments_share_the_cores(monkeypatch):
+    """Two torch processes that each take every core run slower together than one after the other: with jobs,
+    each experiment's stages get cpus // jobs threads; a user's own setting is kept; one job sets nothing."""
+    for key in compare.THREAD_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(compare.os, "cpu_count", lambda: 8)
+    assert all(compare.worker_env(2)[key] == "4" for key in compare.THREAD_VARIABLES)
+    assert compare.worker_env(16)["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in compare.worker_env(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert compare.worker_env(2)["OMP_NUM_THREADS"] == "3"
 
 
 def test_dvc_exp_run_takes_the_overrides_including_a_key_params_lacks(dvc_project):

@@ -93,7 +93,7 @@ def test_table_means_sds_failures_and_figures(tmp_path):
     assert "| a | false | 2/0 | ~0.700 ± 0.141 | ~0.900 ± 0.000 | ~0.800 ± 0.071 |" in rows["a"]
     assert rows["a"].endswith("| 0.6600 ± 0.0000 | 0.0200 ± 0.0000 | -0.100 ± 0.000 | 420 ± 0 | 100 ± 0 | 2048 ± 0 |")
     assert rows["b"].startswith("| b | true | 1/1 (failed: seeds [1]) | ~0.400 | ~0.500 | ~0.450 |")
-    assert "Measured wall time of the whole comparison: 2.1 min." in text
+    assert "Measured wall time of the whole comparison: 2.1 min, one experiment at a time." in text
     assert text.index("## Sanity") < text.index("## Strategies") < text.index("## Every probe")
     probe_section = text.split("## Every probe")[1].split("## Plasticity")[0]
     probe_rows = [line for line in probe_section.splitlines() if line.startswith("| ")]
