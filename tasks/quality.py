@@ -32,11 +32,11 @@ import pandas as pd
 from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.layout import raw_dir
-from cssl_core.quality.expectations import HARD, SLICES_SUITE, SOFT, Outcome, outcomes, slice_expectations, validate
-from cssl_core.quality.report import QualityGateError, failure_line, jsonable, write_html
+from cssl_core.quality.report import HARD, SOFT, Outcome, QualityGateError, failure_line, jsonable
 from cssl_core.quality.series_files import files_summary, read_files_table, series_files
 from cssl_core.quality_stats import read_meta, stored_value_range, windowed_slice_stats
 from tasks import tracking
+from tasks.gx_expectations import SLICES_SUITE, outcomes, slice_expectations, validate, write_html
 
 METRIC_KEYS = ("n_expectations", "n_passed", "n_hard_failed", "n_soft_failed")
 

@@ -1,7 +1,7 @@
 """Stage `screen@<cohort>`: the series-level quality gate, run before windowing.
 
 One bad series (a limb scan, a cropped reconstruction, a scout) must not block a cohort, and the person
-who has to act on it knows files, not series keys. So the manifest suite (cssl_core/quality/expectations.py) runs
+who has to act on it knows files, not series keys. So the manifest suite (tasks/gx_expectations.py) runs
 here with the cohort's own thresholds (cssl_core/config/quality.py), every hard failure is attributed to its
 series, and each series gets an outcome:
 
@@ -37,20 +37,18 @@ from cssl_core import layout
 from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.config.quality import required_series
-from cssl_core.quality.expectations import (
-    HARD,
+from cssl_core.quality.report import HARD, SOFT, Outcome, QualityGateError, failure_line, jsonable
+from cssl_core.quality.series_files import files_summary, read_files_table, series_files
+from tasks import tracking
+from tasks.gx_expectations import (
     KEY_COLUMN,
     MANIFEST_SUITE,
     ROW_COLUMN,
-    SOFT,
-    Outcome,
     manifest_expectations,
     outcomes,
     validate,
+    write_html,
 )
-from cssl_core.quality.report import QualityGateError, failure_line, jsonable, write_html
-from cssl_core.quality.series_files import files_summary, read_files_table, series_files
-from tasks import tracking
 
 PASSED, EXCLUDED, FAILED = "passed", "excluded", "failed"
 

@@ -4,6 +4,11 @@ cssl_core importing tasks/ or flows/, even inside a function, makes the library 
 it (and on what they import: mlflow, torch, DVC). Read from the source with `ast`, so an import that only runs
 on one code path is found without running it.
 
+Nor does cssl_core import an orchestration, tracking or reporting framework (Prefect, DVC, MLflow, Great
+Expectations): each is reached through one adapter module under tasks/ (tasks/tracking.py for MLflow,
+tasks/gx_expectations.py for GX), so the library runs, and is tested, without them. cssl_core/quality once imported
+great_expectations inside its functions; a lazy import is found here all the same.
+
 And the validation that every stage command runs first (cssl_core.config) must stay light: it once imported
 torch and MONAI through package __init__ files, which cost each stage ~5 s.
 """
@@ -23,7 +28,11 @@ from tests.helpers import REPO_ROOT
 
 LIBRARY = "cssl_core"
 UPPER_LAYERS = ("tasks", "flows")
-HEAVY = ("torch", "monai", "sklearn", "ot", "mlflow", "pandas")  # what `cssl check` must not import
+# what `cssl check` must not import
+HEAVY = ("torch", "monai", "sklearn", "ot", "mlflow", "pandas", "great_expectations")
+FRAMEWORKS = ("prefect", "dvc", "mlflow", "great_expectations")  # what cssl_core must not import, even lazily
+# the one module of tasks/ that may import each framework a stage uses; every other tasks module goes through it
+ADAPTERS = {"mlflow": "tasks.tracking", "great_expectations": "tasks.gx_expectations"}
 DYNAMIC_IMPORTS = ("import_module", "__import__")
 
 
@@ -94,29 +103,87 @@ def test_the_checker_finds_imports_anywhere_in_a_module():
     assert layer_violations("from cssl_core.replay.release import keep_labels\n", "cssl_core.config.replay") == []
 
 
-def test_cssl_core_imports_nothing_from_tasks_or_flows():
-    root = REPO_ROOT
-    files = sorted((root / LIBRARY).rglob("*.py"))
+def framework_imports(source: str, module: str, is_package: bool = False) -> list[str]:
+    return [
+        f"{module}:{line} imports {name}"
+        for line, name in imported_modules(source, module, is_package)
+        if name.split(".")[0] in FRAMEWORKS
+    ]
+
+
+def _library_files() -> list[Path]:
+    files = sorted((REPO_ROOT / LIBRARY).rglob("*.py"))
     assert len(files) > 50  # the whole library was read, not an empty glob
+    return files
+
+
+def test_cssl_core_imports_nothing_from_tasks_or_flows():
     violations = []
-    for path in files:
-        module = _module_name(path, root)
+    for path in _library_files():
+        module = _module_name(path, REPO_ROOT)
         violations += layer_violations(path.read_text(encoding="utf-8"), module, path.name == "__init__.py")
     assert not violations, "cssl_core must not import tasks/ or flows/:\n" + "\n".join(violations)
 
 
-def test_no_stage_module_imports_another_but_tracking():
+def test_the_framework_checker_finds_lazy_and_type_checking_imports():
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from great_expectations.core import ExpectationSuiteValidationResult\n"
+        "def f():\n"
+        "    import great_expectations.expectations as gxe\n"
+        "    importlib.import_module('mlflow')\n"
+        "import dvc.api\n"
+        "import prefectlike\n"
+    )
+    assert sorted(framework_imports(source, "cssl_core.quality.report")) == [
+        "cssl_core.quality.report:3 imports great_expectations.core",
+        "cssl_core.quality.report:3 imports great_expectations.core.ExpectationSuiteValidationResult",
+        "cssl_core.quality.report:5 imports great_expectations.expectations",
+        "cssl_core.quality.report:6 imports mlflow",
+        "cssl_core.quality.report:7 imports dvc.api",
+    ]
+
+
+def test_cssl_core_imports_no_orchestration_tracking_or_validation_framework():
+    violations = []
+    for path in _library_files():
+        module = _module_name(path, REPO_ROOT)
+        violations += framework_imports(path.read_text(encoding="utf-8"), module, path.name == "__init__.py")
+    assert not violations, (
+        f"cssl_core must not import {', '.join(FRAMEWORKS)} (use an adapter under tasks/):\n" + "\n".join(violations)
+    )
+
+
+def test_each_stage_framework_is_imported_by_its_adapter_only():
+    """A second module of tasks/ or flows/ importing GX (or MLflow) would be a second adapter, and the next step
+    back into cssl_core; the stages reach each framework through its one module."""
+    files = sorted([*(REPO_ROOT / "tasks").glob("*.py"), *(REPO_ROOT / "flows").glob("*.py")])
+    found = [
+        f"{module}:{line} imports {name}"
+        for path in files
+        if (module := _module_name(path, REPO_ROOT))
+        for line, name in imported_modules(path.read_text(encoding="utf-8"), module)
+        if ADAPTERS.get(name.split(".")[0], module) != module
+    ]
+    assert not found, "only " + ", ".join(f"{a} may import {f}" for f, a in ADAPTERS.items()) + ":\n" + "\n".join(found)
+
+
+def test_no_stage_module_imports_another_but_the_adapters():
     """tasks/ is one thin module per stage: code two stages share (the buffer rows export writes and the audit
     rebuilds, the quality reports, the metric tree) lives in cssl_core, so no stage runs another stage's code.
-    tasks/tracking.py, the one module that calls MLflow, is the exception."""
+    The framework adapters are the exception: tasks/tracking.py, the one module that calls MLflow, and
+    tasks/gx_expectations.py, the one that calls Great Expectations."""
     files = sorted((REPO_ROOT / "tasks").glob("*.py"))
     assert len(files) > 10
-    allowed = {"tasks", "tasks.tracking"}
+    allowed = {"tasks", *ADAPTERS.values()}
     found = [
         f"tasks/{path.name}:{line} imports {name}"
         for path in files
         for line, name in imported_modules(path.read_text(encoding="utf-8"), _module_name(path, REPO_ROOT))
-        if name.split(".")[0] == "tasks" and name not in allowed and not name.startswith("tasks.tracking.")
+        if name.split(".")[0] == "tasks"
+        and name not in allowed
+        and not name.startswith(tuple(f"{a}." for a in allowed))
     ]
     assert not found, "a stage module imports another stage module:\n" + "\n".join(found)
 

@@ -1,6 +1,7 @@
 """What the screen and quality stages (tasks/screen.py, tasks/quality.py) compute with: where a series' files are
-(series_files), their Great Expectations suites (expectations: GX is imported inside its functions only, as it
-takes seconds) and what their reports share (report: the gate's error, strict-JSON values, failure lines).
+(series_files) and what their reports share (report: the severities, the plain `Outcome` of a rule, the gate's
+error, strict-JSON values, failure lines). The Great Expectations suites themselves, their validation and GX's HTML
+pages are in the adapter tasks/gx_expectations.py: the library imports no validation framework.
 
 Nothing is re-exported here: series_files imports pandas, and a
 package __init__ that imported it would make every `cssl_core.quality.*` import pay for it. The cohorts'

@@ -1,6 +1,10 @@
 """What the two quality gates (screen@<cohort>, tasks/screen.py; quality@<cohort>-<window>, tasks/quality.py)
-share about their reports: the error that stops a cohort, strict-JSON values, the one-line reading of a failure
-and GX's HTML pages.
+share about their reports: the severities, the plain result of one rule (`Outcome`), the error that stops a cohort,
+strict-JSON values and the one-line reading of a failure.
+
+Nothing here imports Great Expectations: the suites, their validation and GX's HTML pages are the adapter's
+(tasks/gx_expectations.py), which turns each GX result into an `Outcome` at once. So the library holds the gates'
+vocabulary and reporting, and no validation framework (tests/test_layers.py).
 
 Both gates report the same way so that an operator reads one format, and the CLI (flows/errors.py) turns the one
 error class into an `error:` line whichever gate raised it. The JSON reports themselves are written through
@@ -11,12 +15,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from cssl_core.quality.expectations import MAX_SERIES, render_html
+HARD = "hard"  # a failed hard rule excludes a series or stops the cohort
+SOFT = "soft"  # a failed soft rule only warns
+MAX_SERIES = 20  # offending series keys kept per failure: enough to act on, short enough to read
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One evaluated expectation, reduced to plain values the report and the error message need."""
+
+    suite: str
+    expectation: str  # "<expectation type>(<column>)", or the bare type for table-level ones
+    column: str | None
+    rule: str
+    severity: str
+    success: bool
+    unexpected_series: list[str | None] = field(default_factory=list)
+    observed: Any = None
+    param: str | None = None  # the `quality` key that sets this rule's threshold
+    unexpected_rows: list[int] = field(default_factory=list)  # every offending row, when validated by row
 
 
 class QualityGateError(Exception):
@@ -69,10 +91,3 @@ def failure_line(failure: Mapping[str, Any]) -> str:
         f"[{failure['severity']}] {failure['suite']}: {failure['expectation']}: {failure['rule']}: "
         f"{_describe_observed(failure['observed'])}{series}"
     )
-
-
-def write_html(validations: Mapping[str, Any], output_path: Path) -> None:
-    """GX's page per suite next to the JSON report: `<report stem>.<suite>.html`."""
-    for name, validation in validations.items():
-        html_path = output_path.with_name(f"{output_path.stem}.{name}.html")
-        html_path.write_text(render_html(validation), encoding="utf-8")

@@ -1,4 +1,9 @@
-"""The quality gate's Great Expectations suites, built from params.yaml's `quality` block.
+"""The Great Expectations adapter: the quality gates' GX suites, their validation and GX's HTML pages.
+
+This is the one module that imports great_expectations (tests/test_layers.py), as tasks/tracking.py is the one
+that imports MLflow: cssl_core stays free of orchestration, tracking and reporting frameworks, and the two gates
+(tasks/screen.py, tasks/quality.py) reach GX only through here. What GX hands back is reduced at once to plain
+`Outcome`s (cssl_core/quality/report.py), so nothing past this module reads a GX object.
 
 Why GX rather than a page of asserts: each rule is a declarative, named expectation whose result says
 how many rows broke it and which ones (by `series_key`), and GX renders the same results as HTML.
@@ -24,39 +29,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from cssl_core.quality.report import HARD, MAX_SERIES, SOFT, Outcome
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuiteValidationResult
     from great_expectations.expectations import Expectation
 
-HARD = "hard"
-SOFT = "soft"
 KEY_COLUMN = "series_key"
 ROW_COLUMN = "_row"  # row number added to a frame so every offending row can be traced back
-MAX_SERIES = 20  # offending series keys kept per failure: enough to act on, short enough to read
 MANIFEST_SUITE = "manifest"
 SLICES_SUITE = "slices"
 DEFAULT_MODALITIES = ("CT",)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One evaluated expectation, reduced to plain values the report and the error message need."""
-
-    suite: str
-    expectation: str  # "<expectation type>(<column>)", or the bare type for table-level ones
-    column: str | None
-    rule: str
-    severity: str
-    success: bool
-    unexpected_series: list[str | None] = field(default_factory=list)
-    observed: Any = None
-    param: str | None = None  # the `quality` key that sets this rule's threshold
-    unexpected_rows: list[int] = field(default_factory=list)  # every offending row, when validated by row
 
 
 def _range(params: Mapping[str, Any], key: str) -> tuple[float, float]:
@@ -143,9 +131,7 @@ def manifest_expectations(params: Mapping[str, Any]) -> list[Expectation]:
         gxe.ExpectColumnValuesToBeInSet(
             column="has_gaps", value_set=[False], **_tag(SOFT, "no missing slice (slice positions without a gap)")
         ),
-        gxe.ExpectColumnValuesToBeInSet(
-            column="spacing_uneven", value_set=[False], **_tag(SOFT, "even slice spacing")
-        ),
+        gxe.ExpectColumnValuesToBeInSet(column="spacing_uneven", value_set=[False], **_tag(SOFT, "even slice spacing")),
         # a volume of one value (all air, all zero) windows to blank slices in every window
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="hu_max",
@@ -238,9 +224,7 @@ def validate(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{suite_name}_validation", data=batch, suite=suite)
     )
-    result_format = (
-        _complete_format(frame, key_column, row_column) if row_column else _result_format(frame, key_column)
-    )
+    result_format = _complete_format(frame, key_column, row_column) if row_column else _result_format(frame, key_column)
     return definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
 
 
@@ -347,3 +331,10 @@ def render_html(validation: ExpectationSuiteValidationResult) -> str:
     from great_expectations.render.view import DefaultJinjaPageView
 
     return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(validation))
+
+
+def write_html(validations: Mapping[str, ExpectationSuiteValidationResult], output_path: Path) -> None:
+    """GX's page per suite next to the JSON report: `<report stem>.<suite>.html`."""
+    for name, validation in validations.items():
+        html_path = output_path.with_name(f"{output_path.stem}.{name}.html")
+        html_path.write_text(render_html(validation), encoding="utf-8")
