@@ -1,8 +1,10 @@
 """How much does a replay buffer of a finished run give away? Every privacy attack on one buffer, one JSON line.
 
 Runs after a demo run (`cssl demo` or `dvc repro`, which write data/buffers/<stage>, data/models/<stage> and
-data/windowed/<cohort>-<window>) in the project given by --root. It plays both sides of docs/privacy.md's
-threat model and keeps them apart:
+data/windowed/<cohort>-<window>) in the project given by --root. Its params.yaml is read as the stages read it
+(cssl_core.config: validated, typed) and every path under data/ comes from cssl_core.layout, so the bench finds
+what the pipeline wrote even when the layout changes. It plays both sides of docs/privacy.md's threat model and
+keeps them apart:
 
 - the attacker: the buffer, the shared model of the buffer's first stage (`--model` to choose another) and
   CT of the same kind from other patients: the windowed slices of every cohort no stage trained on (e.g. the
@@ -31,14 +33,18 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
+from cssl_core import layout
+from cssl_core.config import ProjectConfig
+from cssl_core.config.continual import StageConfig
+from cssl_core.config.load import DEFAULT_PARAMS, load_params
 from cssl_core.privacy import AuditConfig, FindingClassifier, draw_reconstructions, finding_auc, run_audit
 from cssl_core.privacy.common import as_slices, encode
 from cssl_core.privacy.linkage import latent_linkage_scores, pixel_linkage_scores, reid_auc
@@ -51,22 +57,31 @@ class BenchError(Exception):
     """An expected problem (missing run outputs, a mismatch): one line, no traceback."""
 
 
-def _stages(root: Path) -> dict[str, dict[str, Any]]:
-    params_path = root / "params.yaml"
+Stages = Mapping[str, StageConfig]
+
+
+def _stages(root: Path) -> Stages:
+    """The continual schedule of the project at `root`, validated as every stage command validates it (a
+    ConfigError is a ValueError: one line)."""
+    params_path = root / DEFAULT_PARAMS
     if not params_path.is_file():
         raise BenchError(f"{params_path} not found: --root must be a cssl project after a demo run")
-    return yaml.safe_load(params_path.read_text())["continual"]["stages"]
+    return ProjectConfig.from_params(load_params(params_path), source=str(params_path)).continual.stages
 
 
 def _windowed(root: Path, cohort: str, window: str) -> tuple[np.ndarray, pd.DataFrame]:
-    directory = root / "data" / "windowed" / f"{cohort}-{window}"
+    directory = root / layout.windowed_dir(cohort, window)
     if not (directory / "slices.npy").is_file():
         raise BenchError(f"{directory}/slices.npy not found: run the window stage (the demo run) first")
     return np.load(directory / "slices.npy", mmap_mode="r"), pd.read_parquet(directory / "index.parquet")
 
 
+def _split_path(root: Path, stage: str) -> Path:
+    return root / layout.model_dir(stage) / layout.SPLIT_FILE
+
+
 def _split(root: Path, stage: str) -> dict[str, list[int]]:
-    path = root / "data" / "models" / stage / "split.json"
+    path = _split_path(root, stage)
     if not path.is_file():
         raise BenchError(f"{path} not found: run pretrain@{stage} (the demo run) first")
     return json.loads(path.read_text())
@@ -75,7 +90,7 @@ def _split(root: Path, stage: str) -> dict[str, list[int]]:
 def _model(root: Path, stage: str) -> torch.nn.Module:
     from cssl_core.models.io import load_model
 
-    directory = root / "data" / "models" / stage
+    directory = root / layout.model_dir(stage)
     if not (directory / "model.pt").is_file():
         raise BenchError(f"{directory}/model.pt not found: run pretrain@{stage} (the demo run) first")
     return load_model(directory)[0].eval()
@@ -106,7 +121,7 @@ def _match_rows(stored: np.ndarray, candidates: np.ndarray, what: str) -> np.nda
     return np.asarray(positions, dtype=np.int64)
 
 
-def _victims(root: Path, buffer, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _victims(root: Path, buffer, stages: Stages) -> dict[str, Any]:
     """Scoring side: the true slice, patient and windowed row of every buffer row (found stage by stage)."""
     truth: np.ndarray | None = None
     patient = np.empty(len(buffer), dtype=object)
@@ -115,7 +130,7 @@ def _victims(root: Path, buffer, stages: dict[str, dict[str, Any]]) -> dict[str,
         if stage not in stages:
             raise BenchError(f"the buffer holds rows of stage {stage!r}, which params.yaml does not define")
         block = stages[stage]
-        slices, index = _windowed(root, block["cohort"], block["window"])
+        slices, index = _windowed(root, block.cohort, block.window)
         train = np.sort(np.asarray(_split(root, stage)["train_rows"], dtype=np.int64))
         mine = np.flatnonzero(buffer.stage == stage)
         stored = np.asarray(buffer.data[mine])
@@ -133,9 +148,11 @@ def _victims(root: Path, buffer, stages: dict[str, dict[str, Any]]) -> dict[str,
     return {"truth": truth, "patient": patient, "row": source_row}
 
 
-def _attacker(root: Path, stages, mode: str, labels: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+def _attacker(
+    root: Path, stages: Stages, mode: str, labels: list[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """The attacker's own slices (never a stage's training rows) and their finding labels, plus what was used."""
-    trained_cohorts = {b["cohort"] for b in stages.values()}
+    trained_cohorts = {b.cohort for b in stages.values()}
     parts, label_parts, used = [], {name: [] for name in labels}, {}
 
     def add(name: str, slices: np.ndarray, index: pd.DataFrame, rows: np.ndarray) -> None:
@@ -145,7 +162,7 @@ def _attacker(root: Path, stages, mode: str, labels: list[str]) -> tuple[np.ndar
         used[name] = int(rows.size)
 
     if mode in ("unseen", "both"):
-        for directory in sorted((root / "data" / "windowed").glob("*")):
+        for directory in sorted((root / layout.WINDOWED).glob("*")):
             meta = directory / "meta.json"
             cohort = json.loads(meta.read_text()).get("cohort", "") if meta.is_file() else ""
             if cohort and cohort not in trained_cohorts and (directory / "slices.npy").is_file():
@@ -153,24 +170,24 @@ def _attacker(root: Path, stages, mode: str, labels: list[str]) -> tuple[np.ndar
                 add(directory.name, slices, pd.read_parquet(directory / "index.parquet"), np.arange(len(slices)))
     if mode in ("val", "both"):
         for stage, block in stages.items():
-            if not (root / "data" / "models" / stage / "split.json").is_file():
+            if not _split_path(root, stage).is_file():
                 continue
             rows = np.asarray(_split(root, stage)["val_rows"], dtype=np.int64)
             if rows.size:
-                slices, index = _windowed(root, block["cohort"], block["window"])
+                slices, index = _windowed(root, block.cohort, block.window)
                 add(f"{stage}-heldout", slices, index, rows)
     if not parts:
         raise BenchError(f"no attacker slices for --attacker {mode} (no unseen cohort and no held-out patients)")
     return np.concatenate(parts), {name: np.concatenate(v) for name, v in label_parts.items()}, used
 
 
-def _queries(root: Path, buffer, stages, victims, n_per_group: int, seed: int) -> dict[str, Any]:
+def _queries(root: Path, buffer, stages: Stages, victims, n_per_group: int, seed: int) -> dict[str, Any]:
     """Members: other slices of buffer patients; non-members: held-out patients, in each buffer stage's window."""
     rng = np.random.default_rng(seed)
     member_parts, outsider_parts = [], []
     for stage in dict.fromkeys(buffer.stage.tolist()):
         block = stages[stage]
-        slices, index = _windowed(root, block["cohort"], block["window"])
+        slices, index = _windowed(root, block.cohort, block.window)
         split = _split(root, stage)
         mine = buffer.stage == stage
         in_buffer = set(victims["row"][mine].tolist())
@@ -192,18 +209,18 @@ def _queries(root: Path, buffer, stages, victims, n_per_group: int, seed: int) -
     }
 
 
-def _other_window_reid(root: Path, buffer, stages, victims, model, attacker, n_per_group: int, seed: int):
+def _other_window_reid(root: Path, buffer, stages: Stages, victims, model, attacker, n_per_group: int, seed: int):
     """The buffer rows' own slices in another window of the same cohort (members) vs held-out patients there."""
     rng = np.random.default_rng(seed + 1)
     members, outsiders = [], []
-    windowed = root / "data" / "windowed"
     for stage in dict.fromkeys(buffer.stage.tolist()):
         block = stages[stage]
-        _, index = _windowed(root, block["cohort"], block["window"])
-        for directory in sorted(windowed.glob(f"{block['cohort']}-*")):
-            if directory.name == f"{block['cohort']}-{block['window']}" or not (directory / "slices.npy").is_file():
+        _, index = _windowed(root, block.cohort, block.window)
+        own = root / layout.windowed_dir(block.cohort, block.window)
+        for directory in sorted(own.parent.glob(layout.windowed_dir(block.cohort, "*").name)):
+            if directory == own or not (directory / "slices.npy").is_file():
                 continue
-            slices, other_index = _windowed(root, block["cohort"], directory.name[len(block["cohort"]) + 1 :])
+            slices, other_index = _windowed(root, block.cohort, directory.name[len(block.cohort) + 1 :])
             keys = ["series_key", "slice_index"]
             lookup = {tuple(k): i for i, k in enumerate(other_index[keys].itertuples(index=False, name=None))}
             rows = victims["row"][buffer.stage == stage]
@@ -231,7 +248,7 @@ def _other_window_reid(root: Path, buffer, stages, victims, model, attacker, n_p
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(args.root)
     stages = _stages(root)
-    buffer_dir = root / "data" / "buffers" / args.buffer
+    buffer_dir = root / layout.buffer_dir(args.buffer)
     meta_path = buffer_dir / "meta.json"
     if not meta_path.is_file():
         raise BenchError(f"{buffer_dir} is not a replay buffer: run export@{args.buffer} (the demo run) first")
