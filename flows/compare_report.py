@@ -420,7 +420,10 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
-def gate_by_stage(row: dict[str, Any]) -> list[tuple[str, float, float, float, float]]:
+StageFigures = tuple[str, float, float, float, float]  # (stage, SSIM p95, baseline, re-id AUC, membership AUC)
+
+
+def gate_by_stage(row: dict[str, Any]) -> list[StageFigures]:
     """(stage, strongest SSIM p95, mean-slice baseline, re-id AUC, membership AUC), means over seeds, of every
     audited stage: a buffer passes only if every stage's release does."""
     out = []
@@ -431,10 +434,10 @@ def gate_by_stage(row: dict[str, Any]) -> list[tuple[str, float, float, float, f
     return out
 
 
-def passes_goal_gate(row: dict[str, Any]) -> bool:
+def stages_pass(stages: list[StageFigures]) -> bool:
     """The gate's shipped thresholds on the seeds' means, every stage: SSIM p95 <= baseline + margin, re-id and
-    membership AUCs <= GOAL_MAX_REID_AUC; a figure that is missing (nan) is not shown to pass."""
-    stages = gate_by_stage(row)
+    membership AUCs <= GOAL_MAX_REID_AUC; a figure that is missing (nan) is not shown to pass. It takes
+    gate_by_stage's figures rather than the row, so a caller that also prints or ranks them computes them once."""
     return bool(stages) and all(
         ssim <= baseline + GOAL_SSIM_MARGIN and reid <= GOAL_MAX_REID_AUC and member <= GOAL_MAX_REID_AUC
         for _, ssim, baseline, reid, member in stages
@@ -449,8 +452,9 @@ def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
     for variant, row in summary.items():
         if not any(a["kind"] == "latent" for a in row["audits"]):
             continue
+        stages = gate_by_stage(row)
         parts = []
-        for stage, ssim, baseline, reid, member in gate_by_stage(row):
+        for stage, ssim, baseline, reid, member in stages:
             parts.append(
                 f"{stage}: SSIM p95 {_num(ssim, 3)} <= {_num(baseline, 3)} + {GOAL_SSIM_MARGIN}: "
                 f"{_yes(ssim <= baseline + GOAL_SSIM_MARGIN)}, "
@@ -459,7 +463,7 @@ def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
             )
         forgetting = _mean(row["forgetting"])
         allowed = GOAL_FORGETTING_SHARE * reference
-        kept, passed = forgetting <= allowed, passes_goal_gate(row)
+        kept, passed = forgetting <= allowed, stages_pass(stages)
         lines.append(
             f"- {variant}: {'; '.join(parts)} (AUCs <= {GOAL_MAX_REID_AUC}) -> gate: {_yes(passed)}; "
             f"stage-1 forgetting {_num(forgetting, 4)} <= {GOAL_FORGETTING_SHARE:.0%} of {REFERENCE_VARIANT}'s "
@@ -477,12 +481,12 @@ def default_mode_choice(summary: dict[str, dict[str, Any]], plain: str = "latent
         audits = [a for a in row["audits"] if a["kind"] == "latent"]
         if not audits or not (variant == plain or variant.startswith(plain + "_")):
             continue
-        forgetting = _mean(row["forgetting"])
-        if passes_goal_gate(row) and math.isfinite(forgetting):
+        forgetting, stages = _mean(row["forgetting"]), gate_by_stage(row)
+        if stages_pass(stages) and math.isfinite(forgetting):
             candidates.append((forgetting, variant))
         else:
             excess = max((max(ssim - baseline - GOAL_SSIM_MARGIN, reid - GOAL_MAX_REID_AUC, member - GOAL_MAX_REID_AUC)
-                          for _, ssim, baseline, reid, member in gate_by_stage(row)), default=float("inf"))  # fmt: skip
+                          for _, ssim, baseline, reid, member in stages), default=float("inf"))  # fmt: skip
             failing.append((excess if math.isfinite(excess) else float("inf"), variant))
     if not candidates:
         closest = f"; closest: `{min(failing)[1]}` ({_num(min(failing)[0], 3)} over a threshold)" if failing else ""
