@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cssl_core.layout import BUFFERS, CHECKPOINTS, INTERIM, MODELS, PRIVACY, QUALITY, RAW, WINDOWED, StagePaths
+from cssl_core.privacy.report import read_audit_report
 from flows.errors import CliError
 
 # never leave a site: patient images and what is derived from them pixel by pixel, and per-series quality data
@@ -129,10 +130,18 @@ def check_target(root: Path, target: Path, allow_image_buffer: bool = False) -> 
 
 
 def read_verdict(root: Path, report: Path) -> dict[str, Any]:
-    """gate@<stage>'s verdict on the audit report `report`; refused (one line) when either is missing or unreadable."""
+    """gate@<stage>'s verdict on the audit report `report`; refused (one line) when either is missing or unreadable.
+
+    The report is read as the gate reads it (cssl_core.privacy.report), so both refuse the same files alike.
+    """
     stage = report.name.removesuffix(".json")
-    _read_json(root / report, report, f"{report}: missing; run `dvc repro audit@{stage}` first: a stage's model "
-               "and buffer leave the site only with their privacy audit", f"audit@{stage}")  # fmt: skip
+    try:
+        read_audit_report(stage, root)
+    except FileNotFoundError as error:
+        why = "a stage's model and buffer leave the site only with their privacy audit"
+        raise BoundaryError(f"{error}: {why}") from None
+    except ValueError as error:  # unreadable, or not a report
+        raise BoundaryError(str(error)) from None
     verdict = report.with_name(f"{stage}.gate.json")
     content = _read_json(root / verdict, verdict, f"{verdict}: missing; run `dvc repro gate@{stage}` first: a "
                          "buffer leaves the site only with its audit's verdict", f"gate@{stage}")  # fmt: skip

@@ -17,7 +17,6 @@ data/metrics/audit-<stage>.json, and an MLflow run with both files. The verdict 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -224,7 +223,3 @@ def summary_line(report: dict[str, Any]) -> str:
                      f"{dp['total_delta']:.1e} (unit: patient)")  # fmt: skip
     rows = f"{figures['n_rows']}/{figures['n_buffer']} rows"
     return f"audit {report['buffer']}: {rows}, {', '.join(shown)} -> {report['figure']}"
-
-
-def read_report(stage: str) -> dict[str, Any]:
-    return json.loads(privacy_report(stage).read_text())

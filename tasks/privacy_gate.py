@@ -10,7 +10,6 @@ gate's one line, so nothing downstream runs.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cssl_core.atomic_io import write_json
@@ -18,19 +17,7 @@ from cssl_core.config import ProjectConfig
 from cssl_core.layout import PRIVACY, privacy_clearance, privacy_figure, privacy_report, privacy_verdict
 from cssl_core.privacy.clearance import write_clearance
 from cssl_core.privacy.gate import enforce, verdict_of
-
-
-def read_audit_report(stage: str) -> dict[str, Any]:
-    path = privacy_report(stage)
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: missing; run `dvc repro audit@{stage}` first") from None
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: unreadable ({error}); re-run `dvc repro audit@{stage}`") from None
-    if not isinstance(report, dict):
-        raise ValueError(f"{path}: not an audit report; re-run `dvc repro audit@{stage}`")
-    return report
+from cssl_core.privacy.report import read_audit_report
 
 
 def run_privacy_gate(stage: str, config: ProjectConfig) -> dict[str, Any]:

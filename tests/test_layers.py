@@ -206,7 +206,7 @@ def test_no_stage_module_imports_another_but_the_adapters():
         "from cssl_core.replay.release import ReleaseConfig, keep_labels\n"
         "from cssl_core.replay.selection import SELECTORS\n"
         "from cssl_core.privacy.settings import AuditConfig, audit_settings, gate_settings\n"
-        "import cssl_core.config.quality, cssl_core.privacy.gate\n",
+        "import cssl_core.config.quality, cssl_core.privacy.gate, cssl_core.privacy.report\n",
     ],
     ids=["check", "light-modules"],
 )

@@ -151,11 +151,15 @@ def test_a_target_outside_the_project_or_a_missing_audit_is_refused(tmp_path: Pa
     (tmp_path / "data/buffers/s1/meta.json").write_text('{"kind": "latent"}')
     with pytest.raises(BoundaryError, match="outside the project"):
         plan_push(tmp_path, stage_artifacts(_paths()), [tmp_path.parent / "elsewhere"])
-    with pytest.raises(BoundaryError, match=r"data/privacy/s1.json: missing; run `dvc repro audit@s1`"):
+    missing = r"^data/privacy/s1.json: missing; run `dvc repro audit@s1` first: a stage's model and buffer leave"
+    with pytest.raises(BoundaryError, match=missing):
         plan_push(tmp_path, stage_artifacts(_paths()))
     (tmp_path / "data/privacy").mkdir(parents=True)
     (tmp_path / "data/privacy/s1.json").write_text("{")
-    with pytest.raises(BoundaryError, match=r"data/privacy/s1.json: unreadable"):
+    with pytest.raises(BoundaryError, match=r"^data/privacy/s1.json: unreadable \(.+\); re-run `dvc repro audit@s1`$"):
+        plan_push(tmp_path, stage_artifacts(_paths()))
+    (tmp_path / "data/privacy/s1.json").write_text("[]")  # read as the gate reads it: not a report
+    with pytest.raises(BoundaryError, match=r"^data/privacy/s1.json: not an audit report"):
         plan_push(tmp_path, stage_artifacts(_paths()))
     (tmp_path / "data/privacy/s1.json").write_text('{"buffer": "s1", "audited": true}')
     with pytest.raises(BoundaryError, match=r"data/privacy/s1.gate.json: missing; run `dvc repro gate@s1`"):
