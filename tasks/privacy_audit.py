@@ -133,7 +133,8 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
                                                           "counts": np.asarray(buffer.counts[mine])}  # fmt: skip
         rows = ReplayBuffer(buffer.kind, np.asarray(buffer.data[mine]), buffer.stage[mine], buffer.window[mine],
                             **clusters)  # fmt: skip
-        model = load_model(paths.model)[0].eval() if buffer.kind == "latent" else None
+        released = load_model(paths.model)[0].eval()  # travels with the buffer: its loss test is audited too
+        model = released if buffer.kind == "latent" else None
         mode = config.replay.privacy if buffer.kind == "latent" else None
         shared = None if model is None else attacker_view(model, mode)
         attacker, attacker_labels = attacker_data(config, stage, privacy.attacker_cohort)
@@ -151,6 +152,8 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             queries=victims.queries,
             query_is_member=victims.query_is_member,
             query_patient=victims.query_patient,
+            truth_members=victims.members,
+            released_model=released,
         )
         spend = privacy_spend(buffer.ledger, stage)
         report = {
@@ -216,7 +219,8 @@ def summary_line(report: dict[str, Any]) -> str:
     attacker, ssim = strongest_ssim(figures)
     shown = [f"{attacker} SSIM p95 {ssim:.3f} (mean-slice guess {figures.get('baseline_ssim_p95', float('nan')):.3f})"]
     shown += [f"{name} {figures[key]:.3f}" for key, name in (("reid_auc", "re-identification AUC"),
-              ("membership_auc", "patient membership AUC")) if isinstance(figures.get(key), int | float)]  # fmt: skip
+              ("membership_auc", "patient membership AUC"), ("model_membership_auc", "model-loss membership AUC"),
+              ("specificity_rate", "specificity")) if isinstance(figures.get(key), int | float)]  # fmt: skip
     dp = report.get("dp")
     if dp and dp["stage_epsilon"] is not None:
         shown.append(f"dp epsilon {dp['stage_epsilon']:.2f} this stage / {dp['total_epsilon']:.2f} in total at delta "

@@ -11,11 +11,23 @@ true slices, their labels and the membership of the linkage queries go to scorin
 
 An image buffer (er / der / medcoss) stores the slices themselves: its "reconstruction" is the stored pixels
 (attacker "stored", SSIM 1 against the true slices), and linkage compares pixels.
+
+Beside the per-row SSIM/PSNR, three figures report (they are not gate rules) what the SSIM alone cannot say:
+- `specificity_*`: is the strongest attack's reconstruction closer (SSIM) to its own row's or cluster's member
+  slices than to any of NON_MEMBER_POOL of the attacker's slices (scoring.specificity)?
+- `model_membership_*`: the loss test against the released model weights, per patient, on the membership
+  queries (cssl_core.privacy.model_membership).
+- `replay_sample_*`: for cluster buffers (aggregate, dp), what replay actually draws (REPLAY_SAMPLES latents from
+  N(mean, sd^2), cssl_core.replay.release.sample_clusters) inverted by the strongest of ridge/decoder and scored
+  like specificity; for row buffers replay reads the stored rows, so the stored-row attacks already are this
+  figure, and the field is null with the reason in `replay_sample_note`.
+Their budgets are fixed constants (below), not params: each costs a few seconds on a CPU.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,14 +49,18 @@ from cssl_core.privacy.findings import FindingClassifier, finding_auc
 from cssl_core.privacy.gradient import gradient_invert
 from cssl_core.privacy.linkage import latent_linkage_scores, pixel_linkage_scores, reid_auc
 from cssl_core.privacy.membership import likelihood_ratio_scores, patient_membership
+from cssl_core.privacy.model_membership import model_membership
 from cssl_core.privacy.ridge import fit_ridge
-from cssl_core.privacy.scoring import score, summarise
+from cssl_core.privacy.scoring import score, specificity, summarise
 from cssl_core.privacy.settings import LATENT_ATTACKERS as LATENT_ATTACKERS  # re-exported: it was defined here
 from cssl_core.privacy.settings import AuditConfig
 from cssl_core.replay.buffer import ReplayBuffer
 
 STORED = "stored"  # the image buffer's "attacker": the stored pixels themselves
 BASELINE = "baseline"
+NON_MEMBER_POOL = 256  # attacker slices (seeded sample) a reconstruction must beat to count as specific
+REPLAY_SAMPLES = 16  # latents drawn as replay draws them, spread evenly over the audited clusters
+SPECIFIC_ATTACKS = ("ridge", "decoder", "gradient", STORED)  # cssl_core.privacy.gate.ATTACK_NAMES
 
 
 @dataclass
@@ -56,6 +72,7 @@ class AuditResult:
     truth: np.ndarray  # (k, S, S) their true slices
     reconstructions: dict[str, np.ndarray] = field(default_factory=dict)  # attacker -> (k, S, S)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per attack (not in figures: not seeded)
+    inverters: dict[str, Callable[[np.ndarray], np.ndarray]] = field(default_factory=dict)  # latents -> slices
 
 
 def run_audit(
@@ -70,6 +87,8 @@ def run_audit(
     queries: np.ndarray | None = None,
     query_is_member: np.ndarray | None = None,
     query_patient: np.ndarray | None = None,
+    truth_members: list[np.ndarray] | None = None,
+    released_model: MaskedAutoencoder | None = None,
 ) -> AuditResult:
     """Attack `buffer` with every configured attacker and score the outcome.
 
@@ -85,6 +104,10 @@ def run_audit(
         query_is_member: (q,) bool, whether each query's patient has rows in the buffer (scoring only).
         query_patient: (q,) an integer per query's patient (scoring only), for the patient-level membership AUC
             with its interval (cssl_core.privacy.membership); None skips it.
+        truth_members: n arrays (m_i, S, S), per buffer row the slices it was made of (scoring only): a row's
+            own slice, a cluster's member slices; None: each row's true slice.
+        released_model: the stage's MAE for the loss test on its weights (default: `model`, unwrapped; an
+            image buffer has none unless given).
     """
     config = config or AuditConfig()
     if not isinstance(buffer, ReplayBuffer):
@@ -106,6 +129,8 @@ def run_audit(
         raise ValueError("give attacker_labels and truth_labels together (or neither)")
     if (queries is None) != (query_is_member is None):
         raise ValueError("give queries and query_is_member together (or neither)")
+    if truth_members is not None and len(truth_members) != n:
+        raise ValueError(f"need one member set per buffer row: {len(truth_members)} for {n} rows")
 
     rows = sample_rows(n, config.max_rows, config.seed)
     truth_rows = true_all[rows]
@@ -128,6 +153,12 @@ def run_audit(
             figures.update(summarise(score(images, truth_rows), name))
         _findings(result, attacker, config, attacker_labels, truth_labels, true_rows=truth_rows, rows=rows)
         _linkage(model, buffer, attacker, queries, query_is_member, result, query_patient)
+        members = [truth_rows[i : i + 1] if truth_members is None else truth_members[r] for i, r in enumerate(rows)]
+        pool = attacker[sample_rows(len(attacker), NON_MEMBER_POOL, config.seed)]
+        _specificity(result, members, pool, config.seed)
+        released = model if released_model is None else released_model
+        _model_membership(released, queries, query_is_member, query_patient, result)
+        _replay_samples(buffer, rows, members, pool, config.seed, result)
     return result
 
 
@@ -153,6 +184,7 @@ def _attack_latents(
         started = time.perf_counter()
         ridge = fit_ridge(model, attacker, alpha=config.ridge_alpha, flips=config.flips)
         recon["ridge"] = ridge.predict(check_latents(model, latents, "buffer latents"))
+        result.inverters["ridge"] = ridge.predict
         _timed(result, "ridge", started)
     if "decoder" in config.attackers:
         started = time.perf_counter()
@@ -169,6 +201,7 @@ def _attack_latents(
             seed=config.seed,
         )
         recon["decoder"] = trained.predict(check_latents(model, latents, "buffer latents"))
+        result.inverters["decoder"] = trained.predict
         figures["decoder_final_train_mse"] = _sig(np.mean(trained.losses[-10:]))
         _timed(result, "decoder", started)
     figures["decoder_steps"] = config.decoder_steps if "decoder" in config.attackers else 0
@@ -255,3 +288,78 @@ def _linkage(
         figures["membership_attack"] = attack
         figures.update({f"membership_{key}": value for key, value in found.items()})
     _timed(result, "linkage", started)
+
+
+def _specificity(result: AuditResult, members: list[np.ndarray], pool: np.ndarray, seed: int) -> None:
+    """`specificity_*` of the strongest attack (the gate's: highest SSIM p95): does its reconstruction of a row
+    single out that row's member slices among NON_MEMBER_POOL of the attacker's slices (scoring.specificity)?"""
+    started = time.perf_counter()
+    figures = result.figures
+    found = [(figures[f"{name}_ssim_p95"], name) for name in SPECIFIC_ATTACKS if name in result.reconstructions]
+    name = max(found)[1]
+    figures["specificity_attacker"] = name
+    out = specificity(result.reconstructions[name], members, pool, seed)
+    figures.update({f"specificity_{key}": value for key, value in out.items()})
+    _timed(result, "specificity", started)
+
+
+def _model_membership(
+    model: Any,
+    queries: np.ndarray | None,
+    query_is_member: np.ndarray | None,
+    query_patient: np.ndarray | None,
+    result: AuditResult,
+) -> None:
+    """`model_membership_*`: the loss test on the released weights (cssl_core.privacy.model_membership), per
+    patient on the membership queries; null with `model_membership_note` when there is no model or no queries."""
+    figures = result.figures
+    keys = ("auc", "ci_low", "ci_high", "n_members", "n_non_members", "loss_members_p50", "loss_non_members_p50")
+    figures.update({f"model_membership_{key}": None for key in keys})
+    if model is None or queries is None or query_patient is None:
+        figures["model_membership_note"] = "no released model or no membership queries with patients"
+        return
+    started = time.perf_counter()
+    found = model_membership(model, as_slices(queries, "query slices"), np.asarray(query_is_member),
+                             np.asarray(query_patient))  # fmt: skip
+    figures.update({f"model_membership_{key}": value for key, value in found.items()})
+    figures["model_membership_note"] = None
+    _timed(result, "model_membership", started)
+
+
+def _replay_samples(
+    buffer: ReplayBuffer, rows: np.ndarray, members: list[np.ndarray], pool: np.ndarray, seed: int,
+    result: AuditResult,
+) -> None:  # fmt: skip
+    """`replay_sample_*`: REPLAY_SAMPLES latents drawn from the audited clusters exactly as replay draws them
+    (sample_clusters, seeded), inverted by the strongest of the fitted ridge/decoder attackers (highest SSIM p95
+    on the stored rows) and scored like specificity against the cluster's member slices."""
+    figures = result.figures
+    keys = ("attacker", "n", "rate", "ci_low", "ci_high", "chance", "margin_p50", "member_ssim_p50",
+            "non_member_ssim_p50", "member_psnr_p50")  # fmt: skip
+    figures.update({f"replay_sample_{key}": None for key in keys})
+    if buffer.kind != "latent" or not buffer.holds_clusters:
+        figures["replay_sample_note"] = (
+            "rows, not clusters: replay reads the stored rows themselves, so the stored-row attacks above are "
+            "the inversion of what replay samples"
+        )
+        return
+    usable = [(figures[f"{name}_ssim_p95"], name) for name in ("ridge", "decoder") if name in result.inverters]
+    if not usable:
+        figures["replay_sample_note"] = "neither ridge nor decoder is among privacy.attack.attackers"
+        return
+    started = time.perf_counter()
+    import torch
+
+    from cssl_core.replay.release import sample_clusters
+
+    name = max(usable)[1]
+    owners = np.sort(np.arange(REPLAY_SAMPLES) % len(rows))  # evenly over the audited clusters, cluster by cluster
+    per_cluster = np.bincount(owners, minlength=len(rows))
+    drawn = sample_clusters(np.asarray(buffer.data[rows]), np.asarray(buffer.spread[rows]), per_cluster,
+                            generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    images = result.inverters[name](drawn.float().numpy())
+    out = specificity(images, [members[i] for i in owners], pool, seed)
+    figures["replay_sample_attacker"] = name
+    figures.update({f"replay_sample_{key}": out[key] for key in keys if key in out})
+    figures["replay_sample_note"] = None
+    _timed(result, "replay_samples", started)

@@ -12,6 +12,10 @@ rows from the same model, data and params (selection, shuffle and privacy mode a
 and the rebuilt rows must equal the stored ones bit for bit, which proves the provenance is the buffer's. A row
 then has its source slice; an `aggregate` row (a cluster mean) is scored against its medoid: the member slice
 whose latent is nearest to the mean. Patient keys only group the queries and are never written anywhere.
+For the specificity figures (cssl_core.privacy.scoring.specificity) a cluster row also gets its member slices:
+every cluster mode records which rows it summarised at release (`Released.members`; dp gives a cluster the noise
+left empty the slice nearest its released mean), so the assignment is rebuilt, never guessed; at most
+MEMBER_CAP of them, the medoid always among them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from cssl_core.config import ProjectConfig
 from cssl_core.privacy.common import as_slices, encode
 from cssl_core.replay.rows import build_stage_rows, finding_labels
 
+MEMBER_CAP = 64  # member slices kept per cluster row for scoring (seeded sample; the medoid always kept)
+
 
 @dataclass
 class Victims:
@@ -36,6 +42,7 @@ class Victims:
     queries: np.ndarray | None  # (q, S, S) members first, then non-members
     query_is_member: np.ndarray | None
     query_patient: np.ndarray | None = None  # (q,) an integer per query's patient (position in the index's order)
+    members: list[np.ndarray] | None = None  # per row (m_i, S, S): its member slices (a row: its own slice)
 
 
 def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_queries: int, seed: int) -> Victims:
@@ -64,10 +71,21 @@ def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_quer
     sources = [built.rows[m] for m in built.members]
     truth_rows = np.array([_medoid(model, slices, rows, stored[i]) for i, rows in enumerate(sources)], dtype=np.int64)
     truth = as_slices(np.asarray(slices[truth_rows]), "training slices")
+    members = [truth[i : i + 1] if rows.size == 1 else _members(slices, rows, truth_rows[i], seed, i)
+               for i, rows in enumerate(sources)]  # fmt: skip
     contributors = np.unique(np.concatenate(sources))
     queries, is_member, patient = _queries(slices, index, contributors, train, split, n_queries, seed)
     return Victims(truth=truth, labels=finding_labels(index, truth_rows), queries=queries, query_is_member=is_member,
-                   query_patient=patient)  # fmt: skip
+                   query_patient=patient, members=members)  # fmt: skip
+
+
+def _members(slices: np.ndarray, rows: np.ndarray, medoid: int, seed: int, position: int) -> np.ndarray:
+    """A cluster's member slices: the medoid and up to MEMBER_CAP - 1 others drawn with the seed."""
+    others = np.setdiff1d(rows, [medoid])
+    rng = np.random.default_rng([seed, position])
+    picked = rng.choice(others, size=min(MEMBER_CAP - 1, others.size), replace=False) if others.size else others
+    keep = np.sort(np.concatenate([[medoid], picked]).astype(np.int64))
+    return as_slices(np.asarray(slices[keep]), "cluster members")
 
 
 def _medoid(model, slices: np.ndarray, rows: np.ndarray, stored_row: np.ndarray) -> int:

@@ -130,3 +130,52 @@ def test_audit_refuses_bad_configs_and_inputs(tiny_model, blobs):
         audit_buffer(None, buffer, victims, blobs(10, seed=1), config=TINY)
     with pytest.raises(ValueError, match="ReplayBuffer"):
         audit_buffer(tiny_model, victims, victims, blobs(10, seed=1), config=TINY)
+
+
+def test_the_new_figures_of_a_row_buffer_specificity_model_membership_and_no_replay_sampling(tiny_model, blobs):
+    from cssl_core.privacy.model_membership import model_membership
+
+    victims = blobs(20, seed=2)
+    buffer = _buffer("latent", encode(tiny_model, victims).astype(np.float16))
+    queries = np.concatenate([victims[:6], blobs(6, seed=3)])
+    patient = np.repeat(np.arange(6), 2)
+    config = AuditConfig(seed=1, max_rows=8, attackers=("ridge",))
+    result = run_audit(tiny_model, buffer, victims, blobs(40, seed=1), config=config, queries=queries,
+                       query_is_member=np.arange(12) < 6, query_patient=patient)  # fmt: skip
+    figures = result.figures
+    assert figures["specificity_attacker"] == "ridge" and figures["specificity_n"] == 8
+    assert figures["specificity_n_non_member_pool"] == 40 and figures["specificity_members_p50"] == 1.0
+    assert figures["specificity_ci_low"] <= figures["specificity_rate"] <= figures["specificity_ci_high"]
+    assert figures["specificity_rate"] > figures["specificity_chance"]  # ridge recovers its own slice
+    direct = model_membership(tiny_model, queries, np.arange(12) < 6, patient)
+    assert {k: figures[f"model_membership_{k}"] for k in direct} == direct
+    assert figures["model_membership_n_members"] == 3 and figures["model_membership_note"] is None
+    assert figures["replay_sample_rate"] is None and "replay reads the stored rows" in figures["replay_sample_note"]
+    assert {"specificity", "model_membership"} <= set(result.seconds) and "replay_samples" not in result.seconds
+    assert json.loads(json.dumps(figures)) == figures
+
+
+def test_replay_samples_of_a_cluster_buffer_are_inverted_and_scored_against_its_members(tiny_model, blobs):
+    """Clusters of 4 slices, stored as mean and sd: the samples replay draws are inverted like the means, and
+    their specificity is measured against each cluster's own four slices."""
+    victims = blobs(24, seed=2)
+    latents = encode(tiny_model, victims).reshape(6, 4, *encode(tiny_model, victims[:1]).shape[1:])
+    n = len(latents)
+    buffer = ReplayBuffer("latent", latents.mean(1).astype(np.float16), stage=np.array(["s1"] * n),
+                          window=np.array(["lung"] * n), spread=latents.std(1).astype(np.float16),
+                          counts=np.full(n, 4, np.int32))  # fmt: skip
+    members = [victims[4 * i : 4 * i + 4] for i in range(n)]
+    config = AuditConfig(seed=1, attackers=("ridge", "decoder"), decoder_steps=5, decoder_width=32,
+                         decoder_depth=1, decoder_heads=2)  # fmt: skip
+    result = run_audit(tiny_model, buffer, victims[::4], blobs(40, seed=1), config=config, truth_members=members)
+    figures = result.figures
+    assert figures["specificity_members_p50"] == 4.0 and figures["specificity_chance"] == pytest.approx(4 / 44)
+    assert figures["replay_sample_n"] == 16 and figures["replay_sample_note"] is None
+    assert figures["replay_sample_attacker"] in ("ridge", "decoder")
+    assert figures["replay_sample_ci_low"] <= figures["replay_sample_rate"] <= figures["replay_sample_ci_high"]
+    assert 0.0 < figures["replay_sample_member_ssim_p50"] <= 1.0 and figures["replay_sample_member_psnr_p50"] > 0
+    assert figures["model_membership_auc"] is None and figures["model_membership_note"]
+    again = run_audit(tiny_model, buffer, victims[::4], blobs(40, seed=1), config=config, truth_members=members)
+    assert again.figures == figures
+    with pytest.raises(ValueError, match="one member set per buffer row"):
+        run_audit(tiny_model, buffer, victims[::4], blobs(40, seed=1), config=config, truth_members=members[:2])
