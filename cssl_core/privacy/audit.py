@@ -334,7 +334,7 @@ def _replay_samples(
     (sample_clusters, seeded), inverted by the strongest of the fitted ridge/decoder attackers (highest SSIM p95
     on the stored rows) and scored like specificity against the cluster's member slices."""
     figures = result.figures
-    keys = ("attacker", "n", "rate", "ci_low", "ci_high", "chance", "margin_p50", "member_ssim_p50",
+    keys = ("attacker", "n", "n_clusters", "rate", "ci_low", "ci_high", "chance", "margin_p50", "member_ssim_p50",
             "non_member_ssim_p50", "member_psnr_p50")  # fmt: skip
     figures.update({f"replay_sample_{key}": None for key in keys})
     if buffer.kind != "latent" or not buffer.holds_clusters:
@@ -360,6 +360,7 @@ def _replay_samples(
     images = result.inverters[name](drawn.float().numpy())
     out = specificity(images, [members[i] for i in owners], pool, seed)
     figures["replay_sample_attacker"] = name
+    figures["replay_sample_n_clusters"] = int(np.count_nonzero(per_cluster))  # one cluster's samples: not independent
     figures.update({f"replay_sample_{key}": out[key] for key in keys if key in out})
     figures["replay_sample_note"] = None
     _timed(result, "replay_samples", started)

@@ -8,6 +8,9 @@ Wang et al. 2004; `PSNRMetric`), a library already in the stack, never re-implem
 data_range 1, the range of a windowed slice. A per-buffer figure is the median over rows and the 95th
 percentile: the median is the typical leak, the 95th percentile the best-recovered 5% of rows (the leak a
 privacy statement has to own).
+
+`specificity` asks the question SSIM against the true slice leaves open: is a reconstruction closer to the slices
+behind its own row (a cluster's members) than to other patients' slices? (docs/privacy.md)
 """
 
 from __future__ import annotations

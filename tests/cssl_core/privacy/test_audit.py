@@ -170,7 +170,8 @@ def test_replay_samples_of_a_cluster_buffer_are_inverted_and_scored_against_its_
     result = run_audit(tiny_model, buffer, victims[::4], blobs(40, seed=1), config=config, truth_members=members)
     figures = result.figures
     assert figures["specificity_members_p50"] == 4.0 and figures["specificity_chance"] == pytest.approx(4 / 44)
-    assert figures["replay_sample_n"] == 16 and figures["replay_sample_note"] is None
+    assert figures["replay_sample_n"] == 16 and figures["replay_sample_n_clusters"] == 6
+    assert figures["replay_sample_note"] is None
     assert figures["replay_sample_attacker"] in ("ridge", "decoder")
     assert figures["replay_sample_ci_low"] <= figures["replay_sample_rate"] <= figures["replay_sample_ci_high"]
     assert 0.0 < figures["replay_sample_member_ssim_p50"] <= 1.0 and figures["replay_sample_member_psnr_p50"] > 0
