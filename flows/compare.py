@@ -279,7 +279,7 @@ def merge_metrics(metrics: dict[str, Any]) -> dict[str, Any] | None:
     change when a stage merely re-runs) and summed from the per-stage run records into "cost"; every
     data/privacy/<stage>.json goes under "privacy" and every data/metrics/pretrain-<stage>.json under
     "pretrain", {stage: content}. `dvc exp show` drops lists and nulls from metrics, so a privacy report
-    here lacks e.g. labels_in_buffer (flows/compare_report.py reads the whole file where it can).
+    here lacks e.g. labels_in_buffer (cssl_core/reporting/comparison.py reads the whole file where it can).
     """
     from cssl_core.reporting.tree import timings_from_metrics
 
@@ -363,7 +363,7 @@ def run_compare(
     project_dir: Path, params: dict[str, Any], config: str, collect_only: bool = False, jobs: int | None = None
 ) -> Path:
     """Run (unless `collect_only`) and report one compare config; `jobs` overrides the config's `jobs`."""
-    from flows.compare_report import write_report
+    from cssl_core.reporting.comparison import write_report
     from flows.experiment_files import ExperimentFiles
 
     runs = experiment_names(params, config)

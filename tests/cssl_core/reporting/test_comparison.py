@@ -8,8 +8,8 @@ import statistics
 import numpy as np
 
 from cssl_core.replay.buffer import ReplayBuffer
+from cssl_core.reporting.comparison import write_report
 from cssl_core.reporting.tree import as_metric_tree
-from flows.compare_report import write_report
 
 STAGES, TASKS = ["s1", "s2"], ["ggo", "tumour"]
 
@@ -301,7 +301,7 @@ def test_privacy_table_plot_and_goal(tmp_path):
 
 def test_privacy_plot_points_and_baseline(tmp_path, monkeypatch):
     """The plot's points are the table's means with sample sds; the dashed line is the baseline's mean."""
-    import flows.compare_report as compare_report
+    import cssl_core.reporting.comparison as comparison
 
     drawn = {}
 
@@ -310,8 +310,8 @@ def test_privacy_plot_points_and_baseline(tmp_path, monkeypatch):
         drawn["result"] = real(path, summary)
         return drawn["result"]
 
-    real = compare_report.privacy_utility_plot
-    monkeypatch.setattr(compare_report, "privacy_utility_plot", capture)
+    real = comparison.privacy_utility_plot
+    monkeypatch.setattr(comparison, "privacy_utility_plot", capture)
     results = _privacy_results()
     write_report(tmp_path, PRIVACY_RUNS, results, PARAMS, "privacy", None)
     assert drawn["result"] is True and drawn["path"].name == "privacy_utility.png"
@@ -327,7 +327,7 @@ def test_privacy_plot_points_and_baseline(tmp_path, monkeypatch):
     monkeypatch.setattr(plt.Axes, "axvline", lambda self, x, **kw: lines.append(x))
     real(
         tmp_path / "again.png",
-        compare_report.privacy_summary(
+        comparison.privacy_summary(
             {v: [(s, results[n]) for n, vv, s, _ in PRIVACY_RUNS if vv == v] for _, v, _, _ in PRIVACY_RUNS}, STAGES
         ),
     )
@@ -421,7 +421,7 @@ def test_no_buffer_only_and_no_audits(tmp_path):
 def test_audit_figures_reads_the_keys_run_audit_writes():
     """The table reads the figure names cssl_core.privacy.run_audit really writes (an image buffer: no model)."""
     from cssl_core.privacy import AuditConfig, run_audit
-    from flows.compare_report import audit_figures
+    from cssl_core.reporting.comparison import audit_figures
 
     rng = np.random.default_rng(0)
     victims = rng.integers(0, 256, size=(10, 16, 16)).astype(np.uint8)
@@ -452,7 +452,7 @@ def test_audit_figures_reads_the_keys_run_audit_writes():
 
 
 def test_the_default_mode_is_the_least_forgetting_variant_that_passes_the_gate_on_every_stage():
-    from flows.compare_report import default_mode_choice, privacy_summary
+    from cssl_core.reporting.comparison import default_mode_choice, privacy_summary
 
     runs = {
         "finetune": [(s, _run(0.8, {"s1": _no_buffer("s1"), "s2": _no_buffer("s2")})) for s in (0, 1, 2)],

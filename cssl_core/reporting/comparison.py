@@ -2,7 +2,8 @@
 
 Every number is mean +- sd over the seeds that finished; a variant with failed seeds says so in its row.
 Figures come from what each experiment wrote: its metrics (R matrices), its per-epoch loss histories and
-its final replay buffer (read back through `flows.experiment_files`).
+its final replay buffer, read through a `RunFiles` the caller passes (`cssl compare` reads them back through DVC:
+flows/experiment_files.py). Library code: it reads no pipeline files itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cssl_core.evaluation.probe_names import PROBE_NAMES as PROBES
 from cssl_core.layout import metrics_path, privacy_report
 from cssl_core.privacy.gate import strongest_ssim
 from cssl_core.replay.buffer import ReplayBuffer
+from cssl_core.reporting.comparison_sanity import NO_FLAGS, Flags, flags, mark, plasticity_section, sanity_block
 from cssl_core.reporting.figures import (
     LOSS_COLUMNS,
     MIN_EMBEDDED_ITEMS,
@@ -28,15 +30,14 @@ from cssl_core.reporting.figures import (
     parse_history,
     stages_back_to_back,
 )
+from cssl_core.reporting.stats import fmt as _fmt
+from cssl_core.reporting.stats import mean as _mean
+from cssl_core.reporting.stats import metric as _get
+from cssl_core.reporting.stats import nanmean as _nanmean
+from cssl_core.reporting.stats import num as _num
+from cssl_core.reporting.stats import sd as _sd
+from cssl_core.reporting.stats import table as _table
 from cssl_core.reporting.tree import matrix_from_tree, ordered_names
-from flows.compare_sanity import NO_FLAGS, Flags, flags, mark, plasticity_section, sanity_block
-from flows.compare_stats import fmt as _fmt
-from flows.compare_stats import mean as _mean
-from flows.compare_stats import metric as _get
-from flows.compare_stats import nanmean as _nanmean
-from flows.compare_stats import num as _num
-from flows.compare_stats import sd as _sd
-from flows.compare_stats import table as _table
 
 HEADLINE = "linear@1.0"
 
@@ -53,7 +54,8 @@ PRIVACY_FIGURE = "privacy_utility.png"
 
 
 class RunFiles(Protocol):
-    """What the report needs from a finished experiment beyond its metrics (see flows.experiment_files)."""
+    """What the report needs from a finished experiment beyond its metrics (flows.experiment_files.ExperimentFiles
+    reads them through DVC; tests pass dicts)."""
 
     def text(self, name: str, path: str) -> str | None: ...
 

@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from cssl_core.reporting.tree import as_metric_tree
-from flows.compare_report import write_report
-from flows.compare_sanity import (
+from cssl_core.reporting.comparison import write_report
+from cssl_core.reporting.comparison_sanity import (
     finetune_forgetting,
     informative_cells,
     scatter_points,
     spread,
     stability_plasticity_plot,
 )
+from cssl_core.reporting.tree import as_metric_tree
 
 STAGES, TASKS = ["s1", "s2"], ["ggo", "tumour"]  # ggo is s1's task, tumour s2's
 RANDOM = {"ggo": 0.6, "tumour": 0.5}

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from cssl_core.reporting.figures import figure
+from cssl_core.reporting.stats import fmt, mean, metric, num, sd, table
 from cssl_core.reporting.tree import matrix_from_tree, ordered_names
-from flows.compare_stats import fmt, mean, metric, num, sd, table
 
 Seeds = list[tuple[int, dict[str, Any] | None]]  # (seed, metrics or None when that run failed)
 Cell = tuple[str, str]  # (probe family key such as "linear@1.0", task)

@@ -1,5 +1,5 @@
-"""Small numeric and markdown helpers shared by reports/compare.md's sections (flows/compare_report.py and
-flows/compare_sanity.py): one place decides how a missing number, a mean ± sd and a table are written."""
+"""Small numeric and markdown helpers shared by reports/compare.md's sections (cssl_core/reporting/comparison.py
+and comparison_sanity.py): one place decides how a missing number, a mean ± sd and a table are written."""
 
 from __future__ import annotations
 
