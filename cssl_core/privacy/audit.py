@@ -199,12 +199,15 @@ def _attack_latents(
             heads=config.decoder_heads,
             flips=config.flips,
             seed=config.seed,
+            converge_tol=config.converge_tol,
         )
         recon["decoder"] = trained.predict(check_latents(model, latents, "buffer latents"))
         result.inverters["decoder"] = trained.predict
         figures["decoder_final_train_mse"] = _sig(np.mean(trained.losses[-10:]))
+        figures["decoder_converged"] = trained.converged
         _timed(result, "decoder", started)
-    figures["decoder_steps"] = config.decoder_steps if "decoder" in config.attackers else 0
+    figures["decoder_steps"] = trained.steps if "decoder" in config.attackers else 0
+    figures["decoder_max_steps"] = config.decoder_steps if "decoder" in config.attackers else 0
     if "gradient" in config.attackers:
         started = time.perf_counter()
         init = recon[BASELINE] if config.gradient_init == "mean" else recon[config.gradient_init]
@@ -215,13 +218,16 @@ def _attack_latents(
             steps=config.gradient_steps,
             lr=config.gradient_lr,
             tv_weight=config.gradient_tv_weight,
+            converge_tol=config.converge_tol,
         )
         recon["gradient"] = inverted.images
+        figures["gradient_converged"] = inverted.converged
         figures["gradient_init"] = config.gradient_init
         figures["gradient_latent_loss_start_p50"] = _sig(np.median(inverted.latent_loss_start))
         figures["gradient_latent_loss_end_p50"] = _sig(np.median(inverted.latent_loss_end))
         _timed(result, "gradient", started)
-    figures["gradient_steps"] = config.gradient_steps if "gradient" in config.attackers else 0
+    figures["gradient_steps"] = inverted.steps if "gradient" in config.attackers else 0
+    figures["gradient_max_steps"] = config.gradient_steps if "gradient" in config.attackers else 0
 
 
 def _findings(

@@ -26,6 +26,7 @@ from cssl_core.privacy.common import (
 )
 
 PREDICT_BATCH = 64
+CONVERGE_WINDOW = 50  # steps per window of the convergence test (mini-batch losses are averaged over it)
 
 
 class InversionDecoder(nn.Module):
@@ -69,8 +70,9 @@ class TrainedDecoder:
     """The fitted inversion network and what training it cost."""
 
     decoder: InversionDecoder
-    steps: int
+    steps: int  # steps taken (at most the budget)
     losses: list[float]  # pixel MSE per step, on the attacker's own training batches
+    converged: bool = False  # stopped because the loss stopped improving, not because the budget ran out
 
     @torch.no_grad()
     def predict(self, latents: np.ndarray) -> np.ndarray:
@@ -99,8 +101,13 @@ def train_decoder(
     heads: int = 4,
     flips: bool = True,
     seed: int = 0,
+    converge_tol: float = 0.0,
 ) -> TrainedDecoder:
-    """Train the inversion network on the attacker's (lower(x), x) pairs for exactly `steps` AdamW steps.
+    """Train the inversion network on the attacker's (lower(x), x) pairs for at most `steps` AdamW steps.
+
+    An attack stopped at an arbitrary budget understates what a patient attacker gets: with `converge_tol` > 0,
+    training goes on until the mean loss of the last CONVERGE_WINDOW steps improves on the window before by
+    less than that fraction (converged), or the budget runs out (reported as not converged).
 
     Args:
         model: the shared MAE (only `lower` is used, never trained).
@@ -111,8 +118,11 @@ def train_decoder(
         width, depth, heads: network size.
         flips: also train on mirrored slices.
         seed: initialisation and batch order (the same seed gives the same network on the same machine).
+        converge_tol: relative improvement per window below which training stops (0: always `steps`).
     """
     model = check_model(model)
+    if not np.isfinite(converge_tol) or converge_tol < 0:
+        raise ValueError(f"converge_tol must be >= 0, got {converge_tol}")
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
     if not np.isfinite(lr) or lr <= 0:
@@ -131,16 +141,30 @@ def train_decoder(
         )
     optimiser = torch.optim.AdamW(decoder.parameters(), lr=lr, weight_decay=0.0)
     decoder.train()
-    losses = []
-    for _ in range(steps):
+    losses: list[float] = []
+    converged = False
+    for step in range(1, steps + 1):
         batch = torch.randint(0, latents.shape[0], (min(batch_size, latents.shape[0]),), generator=generator)
         loss = nn.functional.mse_loss(decoder(latents[batch]), targets[batch])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         losses.append(float(loss.detach()))
+        if converge_tol > 0 and step % CONVERGE_WINDOW == 0 and stalled(losses, CONVERGE_WINDOW, converge_tol):
+            converged = True
+            break
     decoder.eval()
-    return TrainedDecoder(decoder=decoder, steps=steps, losses=losses)
+    return TrainedDecoder(decoder=decoder, steps=len(losses), losses=losses, converged=converged)
+
+
+def stalled(losses: list[float], window: int, tolerance: float) -> bool:
+    """Whether the mean of the last `window` losses improves on the `window` before by less than `tolerance`
+    (relative); False until two windows exist. Means over a window, since mini-batch losses are noisy."""
+    if len(losses) < 2 * window:
+        return False
+    before = float(np.mean(losses[-2 * window : -window]))
+    after = float(np.mean(losses[-window:]))
+    return before <= 0 or (before - after) / before < tolerance
 
 
 def decoder_reconstruct(model: MaskedAutoencoder, trained: TrainedDecoder, latents: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ A total-variation prior keeps the search away from high-frequency patterns the e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from cssl_core.models.mae import MaskedAutoencoder
 from cssl_core.privacy.common import as_slices, check_latents, check_model, check_slice_size, eval_mode
 
 BATCH = 64
+CONVERGE_WINDOW = 25  # steps between the convergence checks of a batch's objective
 
 
 @dataclass
@@ -27,7 +29,8 @@ class GradientResult:
     images: np.ndarray  # (n, S, S) float32 in [0, 1]
     latent_loss_start: np.ndarray  # (n,) MSE(lower(init), z)
     latent_loss_end: np.ndarray  # (n,) MSE(lower(result), z)
-    steps: int
+    steps: int  # the most steps any batch of rows took (at most the budget)
+    converged: bool = False  # every batch stopped because its objective stopped improving
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -50,6 +53,7 @@ def gradient_invert(
     steps: int = 200,
     lr: float = 0.02,
     tv_weight: float = 1e-3,
+    converge_tol: float = 0.0,
 ) -> GradientResult:
     """Projected Adam on the input slices until the shared encoder reproduces the stored latents.
 
@@ -63,6 +67,8 @@ def gradient_invert(
         steps: Adam steps (the attack's budget; 0 returns the init with its loss).
         lr: Adam step size in pixel units.
         tv_weight: weight of the total-variation prior (>= 0).
+        converge_tol: with > 0, a batch stops once its objective improves by less than this fraction over
+            CONVERGE_WINDOW steps (the attack run to convergence, `steps` its bound); 0: always `steps`.
     """
     model = check_model(model)
     z_all = torch.from_numpy(check_latents(model, latents, "buffer latents"))
@@ -76,7 +82,10 @@ def gradient_invert(
         raise ValueError(f"lr must be positive, got {lr}")
     if not np.isfinite(tv_weight) or tv_weight < 0:
         raise ValueError(f"tv_weight must be >= 0, got {tv_weight}")
+    if not np.isfinite(converge_tol) or converge_tol < 0:
+        raise ValueError(f"converge_tol must be >= 0, got {converge_tol}")
     images, loss_start, loss_end = [], [], []
+    taken, every_batch_converged = 0, True
     with eval_mode(model):
         for first in range(0, z_all.shape[0], BATCH):
             z = z_all[first : first + BATCH]
@@ -84,13 +93,22 @@ def gradient_invert(
             optimiser = torch.optim.Adam([x], lr=lr)
             with torch.no_grad():
                 loss_start.append(_latent_loss(model, x, z).numpy())
-            for _ in range(steps):
+            checkpoint, converged, step = math.inf, False, 0
+            for step in range(1, steps + 1):
                 objective = (_latent_loss(model, x, z) + tv_weight * total_variation(x)).sum()
                 (grad,) = torch.autograd.grad(objective, [x])  # w.r.t. the input only: model weights untouched
                 x.grad = grad
                 optimiser.step()
                 with torch.no_grad():
                     x.clamp_(0.0, 1.0)
+                if converge_tol > 0 and step % CONVERGE_WINDOW == 0:
+                    value = float(objective.detach())
+                    if checkpoint < math.inf and (checkpoint <= 0 or (checkpoint - value) / checkpoint < converge_tol):
+                        converged = True
+                        break
+                    checkpoint = value
+            taken = max(taken, step)
+            every_batch_converged = every_batch_converged and converged
             with torch.no_grad():
                 loss_end.append(_latent_loss(model, x, z).numpy())
             images.append(x.detach()[:, 0].numpy().copy())
@@ -98,5 +116,6 @@ def gradient_invert(
         images=np.concatenate(images),
         latent_loss_start=np.concatenate(loss_start),
         latent_loss_end=np.concatenate(loss_end),
-        steps=steps,
+        steps=taken,
+        converged=every_batch_converged and converge_tol > 0 and steps > 0,
     )

@@ -38,6 +38,9 @@ class AuditConfig:
     gradient_lr: float = 0.02
     gradient_tv_weight: float = 1e-3
     gradient_init: str = "ridge"  # ridge | decoder | mean: the attacks compose
+    # decoder and gradient run until their loss improves by less than this fraction per window (their steps are
+    # then a bound on the audit's cost, not the attack's strength); 0: exactly their steps
+    converge_tol: float = 0.01
     finding_pooled_size: int = 16
     finding_c: float = 0.1
 
@@ -53,6 +56,8 @@ class AuditConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.gradient_steps < 0:
             raise ValueError(f"gradient_steps must be >= 0, got {self.gradient_steps}")
+        if not 0 <= self.converge_tol < 1:
+            raise ValueError(f"converge_tol must be in [0, 1) (0: run every step), got {self.converge_tol}")
         if "gradient" in self.attackers and self.gradient_init != "mean" and self.gradient_init not in self.attackers:
             raise ValueError(
                 f"gradient_init {self.gradient_init!r} must be 'mean' or another attacker of this audit"

@@ -50,3 +50,30 @@ def test_decoder_refuses_bad_sizes_and_budgets(tiny_model, blobs):
         train_decoder(tiny_model, blobs(4, seed=0), steps=0)
     with pytest.raises(ValueError, match="lr"):
         train_decoder(tiny_model, blobs(4, seed=0), steps=1, lr=-1.0)
+
+
+def test_stalled_compares_the_mean_loss_of_the_last_two_windows():
+    from cssl_core.privacy.decoder import stalled
+
+    assert not stalled([1.0] * 5, window=5, tolerance=0.01)  # one window: nothing to compare yet
+    assert stalled([1.0] * 5 + [0.995] * 5, window=5, tolerance=0.01)  # 0.5 % better: stalled
+    assert not stalled([1.0] * 5 + [0.9] * 5, window=5, tolerance=0.01)  # 10 % better: still learning
+    assert not stalled([9.0] * 5 + [1.0] * 5 + [0.9] * 5, window=5, tolerance=0.01)  # only the last two count
+
+
+def test_decoder_trains_until_its_loss_stalls_within_the_budget(tiny_model, blobs):
+    """converge_tol > 0: the budget bounds the cost and the loss decides when to stop; 0: exactly the budget."""
+    from cssl_core.privacy.decoder import CONVERGE_WINDOW
+
+    attacker = blobs(40, seed=1)
+    exact = train_decoder(tiny_model, attacker, steps=2 * CONVERGE_WINDOW + 7, seed=0, **SMALL)
+    assert exact.steps == 2 * CONVERGE_WINDOW + 7 and not exact.converged
+    # a tolerance no window can meet stops at the first check that has two windows
+    quick = train_decoder(tiny_model, attacker, steps=10 * CONVERGE_WINDOW, seed=0, converge_tol=0.99, **SMALL)
+    assert quick.converged and quick.steps == 2 * CONVERGE_WINDOW == len(quick.losses)
+    assert quick.losses == exact.losses[: quick.steps]  # the same training, stopped earlier
+    # a budget that runs out first is reported as not converged
+    capped = train_decoder(tiny_model, attacker, steps=CONVERGE_WINDOW, seed=0, converge_tol=0.99, **SMALL)
+    assert capped.steps == CONVERGE_WINDOW and not capped.converged
+    with pytest.raises(ValueError, match="converge_tol"):
+        train_decoder(tiny_model, attacker, steps=1, converge_tol=-0.1)

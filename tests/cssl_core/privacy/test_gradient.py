@@ -63,3 +63,20 @@ def test_total_variation_is_zero_on_flat_images_and_grows_with_edges():
     tv = total_variation(edged)
     assert total_variation(flat).tolist() == [0.0, 0.0]
     assert tv[0] == 0.0 and tv[1] > 0.0
+
+
+def test_gradient_inversion_stops_when_its_objective_stalls(tiny_model, blobs):
+    from cssl_core.privacy.gradient import CONVERGE_WINDOW
+
+    victims = blobs(3, seed=2)
+    stored = encode(tiny_model, victims)
+    init = np.full_like(victims, 0.5)
+    exact = gradient_invert(tiny_model, stored, init, steps=3 * CONVERGE_WINDOW)
+    assert exact.steps == 3 * CONVERGE_WINDOW and not exact.converged
+    # a tolerance no check can meet stops at the second check, with the same images as that many plain steps
+    quick = gradient_invert(tiny_model, stored, init, steps=10 * CONVERGE_WINDOW, converge_tol=0.99)
+    plain = gradient_invert(tiny_model, stored, init, steps=2 * CONVERGE_WINDOW)
+    assert quick.converged and quick.steps == 2 * CONVERGE_WINDOW
+    assert np.array_equal(quick.images, plain.images)
+    with pytest.raises(ValueError, match="converge_tol"):
+        gradient_invert(tiny_model, stored, init, steps=1, converge_tol=-1.0)
