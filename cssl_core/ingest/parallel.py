@@ -113,12 +113,17 @@ class TaskRunner(AbstractContextManager):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._starting is not None:
-            self._starting.join()
-            self._starting = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        starting, self._starting = self._starting, None
+        try:
+            if starting is not None:
+                starting.join()
+        except BaseException:
+            if exc[0] is None:  # a failed start is the error only when nothing else went wrong first
+                raise
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
 
     def map(
         self,
