@@ -154,7 +154,7 @@ def run_audit(
         _findings(result, attacker, config, attacker_labels, truth_labels, true_rows=truth_rows, rows=rows)
         _linkage(model, buffer, attacker, queries, query_is_member, result, query_patient)
         members = [truth_rows[i : i + 1] if truth_members is None else truth_members[r] for i, r in enumerate(rows)]
-        pool = attacker[sample_rows(len(attacker), NON_MEMBER_POOL, config.seed)]
+        pool, figures["specificity_pool"] = non_member_pool(attacker, queries, query_is_member, config.seed)
         _specificity(result, members, pool, config.seed)
         released = model if released_model is None else released_model
         _model_membership(released, queries, query_is_member, query_patient, result)
@@ -296,9 +296,24 @@ def _linkage(
     _timed(result, "linkage", started)
 
 
+def non_member_pool(
+    attacker: np.ndarray, queries: np.ndarray | None, query_is_member: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, str]:
+    """The slices a reconstruction must beat to count as specific, and where they come from.
+
+    The stage's held-out patients (the non-member queries: same cohort and window, never trained on) where the
+    audit has them: a reconstruction that merely looks like this cohort beats another cohort's slices too, so
+    the attacker's cohort would measure cohort shift, not membership. Without queries, up to NON_MEMBER_POOL of
+    the attacker's slices ("attacker_cohort", an upper bound on specificity)."""
+    outside = None if query_is_member is None else ~np.asarray(query_is_member, dtype=bool)
+    if queries is not None and outside is not None and outside.any():
+        return as_slices(np.asarray(queries)[outside], "non-member queries"), "held_out"
+    return attacker[sample_rows(len(attacker), NON_MEMBER_POOL, seed)], "attacker_cohort"
+
+
 def _specificity(result: AuditResult, members: list[np.ndarray], pool: np.ndarray, seed: int) -> None:
     """`specificity_*` of the strongest attack (the gate's: highest SSIM p95): does its reconstruction of a row
-    single out that row's member slices among NON_MEMBER_POOL of the attacker's slices (scoring.specificity)?"""
+    single out that row's member slices among the non-member pool (`non_member_pool`; scoring.specificity)?"""
     started = time.perf_counter()
     figures = result.figures
     found = [(figures[f"{name}_ssim_p95"], name) for name in SPECIFIC_ATTACKS if name in result.reconstructions]

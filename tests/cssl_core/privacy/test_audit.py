@@ -144,7 +144,9 @@ def test_the_new_figures_of_a_row_buffer_specificity_model_membership_and_no_rep
                        query_is_member=np.arange(12) < 6, query_patient=patient)  # fmt: skip
     figures = result.figures
     assert figures["specificity_attacker"] == "ridge" and figures["specificity_n"] == 8
-    assert figures["specificity_n_non_member_pool"] == 40 and figures["specificity_members_p50"] == 1.0
+    # the pool is the held-out patients' 6 query slices (same cohort), not the attacker's 40 (another cohort)
+    assert figures["specificity_pool"] == "held_out" and figures["specificity_n_non_member_pool"] == 6
+    assert figures["specificity_members_p50"] == 1.0
     assert figures["specificity_ci_low"] <= figures["specificity_rate"] <= figures["specificity_ci_high"]
     assert figures["specificity_rate"] > figures["specificity_chance"]  # ridge recovers its own slice
     direct = model_membership(tiny_model, queries, np.arange(12) < 6, patient)
@@ -170,6 +172,7 @@ def test_replay_samples_of_a_cluster_buffer_are_inverted_and_scored_against_its_
     result = run_audit(tiny_model, buffer, victims[::4], blobs(40, seed=1), config=config, truth_members=members)
     figures = result.figures
     assert figures["specificity_members_p50"] == 4.0 and figures["specificity_chance"] == pytest.approx(4 / 44)
+    assert figures["specificity_pool"] == "attacker_cohort"  # no queries: the attacker's 40 slices
     assert figures["replay_sample_n"] == 16 and figures["replay_sample_n_clusters"] == 6
     assert figures["replay_sample_note"] is None
     assert figures["replay_sample_attacker"] in ("ridge", "decoder")
