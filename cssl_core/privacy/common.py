@@ -180,3 +180,9 @@ def sample_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
     if max_rows is None or n <= max_rows:
         return np.arange(n, dtype=np.int64)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False)).astype(np.int64)
+
+
+def gain_below(before: float, after: float, tolerance: float) -> bool:
+    """Whether a loss went from `before` to `after` by less than `tolerance` of `before` (relative): the one test
+    of an attack's convergence, the decoder's (window means) and gradient inversion's (checkpoints) alike."""
+    return before <= 0 or (before - after) / before < tolerance

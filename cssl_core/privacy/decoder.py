@@ -22,6 +22,7 @@ from cssl_core.privacy.common import (
     check_slice_size,
     encode,
     eval_mode,
+    gain_below,
     with_flips,
 )
 
@@ -162,9 +163,7 @@ def stalled(losses: list[float], window: int, tolerance: float) -> bool:
     (relative); False until two windows exist. Means over a window, since mini-batch losses are noisy."""
     if len(losses) < 2 * window:
         return False
-    before = float(np.mean(losses[-2 * window : -window]))
-    after = float(np.mean(losses[-window:]))
-    return before <= 0 or (before - after) / before < tolerance
+    return gain_below(float(np.mean(losses[-2 * window : -window])), float(np.mean(losses[-window:])), tolerance)
 
 
 def decoder_reconstruct(model: MaskedAutoencoder, trained: TrainedDecoder, latents: np.ndarray) -> np.ndarray:

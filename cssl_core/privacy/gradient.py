@@ -16,7 +16,14 @@ import numpy as np
 import torch
 
 from cssl_core.models.mae import MaskedAutoencoder
-from cssl_core.privacy.common import as_slices, check_latents, check_model, check_slice_size, eval_mode
+from cssl_core.privacy.common import (
+    as_slices,
+    check_latents,
+    check_model,
+    check_slice_size,
+    eval_mode,
+    gain_below,
+)
 
 BATCH = 64
 CONVERGE_WINDOW = 25  # steps between the convergence checks of a batch's objective
@@ -103,7 +110,7 @@ def gradient_invert(
                     x.clamp_(0.0, 1.0)
                 if converge_tol > 0 and step % CONVERGE_WINDOW == 0:
                     value = float(objective.detach())
-                    if checkpoint < math.inf and (checkpoint <= 0 or (checkpoint - value) / checkpoint < converge_tol):
+                    if checkpoint < math.inf and gain_below(checkpoint, value, converge_tol):
                         converged = True
                         break
                     checkpoint = value
