@@ -172,13 +172,18 @@ def _attacker(
         for stage, block in stages.items():
             if not _split_path(root, stage).is_file():
                 continue
-            rows = np.asarray(_split(root, stage)["val_rows"], dtype=np.int64)
+            rows = _held_out_rows(_split(root, stage))
             if rows.size:
                 slices, index = _windowed(root, block.cohort, block.window)
                 add(f"{stage}-heldout", slices, index, rows)
     if not parts:
         raise BenchError(f"no attacker slices for --attacker {mode} (no unseen cohort and no held-out patients)")
     return np.concatenate(parts), {name: np.concatenate(v) for name, v in label_parts.items()}, used
+
+
+def _held_out_rows(split: dict[str, Any]) -> np.ndarray:
+    """The rows of a stage's patients that it never trained on: validation and (ssl.audit_fraction) audit."""
+    return np.sort(np.asarray(split["val_rows"] + split.get("audit_rows", []), dtype=np.int64))
 
 
 def _queries(root: Path, buffer, stages: Stages, victims, n_per_group: int, seed: int) -> dict[str, Any]:
@@ -195,7 +200,7 @@ def _queries(root: Path, buffer, stages: Stages, victims, n_per_group: int, seed
         train = np.asarray(split["train_rows"], dtype=np.int64)
         keys = index["patient_key"].to_numpy()
         others = np.array([r for r in train if keys[r] in patients and r not in in_buffer], dtype=np.int64)
-        val = np.asarray(split["val_rows"], dtype=np.int64)
+        val = _held_out_rows(split)
         for group, rows in ((member_parts, others), (outsider_parts, val)):
             if rows.size:
                 pick = np.sort(rng.choice(rows, size=min(n_per_group, rows.size), replace=False))
@@ -226,7 +231,7 @@ def _other_window_reid(root: Path, buffer, stages: Stages, victims, model, attac
             rows = victims["row"][buffer.stage == stage]
             mapped = [lookup.get(tuple(k)) for k in index[keys].iloc[rows].itertuples(index=False, name=None)]
             mapped = np.array([m for m in mapped if m is not None], dtype=np.int64)
-            val = np.asarray(_split(root, stage)["val_rows"], dtype=np.int64)
+            val = _held_out_rows(_split(root, stage))
             val_mapped = [lookup.get(tuple(k)) for k in index[keys].iloc[val].itertuples(index=False, name=None)]
             val_mapped = np.array([m for m in val_mapped if m is not None], dtype=np.int64)
             for group, pool in ((members, mapped), (outsiders, val_mapped)):

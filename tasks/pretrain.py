@@ -49,6 +49,8 @@ def input_digests(paths: StagePaths, config: ProjectConfig) -> dict[str, Any]:
     augment = ssl.stage_augment.get(paths.name, ssl.augment)
     if augment != "sample":  # only when set: checkpoints of the default keep the keys they always had
         settings["augment"] = augment
+    if ssl.audit_fraction:  # likewise: it changes the training patients only when it holds any out
+        settings["audit_fraction"] = ssl.audit_fraction
     return digests(whole, sampled, settings)
 
 
@@ -97,7 +99,7 @@ def run_pretrain(stage: str, config: ProjectConfig) -> dict[str, Any]:
     model, _ = load_model(paths.prev_model)
     loaders, split = stage_loaders(
         paths.windowed, model.config.img_size, ssl.val_fraction, ssl.batch_size // where.world_size, ssl.workers,
-        train.seed, augment,
+        train.seed, augment, ssl.audit_fraction,
     )  # fmt: skip
     # replay.privacy.mode adversarial adds a NoPeek penalty on the lower encoder; the other modes act at export
     strategy = with_privacy_penalty(build_strategy(ssl.strategy, dict(ssl.strategy_options)), config.replay.privacy)

@@ -164,6 +164,8 @@ def run_privacy_audit(stage: str, config: ProjectConfig) -> dict[str, Any]:
             "audited": True,
             "labels_in_buffer": sorted(buffer.labels),  # replay.keep_labels: findings stored beside the rows
             "attacker": {"cohort": privacy.attacker_cohort, "window": paths.window, "n_slices": len(attacker)},
+            # the membership tests' non-members: the stage's patients held out of training (ssl.audit_fraction)
+            "non_members": victims.held_out,
             "finding_label": finding,
             "config": attack.to_dict(),
             "figures": result.figures,

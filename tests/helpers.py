@@ -33,6 +33,7 @@ TINY_PARAMS_OVERRIDES = {
         "batch_size": 8,
         "workers": 0,
         "val_fraction": 0.5,
+        "audit_fraction": 0.0,  # two patients per cohort: one trains, one validates (audit tests hold out more)
         "train": {"epochs": 2, "warmup_epochs": 1},
     },
     # The tiny cohorts (one training patient per stage) cannot form a release that passes the privacy gate, so the

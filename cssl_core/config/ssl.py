@@ -19,8 +19,8 @@ from cssl_core.config.continual import ContinualConfig
 from cssl_core.config.errors import MISSING, ConfigError, reused
 
 SSL_KEYS = (
-    "strategy", "preset", "model", "val_fraction", "batch_size", "workers", "augment", "train", "strategies",
-    "distributed",
+    "strategy", "preset", "model", "val_fraction", "audit_fraction", "batch_size", "workers", "augment", "train",
+    "strategies", "distributed",
 )  # fmt: skip
 # where training augmentation runs: per slice in the CPU loader, or on the whole uint8 batch on the training device;
 # none trains on the slices as stored (the `cpu` comparison's benchmark: augmentation itself cuts forgetting)
@@ -96,6 +96,7 @@ class SSLConfig:
     augment: str = "sample"  # one of AUGMENT_MODES (cssl_core.data.batch_augment says what "batch" does)
     stage_augment: Mapping[str, str] = field(default_factory=dict)  # stage -> its augment (its own, else ssl.augment)
     distributed: DistributedConfig = DistributedConfig()  # ssl.distributed (absent: one process)
+    audit_fraction: float = 0.0  # patients per stage held out of training and validation for the privacy audit
 
 
 def train_config(base: Mapping[str, Any], overrides: Mapping[str, Any], stage: str | None = None) -> Any:
@@ -174,8 +175,13 @@ def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
     with reused("ssl.model", overrides):
         model = MAEConfig.from_preset(preset, **overrides)
 
-    # the range is cssl_core.data.split.train_val_split's, which needs the data to run
+    # the ranges are cssl_core.data.split.patient_split's, which needs the data to run
     val_fraction = checks.number("ssl.val_fraction", ssl["val_fraction"], 0.0, 1.0, high_open=True)
+    audit_fraction = checks.number("ssl.audit_fraction", ssl.get("audit_fraction", 0.0), 0.0, 1.0, high_open=True)
+    if val_fraction + audit_fraction >= 1.0:
+        raise ConfigError("ssl.audit_fraction", audit_fraction,
+                          f"with ssl.val_fraction {val_fraction} it leaves no patient to train on: lower "
+                          "either")  # fmt: skip
     batch_size = checks.integer("ssl.batch_size", ssl["batch_size"], minimum=1)
     workers = checks.integer("ssl.workers", ssl.get("workers", 0), minimum=0)
     augment = checks.choice("ssl.augment", ssl.get("augment", "sample"), AUGMENT_MODES)
@@ -199,6 +205,7 @@ def parse_ssl(block: Any, continual: ContinualConfig) -> SSLConfig:
         model_overrides=MappingProxyType(dict(overrides)),
         model=model,
         val_fraction=val_fraction,
+        audit_fraction=audit_fraction,
         batch_size=batch_size,
         workers=workers,
         train=train,

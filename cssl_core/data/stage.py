@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from cssl_core.config.ssl import AUGMENT_MODES
 from cssl_core.data.batch_augment import BatchAugment
 from cssl_core.data.loader import make_loader
-from cssl_core.data.split import train_val_split
+from cssl_core.data.split import patient_split
 from cssl_core.data.transforms import train_transforms
 from cssl_core.data.windowed import WindowedSlices
 
@@ -28,6 +28,7 @@ def stage_loaders(
     workers: int,
     seed: int,
     augment: str = "sample",
+    audit_fraction: float = 0.0,
 ) -> tuple[dict[str, DataLoader], dict[str, Any]]:
     """({"train": ..., "val": ... when the split leaves validation patients}, the split record).
 
@@ -38,12 +39,13 @@ def stage_loaders(
             uint8 slices and their seeds, for `batch_augmenter(...)` to augment on the training device; "none"
             trains on the slices as they are, like validation (bench/forgetting.py measured that the mild
             augmentation alone cuts a finetune's stage-1 forgetting several-fold).
+        audit_fraction: patients held out of both sides for the privacy audit's membership tests (ssl.audit_fraction).
 
-    The split record (row numbers and patient counts) is saved beside the model, so evaluation and the
-    forgetting measure use the same held-out patients.
+    The split record (row numbers and patient counts) is saved beside the model, so evaluation, the
+    forgetting measure and the privacy audit use the same held-out patients.
     """
     index = pd.read_parquet(windowed / "index.parquet")
-    train_rows, val_rows = train_val_split(index, float(val_fraction), seed)
+    train_rows, val_rows, audit_rows = patient_split(index, float(val_fraction), seed, float(audit_fraction))
     if augment not in AUGMENT_MODES:
         raise ValueError(f"augment must be one of {', '.join(AUGMENT_MODES)}, got {augment!r} (ssl.augment)")
     if augment == "batch":
@@ -67,6 +69,9 @@ def stage_loaders(
         "n_train_patients": int(index.iloc[train_rows]["patient_key"].nunique()),
         "n_val_patients": int(index.iloc[val_rows]["patient_key"].nunique()) if len(val_rows) else 0,
     }
+    if len(audit_rows):  # only when held out: the split records of audit_fraction 0 keep the keys they always had
+        split["audit_rows"] = audit_rows.tolist()
+        split["n_audit_patients"] = int(index.iloc[audit_rows]["patient_key"].nunique())
     return loaders, split
 
 

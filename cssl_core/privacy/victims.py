@@ -4,8 +4,9 @@ An audit plays two parties that must not share knowledge (docs/privacy.md, threa
 (tasks/privacy_audit.py) holds the buffer, the shared model and its own cohort's slices. To *score* what the
 attacker got back, this module recovers each audited buffer row's true slice from the stage's own windowed
 data (data/windowed/<cohort>-<window>, a DVC dep of the audit for this purpose only), the victims' finding
-labels from that index, and re-identification queries: other training slices of the buffer's patients
-(members) against the stage's held-out patients (non-members). Nothing here is handed to an attack.
+labels from that index, and membership queries: other training slices of the buffer's patients (members)
+against the patients the stage held out of training (non-members: its audit and validation patients).
+Nothing here is handed to an attack.
 
 The buffer stores no row index, and no provenance: `cssl_core.replay.rows.build_stage_rows` rebuilds the stage's
 rows from the same model, data and params (selection, shuffle and privacy mode are all seeded), as export did,
@@ -21,7 +22,7 @@ MEMBER_CAP of them, the medoid always among them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,8 @@ class Victims:
     query_is_member: np.ndarray | None
     query_patient: np.ndarray | None = None  # (q,) an integer per query's patient (position in the index's order)
     members: list[np.ndarray] | None = None  # per row (m_i, S, S): its member slices (a row: its own slice)
+    # where the non-member queries come from: n_validation_patients, n_audit_patients (empty without queries)
+    held_out: dict[str, int] = field(default_factory=dict)
 
 
 def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_queries: int, seed: int) -> Victims:
@@ -53,7 +56,7 @@ def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_quer
         config: the run's params.yaml (the export's selection and privacy mode are rebuilt from it).
         stored: (n, ...) this stage's buffer rows, as stored (latents, cluster means or slices).
         model: the stage's MAE (the one that wrote the latents).
-        n_queries: re-identification queries per group (members, non-members); 0 for none.
+        n_queries: membership and re-identification query slices per patient (members, non-members); 0 for none.
         seed: draws the queries.
     """
     paths = config.continual.paths(stage)
@@ -74,9 +77,9 @@ def victims(stage: str, config: ProjectConfig, stored: np.ndarray, model, n_quer
     members = [truth[i : i + 1] if rows.size == 1 else _members(slices, rows, truth_rows[i], seed, i)
                for i, rows in enumerate(sources)]  # fmt: skip
     contributors = np.unique(np.concatenate(sources))
-    queries, is_member, patient = _queries(slices, index, contributors, train, split, n_queries, seed)
+    queries, is_member, patient, held_out = _queries(slices, index, contributors, train, split, n_queries, seed)
     return Victims(truth=truth, labels=finding_labels(index, truth_rows), queries=queries, query_is_member=is_member,
-                   query_patient=patient, members=members)  # fmt: skip
+                   query_patient=patient, members=members, held_out=held_out)  # fmt: skip
 
 
 def _members(slices: np.ndarray, rows: np.ndarray, medoid: int, seed: int, position: int) -> np.ndarray:
@@ -98,19 +101,36 @@ def _medoid(model, slices: np.ndarray, rows: np.ndarray, stored_row: np.ndarray)
 
 
 def _queries(slices, index, rows, train, split, n_queries: int, seed: int):
-    """Members: other training slices of the audited rows' patients; non-members: the stage's held-out patients."""
+    """Up to `n_queries` slices of every patient on either side, drawn with the seed.
+
+    Members: other training slices of the audited rows' patients. Non-members: the patients the stage held out
+    of training, from the same cohort and window: its audit patients (ssl.audit_fraction, held out for this
+    test) and its validation patients (never trained on either). Sampling per patient keeps a patient's score
+    (the mean over their queries) equally well estimated on both sides, whatever the groups' sizes.
+    """
     if n_queries < 1:
-        return None, None, None
+        return None, None, None, {}
     keys = index["patient_key"].to_numpy()
     patients, in_buffer = set(keys[rows].tolist()), set(rows.tolist())
     members = np.array([r for r in train if keys[r] in patients and r not in in_buffer], dtype=np.int64)
-    outsiders = np.asarray(split.get("val_rows", []), dtype=np.int64)
+    held_out = {"validation": np.asarray(split.get("val_rows", []), dtype=np.int64),
+                "audit": np.asarray(split.get("audit_rows", []), dtype=np.int64)}  # fmt: skip
+    outsiders = np.sort(np.concatenate(list(held_out.values())))
     if not members.size or not outsiders.size:
-        return None, None, None
+        return None, None, None, {}
     rng = np.random.default_rng(seed)
-    picks = [np.sort(rng.choice(p, size=min(n_queries, p.size), replace=False)) for p in (members, outsiders)]
+    picks = [_per_patient(side, keys, n_queries, rng) for side in (members, outsiders)]
     chosen = np.concatenate(picks)
     queries = as_slices(np.asarray(slices[chosen]), "query slices")
     codes = {key: code for code, key in enumerate(dict.fromkeys(keys.tolist()))}  # integers, never the keys
     patient = np.array([codes[key] for key in keys[chosen].tolist()], dtype=np.int64)
-    return queries, np.arange(len(queries)) < len(picks[0]), patient
+    counts = {f"n_{name}_patients": len(set(keys[side].tolist())) for name, side in held_out.items()}
+    return queries, np.arange(len(queries)) < len(picks[0]), patient, counts
+
+
+def _per_patient(rows: np.ndarray, keys: np.ndarray, n_queries: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to n_queries of each patient's rows (patients in order of first row), sorted."""
+    rows = np.sort(rows)
+    picked = [rng.choice(mine, size=min(n_queries, mine.size), replace=False)
+              for key in dict.fromkeys(keys[rows].tolist()) for mine in [rows[keys[rows] == key]]]  # fmt: skip
+    return np.sort(np.concatenate(picked)).astype(np.int64)

@@ -75,6 +75,13 @@ CASES = [
         ["finetune, joint, er, der, medcoss, latent_replay", "did you mean 'latent_replay'"],
     ),
     ("augment-bogus", setter("ssl.augment", "gpu"), "ssl.augment: 'gpu'", ["choose one of sample, batch"]),
+    ("audit-fraction-range", setter("ssl.audit_fraction", 1.0), "ssl.audit_fraction: 1.0", ["1"]),
+    (
+        "audit-leaves-no-training",
+        lambda p: (setter("ssl.val_fraction", 0.5)(p), setter("ssl.audit_fraction", 0.5)(p)),
+        "ssl.audit_fraction: 0.5",
+        ["leaves no patient to train on"],
+    ),
     ("unknown-key", swap_train_for_trian, "ssl.trian: key 'trian'", ["ssl takes strategy, preset", "'train'"]),
     (
         "attacker-trained-on",

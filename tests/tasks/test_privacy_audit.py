@@ -233,3 +233,27 @@ def test_dp_mode_is_exported_with_its_ledger_and_audited_with_the_accountants_ep
     assert figures["membership_ci_low"] <= figures["membership_auc"] <= figures["membership_ci_high"]
     assert run_privacy_gate("s1", config)["membership_auc"] == figures["membership_auc"]
     assert re.search(r"dp epsilon (3\.9\d|4\.00) this stage / (3\.9\d|4\.00) in total", summary_line(report))
+
+
+def test_the_audit_patients_are_held_out_of_training_and_are_the_membership_non_members(tmp_path, monkeypatch):
+    """ssl.audit_fraction holds patients of the stage's own cohort out of training and validation by design: the
+    audit's membership tests take them (and the validation patients) as non-members, and say how many."""
+    root = tmp_path / "holdout"
+    write_windowed(root / "data/windowed/phantom_a-mediastinal", n=36, size=32, n_patients=6)
+    write_windowed(root / f"data/windowed/{ATTACKER}-mediastinal", n=16, size=32, n_patients=2, seed=5)
+    params = stage_params("latent_replay")
+    params["ssl"].update({"val_fraction": 0.34, "audit_fraction": 0.34})
+    params["replay"]["budget"] = 6
+    monkeypatch.chdir(root)
+    config = ProjectConfig.from_params(params)
+    run_init(config)
+    run_pretrain("s1", config)
+    split = json.loads((root / "data/models/s1" / SPLIT_FILE).read_text())
+    assert (split["n_train_patients"], split["n_val_patients"], split["n_audit_patients"]) == (2, 2, 2)
+    assert not set(split["audit_rows"]) & set(split["train_rows"])
+    run_export("s1", config)
+    report = run_privacy_audit("s1", config)
+    assert report["non_members"] == {"n_validation_patients": 2, "n_audit_patients": 2}
+    figures = report["figures"]
+    assert (figures["membership_n_members"], figures["membership_n_non_members"]) == (2, 4)
+    assert figures["specificity_pool"] == "held_out"
