@@ -70,6 +70,10 @@ class Point:
     batch_size: int = 32
     augment: bool = False  # the pipeline's training augmentation (cssl_core.data.batch_augment, ssl.augment: batch)
     s2_augment: bool | None = None  # stage 2's own setting (continual.stages.s2.augment); None: as `augment`
+    # probes on `eval_patients` fresh patients of cohort A's generator (another seed: never trained on) with
+    # `eval_folds` patient folds; 0: on the stage-1 cohort itself, all its patients (the points before)
+    eval_patients: int = 0
+    eval_folds: int = 2
 
 
 MODELS = {
@@ -103,7 +107,11 @@ POINTS: dict[str, Point] = {
     "cpu_lr_x4_aug_s1": replace(BASE, patients=(32, 16), lr=(5e-4, 2e-3), augment=True, s2_augment=False),
     # a longer stage 1 (trained once per seed in a comparison, so cheap there): does the encoder beat random then?
     "cpu_lr_x4_s1_long": replace(BASE, patients=(32, 16), epochs=(30, 15), lr=(5e-4, 2e-3)),
+    # ... probed on 96 fresh patients with 4 folds: is the pretrained-minus-random gap hidden by probe noise?
+    "cpu_s1_long_eval96": replace(BASE, patients=(32, 16), epochs=(30, 15), lr=(5e-4, 2e-3), eval_patients=96,
+                                  eval_folds=4),
 }
+EVAL_SEED = 101  # cohort A's generator settings with another seed: patients of the same kind, in no stage
 
 
 class RawTargetMAE(MaskedAutoencoder):
@@ -177,13 +185,15 @@ def train(
     return time.perf_counter() - start
 
 
-def probes(model: MaskedAutoencoder, data: dict[str, np.ndarray], images: torch.Tensor, seed: int) -> dict:
-    """AUC (mean over 2 patient folds) of the linear probe on pooled tokens per stage-1 task, and of the
+def probes(
+    model: MaskedAutoencoder, data: dict[str, np.ndarray], images: torch.Tensor, seed: int, n_folds: int = 2
+) -> dict:
+    """AUC (mean over `n_folds` patient folds) of the linear probe on pooled tokens per stage-1 task, and of the
     token probe against the lesion masks of each task's class."""
     stored = (images[:, 0].numpy() * 255.0 + 0.5).astype(np.uint8)
     tokens = extract_tokens(model, stored, np.arange(len(stored)), batch=128)
     features = pooled(tokens)
-    folds = patient_folds(data["patient"], 2, seed)
+    folds = patient_folds(data["patient"], n_folds, seed)
     out = {}
     for task, (label, mask_class) in S1_TASKS.items():
         y = data[label].astype(np.int64)
@@ -215,17 +225,22 @@ def run_point(point: Point, seed: int, stage1_cache: dict) -> dict:
     s2_images = windowed(data_b["hu"], second)
     s1_val = held_out(data_a["patient"], seed)
     s2_val = held_out(data_b["patient"], seed)
-    probe_images = s1_images  # stage-1 tasks: cohort A in the stage-1 window, all its patients
+    # stage-1 tasks: cohort A in the stage-1 window, all its patients, or fresh patients of its generator
+    fresh = dict(COHORT_A, seed=EVAL_SEED)
+    probe_data = data_a if not point.eval_patients else cohort(fresh, point.eval_patients, size)
+    probe_images = s1_images if not point.eval_patients else windowed(probe_data["hu"], first)
+
+    def probed(encoder: MaskedAutoencoder) -> dict:
+        return probes(encoder, probe_data, probe_images, seed, point.eval_folds)
 
     key = (point.windows[0], point.patients[0], point.epochs[0], point.lr[0], point.norm_target, point.model,
-           point.augment, seed)  # fmt: skip
+           point.augment, point.eval_patients, point.eval_folds, seed)  # fmt: skip
     if key not in stage1_cache:
-        random_model = build_model(point, seed)
-        random_probes = probes(random_model, data_a, probe_images, seed)
+        random_probes = probed(build_model(point, seed))
         model = build_model(point, seed)
         s1_seconds = train(model, s1_images[~torch.from_numpy(s1_val)], point.epochs[0], point.lr[0],
                            point.batch_size, seed, point.augment)  # fmt: skip
-        stage1_cache[key] = (model.state_dict(), random_probes, probes(model, data_a, probe_images, seed), s1_seconds)
+        stage1_cache[key] = (model.state_dict(), random_probes, probed(model), s1_seconds)
     state, random_probes, s1_probes, s1_seconds = stage1_cache[key]
     after_s1 = build_model(point, seed)
     after_s1.load_state_dict(state)
@@ -257,7 +272,7 @@ def run_point(point: Point, seed: int, stage1_cache: dict) -> dict:
         "probes": {
             "random": random_probes,
             "after_s1": s1_probes,
-            "after_s2": probes(model, data_a, probe_images, seed),
+            "after_s2": probed(model),
         },
     }
 

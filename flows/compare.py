@@ -96,7 +96,12 @@ def empty_share(share: Path) -> None:
         shutil.rmtree(share / kind, ignore_errors=True)
 
 
-def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]], jobs: int = 1) -> None:
+Collected = tuple[dict[str, dict[str, Any] | None], dict[str, str]]  # what `collect` returns
+
+
+def queue_and_run(
+    project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]], jobs: int = 1
+) -> Collected | None:
     """Queue every run and wait until the queue is empty; with `jobs` > 1, that many experiments run side by side.
 
     Side by side, each experiment's stages get cpus // jobs threads (OMP_NUM_THREADS): two torch processes
@@ -106,6 +111,9 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
     no more jobs than seeds a seed's second experiment starts only after its first has finished. DVC's parallel
     queue sometimes fails an experiment without a log (treeverse/dvc#10673): with jobs > 1, what failed is
     queued once more before the report is written.
+
+    Returns what that check collected when nothing had to be queued again (the report reads the same
+    experiments, and one `dvc exp show` over a comparison takes seconds), else None.
     """
     absolute = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{(project_dir / 'mlflow.db').resolve()}",
@@ -123,17 +131,20 @@ def queue_and_run(project_dir: Path, runs: list[tuple[str, str, int, dict[str, A
     started = time.perf_counter()
     _wait_for_queue(project_dir, len(runs), jobs, started)
     if jobs == 1:
-        return
-    failed = [name for name, result in collect(project_dir, [name for name, *_ in runs])[0].items() if result is None]
-    if failed:
-        print(
-            f"compare: {len(failed)} experiment(s) failed ({', '.join(sorted(failed))}); queuing them once more "
-            "(DVC's parallel queue can fail an experiment without a log)",
-            flush=True,
-        )
-        again = [run for run in runs if run[0] in failed]
-        _queue(project_dir, again)
-        _wait_for_queue(project_dir, len(again), jobs, started)
+        return None
+    collected = collect(project_dir, [name for name, *_ in runs])
+    failed = [name for name, result in collected[0].items() if result is None]
+    if not failed:
+        return collected
+    print(
+        f"compare: {len(failed)} experiment(s) failed ({', '.join(sorted(failed))}); queuing them once more "
+        "(DVC's parallel queue can fail an experiment without a log)",
+        flush=True,
+    )
+    again = [run for run in runs if run[0] in failed]
+    _queue(project_dir, again)
+    _wait_for_queue(project_dir, len(again), jobs, started)
+    return None
 
 
 def _queue(project_dir: Path, runs: list[tuple[str, str, int, dict[str, Any]]]) -> None:
@@ -369,9 +380,8 @@ def run_compare(
     runs = experiment_names(params, config)
     jobs = jobs or int(params["compare"]["configs"][config].get("jobs", 1))
     started = time.perf_counter()
-    if not collect_only:
-        queue_and_run(project_dir, runs, jobs)
-    results, revs = collect(project_dir, [name for name, *_ in runs])
+    collected = None if collect_only else queue_and_run(project_dir, runs, jobs)
+    results, revs = collected or collect(project_dir, [name for name, *_ in runs])
     unfinished = unfinished_names(project_dir) if collect_only else set()
     elapsed, jobs = _wall_time(
         project_dir / REPORTS, config, None if collect_only else time.perf_counter() - started, jobs

@@ -254,3 +254,23 @@ def test_dvc_exp_run_takes_the_overrides_including_a_key_params_lacks(dvc_projec
     dvc(dvc_project, "exp", "run", "-q", "-n", "p", *arguments)
     params = yaml.safe_load((dvc_project / "params.yaml").read_text())
     assert params["train"]["seed"] == seed and params["train"]["extra"] == {"lr": 0.5}
+
+
+def test_side_by_side_runs_are_read_once_unless_one_is_queued_again(monkeypatch, tmp_path):
+    """With jobs > 1 queue_and_run reads every experiment to find the ones DVC's parallel queue failed; the report
+    takes that reading instead of a second `dvc exp show`, unless a failed one ran again since."""
+    runs = [("finetune-s0", "finetune", 0, {}), ("finetune-s1", "finetune", 1, {})]
+    queued, reads = [], []
+    monkeypatch.setattr(compare, "empty_share", lambda share: None)
+    monkeypatch.setattr(compare, "_prepare_tracking_store", lambda project: None)
+    monkeypatch.setattr(compare, "_queue", lambda project, batch: queued.append([name for name, *_ in batch]))
+    monkeypatch.setattr(compare, "_wait_for_queue", lambda *args: None)
+    outcomes = iter([{"finetune-s0": {"a": 1}, "finetune-s1": {"a": 2}}])
+    monkeypatch.setattr(compare, "collect", lambda project, names: reads.append(names) or (next(outcomes), {}))
+    assert compare.queue_and_run(tmp_path, runs, jobs=2) == ({"finetune-s0": {"a": 1}, "finetune-s1": {"a": 2}}, {})
+    assert len(reads) == 1 and queued == [["finetune-s0", "finetune-s1"]]
+
+    outcomes = iter([{"finetune-s0": {"a": 1}, "finetune-s1": None}])
+    assert compare.queue_and_run(tmp_path, runs, jobs=2) is None  # the report must read the rerun itself
+    assert queued[-1] == ["finetune-s1"]
+    assert compare.queue_and_run(tmp_path, runs, jobs=1) is None and len(reads) == 2  # one job: no check at all
