@@ -39,4 +39,8 @@ def summary_line(verdict: dict[str, Any]) -> str:
     if verdict.get("note"):
         return f"gate {verdict['buffer']}: {verdict['note']}"
     state = "passed" if verdict["passed"] else f"LEAKS ({'; '.join(verdict['reasons'])})"
-    return f"gate {verdict['buffer']}: {state} (gate mode {verdict['mode']}) -> {privacy_verdict(verdict['buffer'])}"
+    line = f"gate {verdict['buffer']}: {state} (gate mode {verdict['mode']}) -> {privacy_verdict(verdict['buffer'])}"
+    if verdict.get("inconclusive"):  # above a threshold within chance: say so, and how to settle it
+        line += (f"; inconclusive: {'; '.join(verdict['inconclusive'])}: hold out more patients "
+                 "(ssl.audit_fraction, or a larger cohort) to tell")
+    return line

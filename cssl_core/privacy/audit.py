@@ -48,7 +48,7 @@ from cssl_core.privacy.decoder import train_decoder
 from cssl_core.privacy.findings import FindingClassifier, finding_auc
 from cssl_core.privacy.gradient import gradient_invert
 from cssl_core.privacy.linkage import latent_linkage_scores, pixel_linkage_scores, reid_auc
-from cssl_core.privacy.membership import likelihood_ratio_scores, patient_membership
+from cssl_core.privacy.membership import likelihood_ratio_scores, patient_membership, slice_auc_interval
 from cssl_core.privacy.model_membership import model_membership
 from cssl_core.privacy.ridge import fit_ridge
 from cssl_core.privacy.scoring import score, specificity, summarise
@@ -284,6 +284,8 @@ def _linkage(
     figures["reid_auc"] = reid_auc(scores, np.asarray(query_is_member))
     figures["n_queries"] = int(scores.size)
     if query_patient is not None:
+        low, high = slice_auc_interval(scores, np.asarray(query_is_member), np.asarray(query_patient))
+        figures["reid_ci_low"], figures["reid_ci_high"] = low, high
         attack = "nearest row"
         if buffer.holds_clusters:
             attack = "likelihood ratio"

@@ -97,3 +97,29 @@ def patient_membership(
         draws.append(roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]))
     out["ci_low"], out["ci_high"] = (round(float(v), 6) for v in np.percentile(draws, [2.5, 97.5]))
     return out
+
+
+def slice_auc_interval(
+    scores: np.ndarray, is_member: np.ndarray, patient: np.ndarray, seed: int = 0
+) -> tuple[float | None, float | None]:
+    """95 % interval of the slice-level ROC AUC (`reid_auc`) when whole patients are resampled.
+
+    A patient's query slices are alike, so they are not independent draws: resampling slices would make the
+    interval as narrow as if every slice were another patient. Members and non-members are resampled apart,
+    each patient bringing all their queries. (None, None) when either group has no patient.
+    """
+    s, m, p = np.asarray(scores, dtype=np.float64), np.asarray(is_member, dtype=bool), np.asarray(patient)
+    if not (s.shape == m.shape == p.shape):
+        raise ValueError(f"scores, is_member and patient must be one per query: {s.shape}, {m.shape}, {p.shape}")
+    groups = [list(dict.fromkeys(p[m == side].tolist())) for side in (True, False)]
+    if not all(groups):
+        return None, None
+    rows = {i: np.flatnonzero(p == i) for i in dict.fromkeys(p.tolist())}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(BOOTSTRAP):
+        picked = [np.concatenate([rows[i] for i in rng.choice(group, size=len(group))]) for group in groups]
+        labels = np.r_[np.ones(len(picked[0])), np.zeros(len(picked[1]))]
+        draws.append(roc_auc_score(labels, np.r_[s[picked[0]], s[picked[1]]]))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return round(float(low), 6), round(float(high), 6)

@@ -47,3 +47,32 @@ def test_enforce_raises_one_line_in_fail_mode_and_warns_in_warn_mode(capsys):
     assert "\n" not in str(caught.value) and "buffer s1 leaks" in str(caught.value)
     enforce({**failing, "mode": "warn"}, "s1", "data/privacy/s1.png", "data/privacy/s1.json")
     assert "[privacy.gate.mode: warn]" in capsys.readouterr().err
+
+
+def test_an_auc_above_its_threshold_leaks_only_when_its_interval_clears_chance():
+    """The demo's dp buffer at stage 2 gave re-identification AUC 0.609 from 6 vs 4 patients: chance, at that n.
+    Above the threshold with an interval reaching 0.5 is inconclusive (printed), not a leak; clear of 0.5 it is."""
+    from tasks.privacy_gate import summary_line
+
+    gate = {"max_ssim_p95": None, "max_ssim_over_baseline": None, "max_reid_auc": 0.6, "max_membership_auc": 0.6,
+            "mode": "fail"}  # fmt: skip
+    base = {"decoder_ssim_p95": 0.03, "baseline_ssim_p95": 0.66, "membership_attack": "likelihood ratio",
+            "membership_n_members": 6, "membership_n_non_members": 4}  # fmt: skip
+    chance = {**base, "reid_auc": 0.609, "reid_ci_low": 0.31, "reid_ci_high": 0.88, "membership_auc": 0.5,
+              "membership_ci_low": 0.12, "membership_ci_high": 0.83}  # fmt: skip
+    verdict = check(chance, gate)
+    assert verdict["passed"] and verdict["reasons"] == []
+    assert verdict["inconclusive"] == ["re-identification AUC 0.609 > privacy.gate.max_reid_auc 0.6, but its 95 % "
+                                       "interval over 6 vs 4 patients (0.31-0.88) includes chance (0.5)"]
+    line = summary_line({**verdict, "buffer": "s2"})
+    assert "passed" in line and "inconclusive" in line and "ssl.audit_fraction" in line and "\n" not in line
+
+    evident = {**chance, "membership_auc": 0.93, "membership_ci_low": 0.71, "membership_ci_high": 1.0}
+    verdict = check(evident, gate)
+    assert not verdict["passed"] and verdict["reasons"] == [
+        "patient membership AUC 0.930 (likelihood ratio, 6 vs 4 patients) > privacy.gate.max_membership_auc 0.6"
+    ]
+    no_interval = {**base, "reid_auc": 0.609}  # an audit without patients to resample: judged on the value
+    assert check(no_interval, gate)["reasons"] == ["re-identification AUC 0.609 > privacy.gate.max_reid_auc 0.6"]
+    below = {**chance, "reid_auc": 0.58}
+    assert check(below, gate)["inconclusive"] == []

@@ -61,3 +61,21 @@ def test_patient_auc_is_sklearns_over_patient_means_with_an_interval_that_narrow
     assert widths[1] < widths[0]
     alone = patient_membership(np.ones(4), np.ones(4, bool), np.arange(4))
     assert alone["auc"] is None and alone["n_non_members"] == 0
+
+
+def test_the_slice_auc_interval_resamples_whole_patients():
+    """Queries of one patient move together: the interval over patients is wider than one over slices would be,
+    contains sklearn's AUC of the data, and is a point where every member outscores every non-member."""
+    from cssl_core.privacy.membership import slice_auc_interval
+
+    rng = np.random.default_rng(1)
+    patient = np.repeat(np.arange(10), 16)
+    is_member = patient < 6
+    scores = rng.normal(size=10)[patient] + 0.1 * rng.normal(size=patient.size)  # patient effects, no membership
+    low, high = slice_auc_interval(scores, is_member, patient, seed=0)
+    auc = roc_auc_score(is_member, scores)
+    assert low <= auc <= high and high - low > 0.4  # 6 vs 4 patients: chance and a strong attack alike
+    assert slice_auc_interval(is_member.astype(float), is_member, patient) == (1.0, 1.0)
+    assert slice_auc_interval(scores, np.ones_like(is_member), patient) == (None, None)
+    with pytest.raises(ValueError, match="one per query"):
+        slice_auc_interval(scores[:-1], is_member, patient)
