@@ -45,6 +45,7 @@ from cssl_core import layout
 from cssl_core.config import ProjectConfig
 from cssl_core.config.continual import StageConfig
 from cssl_core.config.load import DEFAULT_PARAMS, load_params
+from cssl_core.data.split import held_out_rows
 from cssl_core.privacy import AuditConfig, FindingClassifier, draw_reconstructions, finding_auc, run_audit
 from cssl_core.privacy.common import as_slices, encode
 from cssl_core.privacy.linkage import latent_linkage_scores, pixel_linkage_scores, reid_auc
@@ -182,8 +183,8 @@ def _attacker(
 
 
 def _held_out_rows(split: dict[str, Any]) -> np.ndarray:
-    """The rows of a stage's patients that it never trained on: validation and (ssl.audit_fraction) audit."""
-    return np.sort(np.asarray(split["val_rows"] + split.get("audit_rows", []), dtype=np.int64))
+    """The rows of a stage's patients that it never trained on (cssl_core.data.split.held_out_rows), as one set."""
+    return np.sort(np.concatenate(list(held_out_rows(split).values())))
 
 
 def _queries(root: Path, buffer, stages: Stages, victims, n_per_group: int, seed: int) -> dict[str, Any]:

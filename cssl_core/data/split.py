@@ -69,7 +69,14 @@ def patient_split(index_df: pd.DataFrame, val_fraction: float, seed: int, audit_
             "training; add patients, or lower ssl.val_fraction or ssl.audit_fraction (0: the privacy audit then "
             "takes the validation patients as its non-members)"
         )
-    order = np.random.default_rng(seed).permutation(len(patients)) if n_val + n_audit else np.arange(len(patients))
+    order = np.random.default_rng(seed).permutation(len(patients))
     is_val = np.isin(keys, patients[order[:n_val]])
     is_audit = np.isin(keys, patients[order[n_val : n_val + n_audit]])
     return PatientSplit(train=rows[~(is_val | is_audit)], val=rows[is_val], audit=rows[is_audit])
+
+
+def held_out_rows(split: dict) -> dict[str, np.ndarray]:
+    """The rows a stage never trained on, by kind, from its split record (split.json): "validation" and "audit"
+    (empty where ssl.audit_fraction held none out). The privacy audit's non-members are both."""
+    return {"validation": np.asarray(split.get("val_rows", []), dtype=np.int64),
+            "audit": np.asarray(split.get("audit_rows", []), dtype=np.int64)}  # fmt: skip

@@ -88,14 +88,8 @@ def patient_membership(
     if member.all() or not member.any():
         return out
     out["auc"] = round(float(roc_auc_score(member, per_patient)), 6)
-    rng = np.random.default_rng(seed)
-    inside, outside = per_patient[member], per_patient[~member]
-    draws = []
-    for _ in range(BOOTSTRAP):
-        a = rng.choice(inside, size=len(inside))
-        b = rng.choice(outside, size=len(outside))
-        draws.append(roc_auc_score(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]))
-    out["ci_low"], out["ci_high"] = (round(float(v), 6) for v in np.percentile(draws, [2.5, 97.5]))
+    # one score per patient: the patient-resampled interval of those scores is the interval over patients
+    out["ci_low"], out["ci_high"] = slice_auc_interval(per_patient, member, np.arange(len(ids)), seed)
     return out
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from cssl_core.config import ProjectConfig
+from cssl_core.data.split import held_out_rows
 from cssl_core.privacy.common import as_slices, encode
 from cssl_core.replay.rows import build_stage_rows, finding_labels
 
@@ -113,8 +114,7 @@ def _queries(slices, index, rows, train, split, n_queries: int, seed: int):
     keys = index["patient_key"].to_numpy()
     patients, in_buffer = set(keys[rows].tolist()), set(rows.tolist())
     members = np.array([r for r in train if keys[r] in patients and r not in in_buffer], dtype=np.int64)
-    held_out = {"validation": np.asarray(split.get("val_rows", []), dtype=np.int64),
-                "audit": np.asarray(split.get("audit_rows", []), dtype=np.int64)}  # fmt: skip
+    held_out = held_out_rows(split)
     outsiders = np.sort(np.concatenate(list(held_out.values())))
     if not members.size or not outsiders.size:
         return None, None, None, {}
