@@ -45,10 +45,10 @@ from cssl_core import layout
 from cssl_core.config import ProjectConfig
 from cssl_core.config.continual import StageConfig
 from cssl_core.config.load import DEFAULT_PARAMS, load_params
-from cssl_core.data.split import held_out_rows
 from cssl_core.privacy import AuditConfig, FindingClassifier, draw_reconstructions, finding_auc, run_audit
 from cssl_core.privacy.common import as_slices, encode
 from cssl_core.privacy.linkage import latent_linkage_scores, pixel_linkage_scores, reid_auc
+from cssl_core.privacy.victims import held_out_rows
 from cssl_core.replay.buffer import load_buffer
 
 MATCH_TOLERANCE = 1e-2  # relative latent error above which a buffer row is "not found" (float16 rounding ~1e-3)
@@ -183,7 +183,7 @@ def _attacker(
 
 
 def _held_out_rows(split: dict[str, Any]) -> np.ndarray:
-    """The rows of a stage's patients that it never trained on (cssl_core.data.split.held_out_rows), as one set."""
+    """The rows of a stage's patients that it never trained on (cssl_core.privacy.victims.held_out_rows), as one set."""
     return np.sort(np.concatenate(list(held_out_rows(split).values())))
 
 

@@ -73,10 +73,3 @@ def patient_split(index_df: pd.DataFrame, val_fraction: float, seed: int, audit_
     is_val = np.isin(keys, patients[order[:n_val]])
     is_audit = np.isin(keys, patients[order[n_val : n_val + n_audit]])
     return PatientSplit(train=rows[~(is_val | is_audit)], val=rows[is_val], audit=rows[is_audit])
-
-
-def held_out_rows(split: dict) -> dict[str, np.ndarray]:
-    """The rows a stage never trained on, by kind, from its split record (split.json): "validation" and "audit"
-    (empty where ssl.audit_fraction held none out). The privacy audit's non-members are both."""
-    return {"validation": np.asarray(split.get("val_rows", []), dtype=np.int64),
-            "audit": np.asarray(split.get("audit_rows", []), dtype=np.int64)}  # fmt: skip

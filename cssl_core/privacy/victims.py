@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from cssl_core.config import ProjectConfig
-from cssl_core.data.split import held_out_rows
 from cssl_core.privacy.common import as_slices, encode
 from cssl_core.replay.rows import build_stage_rows, finding_labels
 
@@ -99,6 +98,16 @@ def _medoid(model, slices: np.ndarray, rows: np.ndarray, stored_row: np.ndarray)
     latents = encode(model, as_slices(np.asarray(slices[np.sort(rows)]), "cluster members"))
     distance = np.square(latents - np.asarray(stored_row, dtype=np.float32)).reshape(len(rows), -1).sum(axis=1)
     return int(np.sort(rows)[int(np.argmin(distance))])
+
+
+def held_out_rows(split: dict) -> dict[str, np.ndarray]:
+    """The rows a stage never trained on, by kind, from its split record (split.json): "validation" and "audit"
+    (empty where ssl.audit_fraction held none out). The membership tests' non-members are both.
+
+    Here rather than beside the split (cssl_core.data.split): importing cssl_core.data would make the audit stage
+    depend on the whole data package."""
+    return {"validation": np.asarray(split.get("val_rows", []), dtype=np.int64),
+            "audit": np.asarray(split.get("audit_rows", []), dtype=np.int64)}  # fmt: skip
 
 
 def _queries(slices, index, rows, train, split, n_queries: int, seed: int):
