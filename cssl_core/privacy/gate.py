@@ -50,12 +50,14 @@ def check(figures: Mapping[str, Any], gate: Mapping[str, Any]) -> dict[str, Any]
     # the patient-level test (cssl_core.privacy.membership) answers "is this patient in the buffer?" per patient
     # and, against cluster statistics, with the stronger likelihood-ratio attack
     membership = figures.get("membership_auc")
-    reasons = []
+    reasons, leaking, unsettled = [], [], []  # leaking/unsettled: which figures (ssim, reid, membership)
     limit = settings["max_ssim_p95"]
     if limit is not None and ssim is not None and ssim > limit:
         reasons.append(f"{attacker} SSIM p95 {ssim:.3f} > privacy.gate.max_ssim_p95 {limit}")
+        leaking.append("ssim")
     limit = settings["max_ssim_over_baseline"]
     if limit is not None and ssim is not None and baseline is not None and ssim - baseline > limit:
+        leaking.append("ssim")
         reasons.append(f"{attacker} SSIM p95 {ssim:.3f} is {ssim - baseline:.3f} above the mean-slice guess's "
                        f"{baseline:.3f} > privacy.gate.max_ssim_over_baseline {limit}")  # fmt: skip
     inconclusive = []
@@ -69,12 +71,14 @@ def check(figures: Mapping[str, Any], gate: Mapping[str, Any]) -> dict[str, Any]
             continue
         if low is None or low > CHANCE:
             reasons.append(f"{name} {value:.3f}{context} > privacy.gate.{key} {limit}")
+            leaking.append(figure)
         else:
+            unsettled.append(figure)
             inconclusive.append(f"{name} {value:.3f} > privacy.gate.{key} {limit}, but its 95 % interval over "
                                 f"{patients} ({low:.2f}-{high:.2f}) includes chance (0.5)")  # fmt: skip
     return {**settings, "ssim_p95": ssim, "ssim_attacker": attacker, "baseline_ssim_p95": baseline,
             "reid_auc": reid, "membership_auc": membership, "passed": not reasons, "reasons": reasons,
-            "inconclusive": inconclusive}  # fmt: skip
+            "inconclusive": inconclusive, "leaking": sorted(set(leaking)), "unsettled": unsettled}  # fmt: skip
 
 
 def verdict_of(report: Mapping[str, Any], gate: Mapping[str, Any]) -> dict[str, Any]:

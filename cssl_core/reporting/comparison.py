@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from cssl_core.evaluation.probe_names import PROBE_NAMES as PROBES
 from cssl_core.layout import metrics_path, privacy_report
-from cssl_core.privacy.gate import strongest_ssim
+from cssl_core.privacy.gate import check, strongest_ssim
 from cssl_core.replay.buffer import ReplayBuffer
 from cssl_core.reporting.comparison_sanity import NO_FLAGS, Flags, flags, mark, plasticity_section, sanity_block
 from cssl_core.reporting.figures import (
@@ -49,6 +50,9 @@ Seeds = list[tuple[int, dict[str, Any] | None]]  # (seed, metrics or None when t
 GOAL_SSIM_MARGIN = 0.05
 GOAL_MAX_REID_AUC = 0.6
 GOAL_FORGETTING_SHARE = 0.5
+# the gate at the goal's thresholds, applied to every seed's release as gate@ applies it in the pipeline
+GOAL_GATE = {"max_ssim_over_baseline": GOAL_SSIM_MARGIN, "max_ssim_p95": None, "max_reid_auc": GOAL_MAX_REID_AUC,
+             "max_membership_auc": GOAL_MAX_REID_AUC, "mode": "warn"}  # fmt: skip
 REFERENCE_VARIANT = "finetune"  # the no-buffer strategy the forgetting of the goal is measured against
 PRIVACY_FIGURE = "privacy_utility.png"
 
@@ -266,6 +270,7 @@ def audit_figures(report: Any) -> dict[str, Any] | None:
         return None
     figures = report.get("figures") or {}
     attacker, ssim_p95 = strongest_ssim(figures)
+    verdict = check(figures, GOAL_GATE)
     labels = report.get("labels_in_buffer")  # absent when read from `dvc exp show` (it drops lists)
     return {
         "kind": str(report.get("kind") or figures.get("kind") or "?"),
@@ -281,6 +286,9 @@ def audit_figures(report: Any) -> dict[str, Any] | None:
         "labels": list(labels) if isinstance(labels, list | tuple) else None,
         # a formal mode's accounted spend, all stages composed (replay.privacy.mode dp); nan: no formal guarantee
         "dp_epsilon": _get(report, "dp", "total_epsilon"),
+        # the gate's verdict on this release at the goal's thresholds, its evidence rule for AUCs included
+        "gate_leaking": verdict["leaking"],
+        "gate_unsettled": verdict["unsettled"],
     }
 
 
@@ -422,33 +430,66 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
-StageFigures = tuple[str, float, float, float, float]  # (stage, SSIM p95, baseline, re-id AUC, membership AUC)
+@dataclass(frozen=True)
+class StageGate:
+    """One stage's release across seeds: the figures' means, and how the gate judged each seed's release.
+
+    `leaks[figure]`: seeds on which the gate (GOAL_GATE, its evidence rule included) calls that figure a leak;
+    `unsettled[figure]`: seeds on which an AUC is above its threshold but its interval over patients reaches
+    chance. figure is one of FIGURES."""
+
+    stage: str
+    ssim: float
+    baseline: float
+    reid: float
+    membership: float
+    seeds: int
+    leaks: dict[str, int]
+    unsettled: dict[str, int]
+
+    @property
+    def passes(self) -> bool:
+        """Every seed's release passes the gate, and no figure is missing (a missing figure is not shown to pass)."""
+        known = all(math.isfinite(v) for v in (self.ssim, self.baseline, self.reid, self.membership))
+        return known and not any(self.leaks.values())
 
 
-def gate_by_stage(row: dict[str, Any]) -> list[StageFigures]:
-    """(stage, strongest SSIM p95, mean-slice baseline, re-id AUC, membership AUC), means over seeds, of every
-    audited stage: a buffer passes only if every stage's release does."""
+FIGURES = ("ssim", "reid", "membership")
+
+
+def gate_by_stage(row: dict[str, Any]) -> list[StageGate]:
+    """Every audited stage's StageGate: a buffer passes only if every stage's release does, on every seed."""
     out = []
     for stage, audits in row.get("stage_audits", {}).items():
         if audits:
-            out.append((stage, *(_mean(_values(audits, k)) for k in ("ssim_p95", "baseline_ssim_p95", "reid_auc",
-                                                                       "membership_auc"))))  # fmt: skip
+            means = (_mean(_values(audits, k)) for k in ("ssim_p95", "baseline_ssim_p95", "reid_auc", "membership_auc"))
+            leaks = {f: sum(f in a["gate_leaking"] for a in audits) for f in FIGURES}
+            unsettled = {f: sum(f in a["gate_unsettled"] for a in audits) for f in FIGURES}
+            out.append(StageGate(stage, *means, seeds=len(audits), leaks=leaks, unsettled=unsettled))
     return out
 
 
-def stages_pass(stages: list[StageFigures]) -> bool:
-    """The gate's shipped thresholds on the seeds' means, every stage: SSIM p95 <= baseline + margin, re-id and
-    membership AUCs <= GOAL_MAX_REID_AUC; a figure that is missing (nan) is not shown to pass. It takes
+def stages_pass(stages: list[StageGate]) -> bool:
+    """The gate's shipped thresholds, as gate@ applies them to each seed's release, on every stage. It takes
     gate_by_stage's figures rather than the row, so a caller that also prints or ranks them computes them once."""
-    return bool(stages) and all(
-        ssim <= baseline + GOAL_SSIM_MARGIN and reid <= GOAL_MAX_REID_AUC and member <= GOAL_MAX_REID_AUC
-        for _, ssim, baseline, reid, member in stages
-    )
+    return bool(stages) and all(stage.passes for stage in stages)
+
+
+def _judged(stage: StageGate, figure: str, mean: float) -> str:
+    """yes/no for one condition of one stage over its seeds, with the count behind a no or an inconclusive yes."""
+    leaks, unsettled, n = stage.leaks[figure], stage.unsettled[figure], stage.seeds
+    if leaks:
+        return f"no ({leaks}/{n} seeds)"
+    if not math.isfinite(mean):
+        return "no (missing)"
+    if unsettled:
+        return f"yes ({unsettled}/{n} seeds above it within chance)"
+    return "yes"
 
 
 def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per latent-buffer variant: the gate's conditions on every stage's figures (means over seeds) and
-    the forgetting condition, each yes/no; a missing number is a no (the goal is not shown to hold)."""
+    """One line per latent-buffer variant: the gate's conditions on every stage (each seed's release judged as
+    gate@ judges it; means printed) and the forgetting condition, each yes/no; a missing number is a no."""
     reference = _mean(summary[REFERENCE_VARIANT]["forgetting"]) if REFERENCE_VARIANT in summary else float("nan")
     lines = []
     for variant, row in summary.items():
@@ -456,12 +497,12 @@ def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
             continue
         stages = gate_by_stage(row)
         parts = []
-        for stage, ssim, baseline, reid, member in stages:
+        for stage in stages:
             parts.append(
-                f"{stage}: SSIM p95 {_num(ssim, 3)} <= {_num(baseline, 3)} + {GOAL_SSIM_MARGIN}: "
-                f"{_yes(ssim <= baseline + GOAL_SSIM_MARGIN)}, "
-                f"re-id {_num(reid, 3)}: {_yes(reid <= GOAL_MAX_REID_AUC)}, "
-                f"membership {_num(member, 3)}: {_yes(member <= GOAL_MAX_REID_AUC)}"
+                f"{stage.stage}: SSIM p95 {_num(stage.ssim, 3)} <= {_num(stage.baseline, 3)} + {GOAL_SSIM_MARGIN}: "
+                f"{_judged(stage, 'ssim', stage.ssim - stage.baseline)}, "
+                f"re-id {_num(stage.reid, 3)}: {_judged(stage, 'reid', stage.reid)}, "
+                f"membership {_num(stage.membership, 3)}: {_judged(stage, 'membership', stage.membership)}"
             )
         forgetting = _mean(row["forgetting"])
         allowed = GOAL_FORGETTING_SHARE * reference
@@ -487,8 +528,8 @@ def default_mode_choice(summary: dict[str, dict[str, Any]], plain: str = "latent
         if stages_pass(stages) and math.isfinite(forgetting):
             candidates.append((forgetting, variant))
         else:
-            excess = max((max(ssim - baseline - GOAL_SSIM_MARGIN, reid - GOAL_MAX_REID_AUC, member - GOAL_MAX_REID_AUC)
-                          for _, ssim, baseline, reid, member in stages), default=float("inf"))  # fmt: skip
+            excess = max((max(st.ssim - st.baseline - GOAL_SSIM_MARGIN, st.reid - GOAL_MAX_REID_AUC,
+                              st.membership - GOAL_MAX_REID_AUC) for st in stages), default=float("inf"))  # fmt: skip
             failing.append((excess if math.isfinite(excess) else float("inf"), variant))
     if not candidates:
         closest = f"; closest: `{min(failing)[1]}` ({_num(min(failing)[0], 3)} over a threshold)" if failing else ""
@@ -600,10 +641,12 @@ def privacy_section(figures: Path, variants: dict[str, Seeds], stages: list[str]
         "",
         *per_stage_privacy_table(variants, stages),
         "",
-        f"**Privacy goal** (latent buffers; means over seeds): on every stage's release the gate's shipped "
+        f"**Privacy goal** (latent buffers): every seed's release at every stage passes the gate's shipped "
         f"thresholds (strongest SSIM p95 <= mean-slice baseline p95 + {GOAL_SSIM_MARGIN}, re-id and patient "
-        f"membership AUCs <= {GOAL_MAX_REID_AUC}), and stage-1 forgetting <= {GOAL_FORGETTING_SHARE:.0%} of "
-        f"{REFERENCE_VARIANT}'s.",
+        f"membership AUCs <= {GOAL_MAX_REID_AUC}) as gate@ judges it: an AUC above its threshold is a leak when its "
+        "95 % interval over patients is clear of chance (0.5), and counts as above it within chance otherwise; "
+        "figures are means over seeds, a no says on how many seeds the gate found that leak. And stage-1 "
+        f"forgetting (mean) <= {GOAL_FORGETTING_SHARE:.0%} of {REFERENCE_VARIANT}'s.",
         "",
         *privacy_goal(summary),
         "",

@@ -62,6 +62,7 @@ def test_an_auc_above_its_threshold_leaks_only_when_its_interval_clears_chance()
               "membership_ci_low": 0.12, "membership_ci_high": 0.83}  # fmt: skip
     verdict = check(chance, gate)
     assert verdict["passed"] and verdict["reasons"] == []
+    assert verdict["leaking"] == [] and verdict["unsettled"] == ["reid"]  # what the comparison report counts
     assert verdict["inconclusive"] == ["re-identification AUC 0.609 > privacy.gate.max_reid_auc 0.6, but its 95 % "
                                        "interval over 6 vs 4 patients (0.31-0.88) includes chance (0.5)"]
     line = summary_line({**verdict, "buffer": "s2"})
@@ -72,6 +73,7 @@ def test_an_auc_above_its_threshold_leaks_only_when_its_interval_clears_chance()
     assert not verdict["passed"] and verdict["reasons"] == [
         "patient membership AUC 0.930 (likelihood ratio, 6 vs 4 patients) > privacy.gate.max_membership_auc 0.6"
     ]
+    assert verdict["leaking"] == ["membership"] and verdict["unsettled"] == ["reid"]
     no_interval = {**base, "reid_auc": 0.609}  # an audit without patients to resample: judged on the value
     assert check(no_interval, gate)["reasons"] == ["re-identification AUC 0.609 > privacy.gate.max_reid_auc 0.6"]
     below = {**chance, "reid_auc": 0.58}

@@ -484,3 +484,31 @@ def test_a_formal_modes_epsilon_is_shown_beside_its_attacks(tmp_path):
     rows = _rows(text.split("## Privacy")[1].split("Per stage")[0])
     dp = dict(zip(rows["strategy"], rows["latent_replay_dp"], strict=True))
     assert dp["dp epsilon (all stages)"] == _mean_sd([11.2, 11.4], 2) and dp["re-id AUC"] == "0.550 ± 0.000"
+
+
+def test_the_goal_judges_each_seeds_release_as_the_gate_does():
+    """An AUC above 0.6 whose interval over patients reaches chance is not a leak at gate@, so not in the report
+    either; one seed whose interval clears chance is enough for a no, with the count of seeds that leak."""
+    from cssl_core.reporting.comparison import default_mode_choice, privacy_goal, privacy_summary
+
+    def run(reid: float, low: float, high: float) -> dict:
+        metrics = _latent(0.36, 0.35, reid, 0.01, membership=0.5)
+        metrics["privacy"]["s2"]["figures"].update({"reid_ci_low": low, "reid_ci_high": high})
+        return metrics
+
+    finetune = [(s, _run(0.8, {"s1": _no_buffer("s1"), "s2": _no_buffer("s2")})) for s in (0, 1, 2)]
+    runs = {
+        "finetune": finetune,
+        # mean 0.63 > 0.6 on every seed, but each interval includes 0.5: the gate passes every release
+        "latent_replay_dp": [(s, run(0.63, 0.35, 0.9)) for s in (0, 1, 2)],
+        # the same mean, one seed's interval clear of chance: that seed's release leaks
+        "latent_replay_pool": [(0, run(0.63, 0.35, 0.9)), (1, run(0.63, 0.52, 0.75)), (2, run(0.63, 0.4, 0.8))],
+    }
+    summary = privacy_summary(runs, ["s1", "s2"])
+    goal = {line.split(":")[0][2:]: line for line in privacy_goal(summary)}
+
+    assert "re-id 0.630: yes (3/3 seeds above it within chance)" in goal["latent_replay_dp"]
+    assert "-> gate: yes" in goal["latent_replay_dp"] and goal["latent_replay_dp"].endswith("goal met: yes")
+    assert "re-id 0.630: no (1/3 seeds)" in goal["latent_replay_pool"] and "-> gate: no" in goal["latent_replay_pool"]
+    choice = default_mode_choice(summary)
+    assert "**latent_replay_dp**" in choice and "1 variant(s) pass" in choice
