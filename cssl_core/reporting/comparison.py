@@ -517,8 +517,9 @@ def privacy_goal(summary: dict[str, dict[str, Any]]) -> list[str]:
 
 def default_mode_choice(summary: dict[str, dict[str, Any]], plain: str = "latent_replay") -> str:
     """The rule the project's default buffer mode is picked by: among the latent-replay variants whose every
-    stage passes the gate's shipped thresholds (seeds' means), the one with the least stage-1 forgetting. One
-    line, with the numbers it was decided on; without a passing variant, the closest one and why it fails."""
+    seed's release passes the gate at every stage, the one with the least stage-1 forgetting. One line, with the
+    numbers it was decided on; without a passing variant, the closest one (fewest leaking seed-stage figures,
+    then the smallest worst mean over a threshold) and why it fails."""
     candidates, failing = [], []
     for variant, row in summary.items():
         audits = [a for a in row["audits"] if a["kind"] == "latent"]
@@ -528,17 +529,22 @@ def default_mode_choice(summary: dict[str, dict[str, Any]], plain: str = "latent
         if stages_pass(stages) and math.isfinite(forgetting):
             candidates.append((forgetting, variant))
         else:
+            leaks = sum(sum(st.leaks.values()) for st in stages)
             excess = max((max(st.ssim - st.baseline - GOAL_SSIM_MARGIN, st.reid - GOAL_MAX_REID_AUC,
                               st.membership - GOAL_MAX_REID_AUC) for st in stages), default=float("inf"))  # fmt: skip
-            failing.append((excess if math.isfinite(excess) else float("inf"), variant))
+            failing.append((leaks, excess if math.isfinite(excess) else float("inf"), variant))
     if not candidates:
-        closest = f"; closest: `{min(failing)[1]}` ({_num(min(failing)[0], 3)} over a threshold)" if failing else ""
-        return f"No default mode chosen: no latent variant passes the gate on every stage{closest}"
+        closest = ""
+        if failing:
+            leaks, excess, variant = min(failing)
+            worst = f"worst mean {_num(abs(excess), 3)} {'over' if excess > 0 else 'within'} its threshold"
+            closest = f"; closest: `{variant}` ({leaks} leaking seed-stage figure(s), {worst})"
+        return f"No default mode chosen: no latent variant passes the gate on every seed and stage{closest}"
     forgetting, variant = min(candidates)
     plain_forgetting = _mean(summary[plain]["forgetting"]) if plain in summary else float("nan")
     return (
-        f"Default mode by the rule (of the latent variants that pass the gate on every stage, the least stage-1 "
-        f"forgetting): **{variant}** (stage-1 forgetting {_num(forgetting, 4)}, plain `{plain}` "
+        f"Default mode by the rule (of the latent variants that pass the gate on every seed and stage, the least "
+        f"stage-1 forgetting): **{variant}** (stage-1 forgetting {_num(forgetting, 4)}, plain `{plain}` "
         f"{_num(plain_forgetting, 4)}; {len(candidates)} variant(s) pass: "
         f"{', '.join(v for _, v in sorted(candidates))})"
     )
