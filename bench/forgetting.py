@@ -111,6 +111,10 @@ POINTS: dict[str, Point] = {
     # ... probed on 96 fresh patients with 4 folds: is the pretrained-minus-random gap hidden by probe noise?
     "cpu_s1_long_eval96": replace(BASE, patients=(32, 16), epochs=(30, 15), lr=(5e-4, 2e-3), eval_patients=96,
                                   eval_folds=4, token_probe=False),
+    # ... with plain [0, 1] pixel targets: per-patch normalisation removes each patch's grey level from the target,
+    # the very thing the phantom's findings differ in (bench/inserted_findings.py)
+    "cpu_s1_long_eval96_raw": replace(BASE, patients=(32, 16), epochs=(30, 15), lr=(5e-4, 2e-3), eval_patients=96,
+                                      eval_folds=4, token_probe=False, norm_target=False),
 }
 EVAL_SEED = 101  # cohort A's generator settings with another seed: patients of the same kind, in no stage
 

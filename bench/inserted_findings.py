@@ -70,8 +70,8 @@ def insert(hu: np.ndarray, kind: str, amplitude: float, radius: int, seed: int) 
     return out, label.astype(np.int64)
 
 
-def run(seeds: list[int]) -> dict:
-    point = study.POINTS[readouts.POINT_NAME]
+def run(seeds: list[int], name: str = readouts.POINT_NAME) -> dict:
+    point = study.POINTS[name]
     size = study.MAEConfig(**study.PRESETS["tiny"]).img_size
     training = study.cohort(study.COHORT_A, point.patients[0], size)
     fresh = study.cohort(dict(study.COHORT_A, seed=study.EVAL_SEED), point.eval_patients, size)
@@ -79,7 +79,7 @@ def run(seeds: list[int]) -> dict:
                 for kind, amp, radius in FINDINGS}  # fmt: skip
     runs = []
     for seed in seeds:
-        trained, _ = readouts.stage1_model(point, seed, training)
+        trained, _ = readouts.stage1_model(point, seed, training, name)
         encoders = {"random": study.build_model(point, seed).eval(), "s1": trained}
         folds = patient_folds(fresh["patient"], point.eval_folds, seed)
         aucs: dict[str, dict[str, float]] = {name: {} for name in encoders}
@@ -101,10 +101,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--point", default=readouts.POINT_NAME, choices=readouts.POINT_CHOICES)
     args = parser.parse_args()
     started = time.perf_counter()
-    measured = run(args.seeds)
-    result = {"bench": "inserted_findings", "point": readouts.POINT_NAME, "seeds": args.seeds,
+    measured = run(args.seeds, args.point)
+    result = {"bench": "inserted_findings", "point": args.point, "seeds": args.seeds,
               "findings": [list(f) for f in FINDINGS], "positive_share": measured["positive_share"],
               "summary": readouts.summarise(measured["runs"]), "runs": measured["runs"],
               "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip

@@ -41,6 +41,7 @@ from cssl_core.evaluation.splits import patient_folds  # noqa: E402
 from cssl_core.models.mae import MaskedAutoencoder  # noqa: E402
 
 POINT_NAME = "cpu_s1_long_eval96"
+POINT_CHOICES = (POINT_NAME, "cpu_s1_long_eval96_raw")  # the same with plain [0, 1] pixel targets
 THRESHOLDS = (1, 10, 25, 50)  # lesion pixels on the 96-px slice for a positive label
 FEW_SHOT = 0.1  # share of the training folds' slices for the label-efficiency readout (at least 20)
 
@@ -96,9 +97,12 @@ def probe_auc(X: np.ndarray, y: np.ndarray, folds, seed: int, keep: np.ndarray |
     return float(np.nanmean(aucs))
 
 
-def stage1_model(point: study.Point, seed: int, data: dict[str, np.ndarray]) -> tuple[MaskedAutoencoder, float]:
-    """The study's stage-1 model of `point` and `seed`, trained here or read from the cache (seconds trained)."""
-    path = study.CACHE / "models" / f"{POINT_NAME}-s1-{seed}.pt"
+def stage1_model(
+    point: study.Point, seed: int, data: dict[str, np.ndarray], name: str = POINT_NAME
+) -> tuple[MaskedAutoencoder, float]:
+    """The study's stage-1 model of point `name` and `seed`, trained here or read from the cache (seconds
+    trained)."""
+    path = study.CACHE / "models" / f"{name}-s1-{seed}.pt"
     model = study.build_model(point, seed)
     if path.exists():
         model.load_state_dict(torch.load(path))
@@ -111,10 +115,10 @@ def stage1_model(point: study.Point, seed: int, data: dict[str, np.ndarray]) -> 
     return model.eval(), seconds
 
 
-def run_seed(seed: int) -> dict:
-    point = study.POINTS[POINT_NAME]
+def run_seed(seed: int, name: str = POINT_NAME) -> dict:
+    point = study.POINTS[name]
     size = study.MAEConfig(**study.PRESETS["tiny"]).img_size
-    trained, seconds = stage1_model(point, seed, study.cohort(study.COHORT_A, point.patients[0], size))
+    trained, seconds = stage1_model(point, seed, study.cohort(study.COHORT_A, point.patients[0], size), name)
     fresh = study.cohort(dict(study.COHORT_A, seed=study.EVAL_SEED), point.eval_patients, size)
     images = study.windowed(fresh["hu"], point.windows[0])
     folds = patient_folds(fresh["patient"], point.eval_folds, seed)
@@ -155,13 +159,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--point", default=POINT_NAME, choices=POINT_CHOICES,
+                        help="the forgetting study's point whose stage-1 models are probed")  # fmt: skip
     args = parser.parse_args()
     started = time.perf_counter()
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(seed))
+        runs.append(run_seed(seed, args.point))
         print(json.dumps({"seed": seed, "train_seconds": runs[-1]["train_seconds"]}), file=sys.stderr, flush=True)
-    result = {"bench": "readouts", "point": POINT_NAME, "seeds": args.seeds, "summary": summarise(runs),
+    result = {"bench": "readouts", "point": args.point, "seeds": args.seeds, "summary": summarise(runs),
               "runs": runs, "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
     text = json.dumps(result, indent=1)
     if args.out:
