@@ -372,9 +372,14 @@ def main() -> None:
         if args.out:
             args.out.write_text(json.dumps(result, indent=1) + "\n")
     result["wall_s"] = round(time.perf_counter() - started, 1)
+    emit(result, args.out)
+
+
+def emit(result: dict, out: Path | None) -> None:
+    """The bench's JSON on stdout, and in `out` when given (bench/readouts.py and inserted_findings.py too)."""
     text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
+    if out:
+        out.write_text(text + "\n")
     print(text)
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import forgetting as study  # noqa: E402
 import readouts  # noqa: E402
 
+from cssl_core.evaluation.features import extract_tokens  # noqa: E402
 from cssl_core.evaluation.probes import linear_probe  # noqa: E402
 from cssl_core.evaluation.splits import patient_folds  # noqa: E402
 
@@ -84,9 +85,9 @@ def run(seeds: list[int], name: str = readouts.POINT_NAME) -> dict:
         folds = patient_folds(fresh["patient"], point.eval_folds, seed)
         aucs: dict[str, dict[str, float]] = {name: {} for name in encoders}
         for finding, (hu, label) in inserted.items():
-            images = study.windowed(hu, point.windows[0])
+            stored = (study.windowed(hu, point.windows[0])[:, 0].numpy() * 255.0 + 0.5).astype(np.uint8)
             for name, model in encoders.items():
-                last = readouts.block_tokens(model, images)[-1]
+                last = extract_tokens(model, stored, np.arange(len(stored)), batch=128)  # the last block only
                 for readout, X in (("mean", last.mean(1)), ("meanmax", np.concatenate([last.mean(1), last.max(1)], 1))):
                     aucs[name][f"{finding}|{readout}"] = float(np.mean(
                         [linear_probe(X[tr], label[tr], X[te], label[te], seed)["auc"] for tr, te in folds]
@@ -109,10 +110,7 @@ def main() -> None:
               "findings": [list(f) for f in FINDINGS], "positive_share": measured["positive_share"],
               "summary": readouts.summarise(measured["runs"]), "runs": measured["runs"],
               "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    study.emit(result, args.out)
 
 
 if __name__ == "__main__":

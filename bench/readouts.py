@@ -169,10 +169,7 @@ def main() -> None:
         print(json.dumps({"seed": seed, "train_seconds": runs[-1]["train_seconds"]}), file=sys.stderr, flush=True)
     result = {"bench": "readouts", "point": args.point, "seeds": args.seeds, "summary": summarise(runs),
               "runs": runs, "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    study.emit(result, args.out)
 
 
 if __name__ == "__main__":
