@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cssl_core.config.compare import leaf_settings
 from cssl_core.layout import METRICS, PRIVACY, SUMMARY_METRICS
 from cssl_core.share import SHARE_ENV
 from flows.stage_runner import stage_env
@@ -55,19 +56,9 @@ def _overrides(settings: dict[str, Any]) -> list[str]:
     add"): a plain `key=value` is refused for a key params.yaml lacks, e.g. a stage's own
     `continual.stages.s2.train.lr`; a misspelt key still fails, in `cssl compare`'s check of every run's params."""
     out = []
-    for key, value in _leaves(settings):
+    for key, value in leaf_settings(settings):
         out += ["-S", f"++{key}={json.dumps(value) if isinstance(value, bool | list) else value}"]
     return out
-
-
-def _leaves(settings: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    leaves: list[tuple[str, Any]] = []
-    for key, value in settings.items():
-        if isinstance(value, dict) and value:
-            leaves += _leaves(value, f"{prefix}{key}.")
-        else:
-            leaves.append((f"{prefix}{key}", value))
-    return leaves
 
 
 def experiment_names(params: dict[str, Any], config: str) -> list[tuple[str, str, int, dict[str, Any]]]:

@@ -69,10 +69,14 @@ def label_free_matrix(stages: list[str], rows: dict[str, Any], family: str) -> n
 
 
 def task_stage_index(config: ProjectConfig, stages: list[str]) -> dict[str, int]:
-    """The stage that trains on each task's cohort and window (-1: no stage does)."""
+    """The stage each task measures: the one it names (`stage`), else the one that trains on its cohort and window
+    (-1: no stage does)."""
     owner = {}
     for task, block in config.eval.tasks.items():
         owner[task] = -1
+        if block.stage is not None:
+            owner[task] = stages.index(block.stage) if block.stage in stages else -1
+            continue
         for index, stage in enumerate(stages):
             paths = config.continual.paths(stage)
             if (paths.cohort, paths.window) == (block.cohort, block.window):

@@ -36,9 +36,11 @@ class CompareConfig:
 
 
 def with_settings(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """params with `-S a.b.c=value` settings applied (DVC sets the nested key, creating blocks on the way)."""
+    """params with `-S a.b.c=value` settings applied (DVC sets the nested key, creating blocks on the way). A
+    non-empty block value is merged leaf by leaf, as `cssl compare` passes it to DVC (one `-S` per leaf), so
+    `quality.cohorts: {extra: {}}` adds a cohort's entry beside the others instead of replacing them."""
     out = copy.deepcopy(dict(params))
-    for dotted, value in settings.items():
+    for dotted, value in leaf_settings(settings):
         node = out
         *parents, last = dotted.split(".")
         for key in parents:
@@ -49,6 +51,17 @@ def with_settings(params: Mapping[str, Any], settings: Mapping[str, Any]) -> dic
                 raise ConfigError(dotted, value, f"{dotted} sets a key inside a value that is not a block")
         node[last] = copy.deepcopy(value)
     return out
+
+
+def leaf_settings(settings: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) per leaf of nested settings: an empty block is a leaf (it sets `{}`)."""
+    leaves: list[tuple[str, Any]] = []
+    for key, value in settings.items():
+        if isinstance(value, Mapping) and value:
+            leaves += leaf_settings(value, f"{prefix}{key}.")
+        else:
+            leaves.append((f"{prefix}{key}", value))
+    return leaves
 
 
 def created_blocks(params: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:

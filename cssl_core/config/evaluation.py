@@ -19,7 +19,8 @@ LOO = "loo"  # leave one patient out (cssl_core.evaluation.splits.patient_folds)
 EVAL_KEYS = ("recon_slices", "seed", "probes", "fractions", "folds", "tasks", "register", "finetune")
 REQUIRED_KEYS = EVAL_KEYS[:-2]  # register and finetune are optional (older params files lack them)
 FINETUNE_KEYS = ("steps", "batch_size", "lr", "head_lr")
-TASK_KEYS = ("cohort", "window", "label", "mask_class", "folds")
+TASK_KEYS = ("cohort", "window", "label", "mask_class", "folds", "stage")
+REQUIRED_TASK_KEYS = TASK_KEYS[:4]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class EvalTask:
     label: str  # a column of the windowed index.parquet, e.g. has_ggo
     mask_class: int  # its class in masks.npy, for the token probe
     folds: int | str | None  # None: eval.folds
+    # the stage whose knowledge the task measures, when its cohort is held-out patients of the stage's kind rather
+    # than the stage's own cohort (None: the stage that trains on the task's cohort and window, if any)
+    stage: str | None = None
 
     def as_params(self) -> dict[str, Any]:
         """The task's block as params.yaml spells it (folds only where the task sets its own)."""
@@ -41,6 +45,8 @@ class EvalTask:
         }
         if self.folds is not None:
             block["folds"] = self.folds
+        if self.stage is not None:
+            block["stage"] = self.stage
         return block
 
 
@@ -95,7 +101,25 @@ def _finetune(block: Any) -> FinetuneBudget:
     )
 
 
-def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -> EvalConfig:
+def _stage(path: str, value: Any, window: str, stage_windows: Mapping[str, str] | None) -> str:
+    if stage_windows is None:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(path, value, "the name of a stage of continual.stages")
+        return value
+    stage = checks.choice(path, value, stage_windows, what="a stage of continual.stages:")
+    if stage_windows[stage] != window:
+        raise ConfigError(
+            path, value, f"stage {stage} trains in the {stage_windows[stage]} window, the task is in {window}: a task "
+            f"measures its stage's knowledge in that stage's window (drop `stage` or fix the task's window)"
+        )
+    return stage
+
+
+def parse_eval(
+    block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...], stage_windows: Mapping[str, str] | None = None
+) -> EvalConfig:
+    """`stage_windows` (stage -> its window) checks a task's `stage`: a stage of continual.stages, in the task's
+    window (a task in another window does not measure what that stage learnt)."""
     evaluation = checks.mapping("eval", block)
     checks.keys("eval", evaluation, EVAL_KEYS, required=REQUIRED_KEYS)
     fractions = evaluation["fractions"]
@@ -108,7 +132,7 @@ def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -
         path = f"eval.tasks.{task}"
         checks.name(path, task)
         values = checks.mapping(path, entry)
-        checks.keys(path, values, TASK_KEYS, required=TASK_KEYS[:-1])
+        checks.keys(path, values, TASK_KEYS, required=REQUIRED_TASK_KEYS)
         cohort = checks.choice(f"{path}.cohort", values["cohort"], cohorts, what="an ingested cohort (ingest.cohorts):")
         window = checks.choice(f"{path}.window", values["window"], windows, what="an applied window (window.apply):")
         label = values["label"]
@@ -121,6 +145,7 @@ def parse_eval(block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...]) -
             label=label,
             mask_class=checks.integer(f"{path}.mask_class", values["mask_class"], minimum=0),
             folds=_folds(f"{path}.folds", values["folds"]) if "folds" in values else None,
+            stage=_stage(f"{path}.stage", values["stage"], window, stage_windows) if "stage" in values else None,
         )
     return EvalConfig(
         recon_slices=checks.integer("eval.recon_slices", evaluation["recon_slices"], minimum=1),

@@ -89,7 +89,8 @@ def _build(params: Any) -> ProjectConfig:
     window = parse_window(root["window"])
     quality = parse_quality(root, ingest)
     continual = parse_continual(root["continual"], ingest.cohorts, window.apply)
-    evaluation = parse_eval(root["eval"], ingest.cohorts, window.apply)
+    stage_windows = {name: continual.paths(name).window for name in continual.stages}
+    evaluation = parse_eval(root["eval"], ingest.cohorts, window.apply, stage_windows)
     check_attacker(root["privacy"], continual, ingest.cohorts)
     checks.keys("ssl", checks.mapping("ssl", root["ssl"]), SSL_KEYS)
     checks.keys("replay", checks.mapping("replay", root["replay"]), REPLAY_KEYS)

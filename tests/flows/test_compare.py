@@ -13,8 +13,8 @@ from dvc.repo.experiments.queue.celery import LocalCeleryQueue
 from dvc.utils.hydra import apply_overrides
 
 import flows.compare as compare
+from cssl_core.config.compare import leaf_settings, with_settings
 from flows.compare import (
-    _leaves,
     _overrides,
     experiment_names,
     merge_metrics,
@@ -194,8 +194,10 @@ def test_every_config_s_overrides_apply_with_dvc_s_own_parser(config, tmp_path):
         arguments = _overrides(settings)
         apply_overrides(copy, arguments[1::2])
         applied = yaml.safe_load(copy.read_text())
-        for key, value in _leaves(settings):
+        for key, value in leaf_settings(settings):
             assert _get(applied, key) == value, (name, key)
+        # what `cssl compare` checks before queueing is what DVC will run: blocks merged leaf by leaf
+        assert with_settings(yaml.safe_load(PARAMS.read_text()), settings) == applied, name
 
 
 def test_a_dict_override_changes_only_the_keys_it_names(tmp_path):
