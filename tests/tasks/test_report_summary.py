@@ -11,7 +11,7 @@ import pytest
 
 from cssl_core.config import ProjectConfig
 from cssl_core.reporting.tree import as_metric_tree, matrix_from_tree
-from tasks.report import summary_from_rows
+from tasks.report import summary_from_rows, task_stage_index
 from tests.helpers import ATTACKER, tiny_params
 
 NAN = float("nan")
@@ -126,3 +126,17 @@ def test_the_knn_and_finetune_probes_get_their_own_r_matrices_by_name():
     for key in ("knn@1.0", "finetune@1.0"):
         np.testing.assert_allclose(summary[key]["R"], [[0.9, 0.7, 0.6], [0.8, 0.95, 0.65]])
         assert summary[key]["fwt"] == pytest.approx(0.1)
+
+
+def test_a_task_on_held_out_patients_belongs_to_the_stage_it_names():
+    """tc's cohort is trained by no stage: by cohort and window it is nobody's, named `stage: s2` it is s2's."""
+    assert task_stage_index(_config(), ["s1", "s2"]) == {"ta": 0, "tb": 1, "tc": -1}
+    params = tiny_params()
+    params["eval"]["tasks"] = {
+        "tc": {"cohort": ATTACKER, "window": "lung", "label": "has_lesion", "mask_class": 1, "stage": "s2"}
+    }
+    params["continual"]["stages"] = {
+        "s1": {"prev": "init", "cohort": "phantom_a", "window": "mediastinal"},
+        "s2": {"prev": "s1", "cohort": "phantom_b", "window": "lung"},
+    }
+    assert task_stage_index(ProjectConfig.from_params(params), ["s1", "s2"]) == {"tc": 1}

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import yaml
 
+from cssl_core.config.errors import ConfigError
 from cssl_core.config.evaluation import parse_eval
 from tests.helpers import REPO_ROOT
 
@@ -35,3 +37,24 @@ def test_a_written_register_and_integer_fractions_stay_as_written():
     assert config.register is False and config.as_params()["register"] is False
     assert [str(f) for f in config.fractions] == ["0.5", "1"]  # the row key "1", not "1.0"
     assert config.as_params() == block
+
+
+STAGE_WINDOWS = {"s1": "mediastinal", "s2": "lung"}
+
+
+def test_a_task_may_name_the_stage_it_measures_and_keeps_it_as_written():
+    block = _block()
+    block["tasks"]["mediastinal_lesion"]["stage"] = "s1"
+    config = parse_eval(block, COHORTS, WINDOWS, STAGE_WINDOWS)
+    assert config.tasks["mediastinal_lesion"].stage == "s1" and config.tasks["ggo"].stage is None
+    assert config.as_params() == block
+
+
+def test_a_task_naming_an_unknown_stage_or_one_in_another_window_is_refused():
+    block = _block()
+    block["tasks"]["mediastinal_lesion"]["stage"] = "s9"
+    with pytest.raises(ConfigError, match="eval.tasks.mediastinal_lesion.stage"):
+        parse_eval(block, COHORTS, WINDOWS, STAGE_WINDOWS)
+    block["tasks"]["mediastinal_lesion"]["stage"] = "s2"  # s2 trains in the lung window, the task is mediastinal
+    with pytest.raises(ConfigError, match="lung window"):
+        parse_eval(block, COHORTS, WINDOWS, STAGE_WINDOWS)
