@@ -101,11 +101,7 @@ def _finetune(block: Any) -> FinetuneBudget:
     )
 
 
-def _stage(path: str, value: Any, window: str, stage_windows: Mapping[str, str] | None) -> str:
-    if stage_windows is None:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(path, value, "the name of a stage of continual.stages")
-        return value
+def _stage(path: str, value: Any, window: str, stage_windows: Mapping[str, str]) -> str:
     stage = checks.choice(path, value, stage_windows, what="a stage of continual.stages:")
     if stage_windows[stage] != window:
         raise ConfigError(
@@ -116,7 +112,7 @@ def _stage(path: str, value: Any, window: str, stage_windows: Mapping[str, str] 
 
 
 def parse_eval(
-    block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...], stage_windows: Mapping[str, str] | None = None
+    block: Any, cohorts: tuple[str, ...], windows: tuple[str, ...], stage_windows: Mapping[str, str]
 ) -> EvalConfig:
     """`stage_windows` (stage -> its window) checks a task's `stage`: a stage of continual.stages, in the task's
     window (a task in another window does not measure what that stage learnt)."""

@@ -14,6 +14,7 @@ from tests.helpers import REPO_ROOT
 
 REAL = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 COHORTS, WINDOWS = tuple(REAL["ingest"]["cohorts"]), tuple(REAL["window"]["apply"])
+STAGE_WINDOWS = {"s1": "mediastinal", "s2": "lung"}
 
 
 def _block(**changes) -> dict:
@@ -24,7 +25,7 @@ def _block(**changes) -> dict:
 
 def test_the_shipped_block_comes_back_as_written():
     block = _block()
-    config = parse_eval(block, COHORTS, WINDOWS)
+    config = parse_eval(block, COHORTS, WINDOWS, STAGE_WINDOWS)
     assert config.as_params() == block and list(config.as_params()) == list(block)
     assert "register" not in config.as_params() and config.register is True  # the default, not written
     assert "folds" not in config.as_params()["tasks"]["ggo"] and config.tasks["ggo"].folds is None
@@ -33,13 +34,12 @@ def test_the_shipped_block_comes_back_as_written():
 
 def test_a_written_register_and_integer_fractions_stay_as_written():
     block = _block(fractions=[0.5, 1], register=False)
-    config = parse_eval(block, COHORTS, WINDOWS)
+    config = parse_eval(block, COHORTS, WINDOWS, STAGE_WINDOWS)
     assert config.register is False and config.as_params()["register"] is False
     assert [str(f) for f in config.fractions] == ["0.5", "1"]  # the row key "1", not "1.0"
     assert config.as_params() == block
 
 
-STAGE_WINDOWS = {"s1": "mediastinal", "s2": "lung"}
 
 
 def test_a_task_may_name_the_stage_it_measures_and_keeps_it_as_written():

@@ -116,16 +116,16 @@ def _eval_block(probes: list[str]) -> dict:
 
 def test_params_validation_accepts_every_registered_probe_and_only_those():
     assert {"knn", "finetune"} <= set(PROBE_NAMES)
-    assert parse_eval(_eval_block(list(PROBE_NAMES)), ("a",), ("lung",)).probes == PROBE_NAMES
+    assert parse_eval(_eval_block(list(PROBE_NAMES)), ("a",), ("lung",), {"s1": "lung"}).probes == PROBE_NAMES
     for wrong in (REFERENCE_PROBE, "ridge"):  # the reference probe is run by evaluate@init, never chosen
         with pytest.raises(ConfigError, match=r"eval\.probes\[1\]"):
-            parse_eval(_eval_block(["linear", wrong]), ("a",), ("lung",))
+            parse_eval(_eval_block(["linear", wrong]), ("a",), ("lung",), {"s1": "lung"})
 
 
 def test_eval_finetune_defaults_when_absent_and_takes_a_partial_block():
-    assert parse_eval(_eval_block(["finetune"]), ("a",), ("lung",)).finetune == FinetuneBudget()
+    assert parse_eval(_eval_block(["finetune"]), ("a",), ("lung",), {"s1": "lung"}).finetune == FinetuneBudget()
     block = _eval_block(["finetune"]) | {"finetune": {"steps": 5, "head_lr": 0.01}}
-    config = parse_eval(block, ("a",), ("lung",))
+    config = parse_eval(block, ("a",), ("lung",), {"s1": "lung"})
     assert config.finetune == FinetuneBudget(steps=5, head_lr=0.01)
     assert config.as_params()["finetune"] == {"steps": 5, "batch_size": 32, "lr": 1.0e-4, "head_lr": 0.01}
 
@@ -145,7 +145,7 @@ def test_eval_finetune_defaults_when_absent_and_takes_a_partial_block():
 )
 def test_bad_eval_finetune_values_are_refused_in_one_line_naming_the_key(block, key):
     with pytest.raises(ConfigError) as refused:
-        parse_eval(_eval_block(["finetune"]) | {"finetune": block}, ("a",), ("lung",))
+        parse_eval(_eval_block(["finetune"]) | {"finetune": block}, ("a",), ("lung",), {"s1": "lung"})
     line = str(refused.value)
     assert "\n" not in line and line.startswith(f"params.yaml {key}:"), line
 
