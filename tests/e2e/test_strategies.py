@@ -3,7 +3,7 @@
 Each strategy reproduces up to `export@s2` (both stages' training and buffers, stage 1's audit and gate, which
 stage 2 waits for), not the evaluation and report after it: those read a model and a buffer whatever strategy made
 them, and tests/e2e/test_compare.py runs them for finetune and latent_replay. That halves the stages each strategy
-re-runs (the suite's largest module by wall time before).
+re-runs (it was the suite's second-longest module, ~780 s; now ~480 s).
 
 A module of its own (one copy of the session's tiny pipeline, the strategies in turn on it), so that under
 pytest-xdist it runs beside tests/e2e/test_dvc_pipeline.py instead of after it. The last strategy is the
