@@ -135,9 +135,19 @@ class RawTargetMAE(MaskedAutoencoder):
         return patchify(x.float(), self.config.patch_size)
 
 
+def model_config(model: str) -> MAEConfig:
+    """The tiny preset with a key of MODELS applied (validated by MAEConfig)."""
+    return MAEConfig(**{**PRESETS["tiny"], **MODELS[model]})
+
+
+def stored_uint8(images: torch.Tensor) -> np.ndarray:
+    """(n, 1, S, S) windowed [0, 1] floats -> (n, S, S) uint8, the pipeline's stored slices that the probes read."""
+    return (images[:, 0].numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
 def build_model(point: Point, seed: int) -> MaskedAutoencoder:
     torch.manual_seed(seed)
-    config = MAEConfig(**{**PRESETS["tiny"], **MODELS[point.model]})
+    config = model_config(point.model)
     return (MaskedAutoencoder if point.norm_target else RawTargetMAE)(config)
 
 
@@ -208,7 +218,7 @@ def probes(
 ) -> dict:
     """AUC (mean over `n_folds` patient folds) of the linear probe on pooled tokens per stage-1 task, and of the
     token probe against the lesion masks of each task's class."""
-    stored = (images[:, 0].numpy() * 255.0 + 0.5).astype(np.uint8)
+    stored = stored_uint8(images)
     tokens = extract_tokens(model, stored, np.arange(len(stored)), batch=128)
     features = pooled(tokens)
     folds = patient_folds(data["patient"], n_folds, seed)
@@ -238,7 +248,7 @@ def held_out(patient: np.ndarray, seed: int, fraction: float = 0.2) -> np.ndarra
 
 
 def run_point(point: Point, seed: int, stage1_cache: dict) -> dict:
-    size = MAEConfig(**{**PRESETS["tiny"], **MODELS[point.model]}).img_size
+    size = model_config(point.model).img_size
     data_a = cohort(COHORT_A, point.patients[0], size)
     data_b = cohort(COHORT_B, point.patients[1], size)
     first, second = point.windows

@@ -85,7 +85,7 @@ def run(seeds: list[int], name: str = readouts.POINT_NAME) -> dict:
         folds = patient_folds(fresh["patient"], point.eval_folds, seed)
         aucs: dict[str, dict[str, float]] = {name: {} for name in encoders}
         for finding, (hu, label) in inserted.items():
-            stored = (study.windowed(hu, point.windows[0])[:, 0].numpy() * 255.0 + 0.5).astype(np.uint8)
+            stored = study.stored_uint8(study.windowed(hu, point.windows[0]))
             for name, model in encoders.items():
                 last = extract_tokens(model, stored, np.arange(len(stored)), batch=128)  # the last block only
                 for readout, X in (("mean", last.mean(1)), ("meanmax", np.concatenate([last.mean(1), last.max(1)], 1))):

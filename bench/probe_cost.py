@@ -40,9 +40,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     point = study.POINTS[POINT]
-    fresh = study.cohort(dict(study.COHORT_A, seed=study.EVAL_SEED), args.patients, 96)
+    size = study.model_config(point.model).img_size
+    fresh = study.cohort(dict(study.COHORT_A, seed=study.EVAL_SEED), args.patients, size)
     images = study.windowed(fresh["hu"], point.windows[0])
-    stored = (images[:, 0].numpy() * 255.0 + 0.5).astype(np.uint8)
+    stored = study.stored_uint8(images)
     model = study.build_model(point, 0).eval()
     started = time.perf_counter()
     tokens = extract_tokens(model, stored, np.arange(len(stored)), batch=128)

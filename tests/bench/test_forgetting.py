@@ -12,7 +12,7 @@ from cssl_core.models.config import PRESETS, MAEConfig
 @pytest.mark.parametrize("name", sorted(study.POINTS))
 def test_every_point_builds_its_model_and_windows(name):
     point = study.POINTS[name]
-    config = MAEConfig(**{**PRESETS["tiny"], **study.MODELS[point.model]})  # validates patch vs image size
+    config = study.model_config(point.model)  # MAEConfig validates patch vs image size
     assert config.img_size % config.patch_size == 0
     assert set(point.windows) <= set(study.WINDOWS)
     assert point.eval_folds >= 2 and all(p > 0 for p in point.patients)
@@ -21,5 +21,5 @@ def test_every_point_builds_its_model_and_windows(name):
 def test_the_finer_models_have_more_tokens_than_tiny():
     tiny = MAEConfig(**PRESETS["tiny"])
     for model in ("lead", "patch8"):
-        finer = MAEConfig(**{**PRESETS["tiny"], **study.MODELS[model]})
+        finer = study.model_config(model)
         assert finer.patch_size < tiny.patch_size and finer.num_patches > tiny.num_patches
