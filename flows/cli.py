@@ -426,6 +426,7 @@ def summary() -> None:
             f"ingest {summary_path.parent.name}: {counts['series']} series, {counts['slices']} slices; "
             f"{counts['files']['total']} files: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
         )
+    from cssl_core.evaluation.continual import LABEL_FREE_FAMILIES
     from cssl_core.reporting.tree import ordered_names
 
     stages, tasks = ordered_names(report, "stages"), ordered_names(report, "tasks")
@@ -434,7 +435,7 @@ def summary() -> None:
     def fmt(value):
         return "  n/a " if value is None else f"{value:6.3f}"
 
-    for family in ("recon", "cka"):
+    for family in [f for f in LABEL_FREE_FAMILIES if f in report]:
         typer.echo(f"{family} R (rows: after stage; columns: held-out slices of stage):")
         for stage, row in report[family]["R"].items():
             typer.echo(f"  {stage:>4} " + " ".join(fmt(row.get(col)) for col in stages))
@@ -570,10 +571,14 @@ def site_push(
     for line in plan.leaking:
         typer.echo(f"warning: {line}; pushed anyway ({LEAK_FLAG})", err=True)
     uploaded = push(root, plan, remote=remote)
-    typer.echo(f"site push {stage}: {', '.join(map(str, plan.dvc_targets))} -> DVC remote "
-               f"{remote or '(default)'} ({uploaded} objects uploaded)")
-    typer.echo(f"now commit and push with git: git add dvc.lock {' '.join(map(str, plan.git_files))} && "
-               f"git commit -m 'stage {stage}' && git push")
+    typer.echo(
+        f"site push {stage}: {', '.join(map(str, plan.dvc_targets))} -> DVC remote "
+        f"{remote or '(default)'} ({uploaded} objects uploaded)"
+    )
+    typer.echo(
+        f"now commit and push with git: git add dvc.lock {' '.join(map(str, plan.git_files))} && "
+        f"git commit -m 'stage {stage}' && git push"
+    )
 
 
 @site_app.command("pull")
@@ -591,8 +596,10 @@ def site_pull(
     root, artifacts = _site_artifacts(stage, params)
     missing = missing_git_files(root, artifacts)
     if missing:
-        raise CliError(f"{missing[0]}: missing; `git pull` the other site's commit of stage {stage} first "
-                       "(it carries dvc.lock and the audit report)")
+        raise CliError(
+            f"{missing[0]}: missing; `git pull` the other site's commit of stage {stage} first "
+            "(it carries dvc.lock and the audit report)"
+        )
     fetched = pull(root, artifacts, remote=remote)
     typer.echo(f"site pull {stage}: {', '.join(map(str, artifacts.dvc_targets))} ({fetched} objects fetched)")
 

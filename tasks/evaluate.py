@@ -1,12 +1,13 @@
 """Stage `evaluate@<stage>` (and `evaluate@init` for the random encoder): one row of every R matrix.
 
 Two families (docs/design.md, Evaluation). Label-free forgetting: for every stage j up to this one, the
-masked-reconstruction loss on stage j's held-out slices with this encoder and stage j's own decoder, and
-linear CKA between stage j's encoder and this one on those slices. Downstream probes: linear and kNN on pooled
-tokens, attentive over the tokens, token-level against lesion masks, and end-to-end fine-tuning of a copy of
-the encoder for a fixed budget (`eval.finetune`), those of `eval.probes`, on every labelled task of
-`eval.tasks`, with patient-level folds and few-shot label fractions. `evaluate@init` adds the reference
-probe on raw downsampled pixels, so the report can show what pretraining adds.
+masked-reconstruction loss on stage j's held-out slices with this encoder and stage j's own decoder (the
+encoder's forgetting), the same with this model's own decoder (the whole model's, as a user reconstructing
+with it sees it), and linear CKA between stage j's encoder and this one on those slices. Downstream probes:
+linear and kNN on pooled tokens, attentive over the tokens, token-level against lesion masks, and end-to-end
+fine-tuning of a copy of the encoder for a fixed budget (`eval.finetune`), those of `eval.probes`, on every
+labelled task of `eval.tasks`, with patient-level folds and few-shot label fractions. `evaluate@init` adds the
+reference probe on raw downsampled pixels, so the report can show what pretraining adds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
 from cssl_core.config.evaluation import EvalTask
+from cssl_core.evaluation.continual import LABEL_FREE_FAMILIES
 from cssl_core.layout import INIT, eval_row, metrics_path, model_dir, windowed_dir
 from cssl_core.models.io import load_model
 from cssl_core.windowing import to_unit
@@ -42,7 +44,7 @@ def label_free_row(model, config: ProjectConfig, chain: list[str], label: str = 
     from cssl_core.evaluation import Progress, extract_tokens, linear_cka, pooled, reconstruction_loss
 
     block = config.eval
-    recon, cka = {}, {}
+    recon, recon_own, cka = {}, {}, {}
     progress = Progress(label, "label-free", len(chain))
     for earlier in chain:
         paths = config.continual.paths(earlier)
@@ -52,13 +54,15 @@ def label_free_row(model, config: ProjectConfig, chain: list[str], label: str = 
             continue
         rows = np.sort(val_rows)[: block.recon_slices]
         decoder_model, _ = load_model(paths.model)
-        recon[earlier] = reconstruction_loss(model, decoder_model, _images(paths.windowed, rows), block.seed)
+        images = _images(paths.windowed, rows)
+        recon[earlier] = reconstruction_loss(model, decoder_model, images, block.seed)
+        recon_own[earlier] = reconstruction_loss(model, model, images, block.seed)
         slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
         mine = pooled(extract_tokens(model, slices, rows))
         theirs = pooled(extract_tokens(decoder_model, slices, rows))
         cka[earlier] = linear_cka(theirs, mine)
-        progress.step(f"{earlier}: recon={recon[earlier]:.4g} cka={cka[earlier]:.3f}")
-    return {"recon": recon, "cka": cka}
+        progress.step(f"{earlier}: recon={recon[earlier]:.4g} own={recon_own[earlier]:.4g} cka={cka[earlier]:.3f}")
+    return {"recon": recon, "recon_own": recon_own, "cka": cka}
 
 
 def _task_data(task: EvalTask) -> tuple[Path, pd.DataFrame, np.ndarray, np.ndarray]:
@@ -204,7 +208,7 @@ def run_evaluate(stage: str, config: ProjectConfig) -> dict[str, Any]:
         model, description = load_model(model_dir(stage))
         model.eval()
         row: dict[str, Any] = {"stage": stage, "index": len(chain), "strategy": description.get("strategy")}
-        row.update(label_free_row(model, config, chain, label) if chain else {"recon": {}, "cka": {}})
+        row.update(label_free_row(model, config, chain, label) if chain else {f: {} for f in LABEL_FREE_FAMILIES})
         row["probes"] = shared_probe_row(model, config, with_pixels=stage == INIT, label=label)
         seconds = time.perf_counter() - started
         out = eval_row(stage)
@@ -212,7 +216,7 @@ def run_evaluate(stage: str, config: ProjectConfig) -> dict[str, Any]:
         write_json(out, row)  # NaN where a probe could not run (json's NaN, as before)
         timing_path(stage).parent.mkdir(parents=True, exist_ok=True)
         write_json(timing_path(stage), {"seconds": round(seconds, 3)})
-        flat = {f"recon.{k}": v for k, v in row["recon"].items()} | {f"cka.{k}": v for k, v in row["cka"].items()}
+        flat = {f"{family}.{k}": v for family in LABEL_FREE_FAMILIES for k, v in row[family].items()}
         for probe, tasks in row["probes"].items():
             for task, by_fraction in tasks.items():
                 for fraction, metrics in by_fraction.items():

@@ -1,8 +1,9 @@
 """Stage `report`: the evaluation rows of every stage -> R matrices, continual metrics, plots, registry.
 
 R[i][j] = metric of the encoder after stage i on stage/task j, one matrix per family: reconstruction loss
-and CKA (label-free, j over stages) and each probe (j over labelled tasks). From each: average final value,
-backward transfer (forgetting) and forward transfer (against the random encoder of `evaluate-init`).
+(with stage j's decoder, and with the model's own) and CKA (label-free, j over stages), and each probe (j
+over labelled tasks). From each: average final value, backward transfer (forgetting) and forward transfer
+(against the random encoder of `evaluate-init`).
 Written as a DVC metric (data/summary/metrics.json), DVC plot data (CSV) and PNG figures; the final
 encoder is registered in MLflow as `cssl-encoder` (a new version only when its weights changed), alias
 `best` on the version with the best average final linear-probe AUC. Every output is fixed by the inputs:
@@ -21,6 +22,7 @@ import numpy as np
 
 from cssl_core.atomic_io import write_json
 from cssl_core.config import ProjectConfig
+from cssl_core.evaluation.continual import LABEL_FREE_FAMILIES
 from cssl_core.layout import (
     INIT,
     METRICS,
@@ -62,7 +64,7 @@ def label_free_matrix(stages: list[str], rows: dict[str, Any], family: str) -> n
     matrix = np.full((len(stages), len(stages)), np.nan)
     for i, trained in enumerate(stages):
         for j, measured in enumerate(stages):
-            value = rows[trained][family].get(measured)
+            value = rows[trained].get(family, {}).get(measured)
             if value is not None:
                 matrix[i, j] = value
     return matrix
@@ -141,7 +143,7 @@ def summary_from_rows(
     # which stage trains on each task's cohort and window (-1: none), so `cssl compare` can tell a stage's own
     # tasks (plasticity, forgetting) from the others without the config of each experiment
     summary["task_stage"] = {task: int(owners[task]) for task in tasks}
-    for family, higher in (("recon", False), ("cka", True)):
+    for family, higher in LABEL_FREE_FAMILIES.items():
         matrix = label_free_matrix(stages, rows, family)
         summary[family] = {
             "R": matrix,
@@ -199,10 +201,10 @@ def _write_plot_data(summary: dict[str, Any]) -> None:
     stages, tasks = summary["stages"], summary["tasks"]
     with (SUMMARY / "recon.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["trained_after", "evaluated_on", "recon_loss"])
+        writer.writerow(["trained_after", "evaluated_on", "recon_loss", "recon_own_loss"])
         for i, trained in enumerate(stages):
             for j, measured in enumerate(stages):
-                writer.writerow([trained, measured, summary["recon"]["R"][i, j]])
+                writer.writerow([trained, measured, summary["recon"]["R"][i, j], summary["recon_own"]["R"][i, j]])
     key = f"linear@{HEADLINE_FRACTION}"
     with (SUMMARY / "probe_linear.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -238,9 +240,9 @@ def run_report(config: ProjectConfig) -> dict[str, Any]:
     stages, tasks = summary["stages"], summary["tasks"]
     probe_keys = [k for k in summary if "@" in k and not k.startswith("pixels")]
     register = config.eval.register
-    progress = Progress("report", "step", 2 + len(probe_keys) + 3 + int(register))
+    progress = Progress("report", "step", len(LABEL_FREE_FAMILIES) + len(probe_keys) + 3 + int(register))
     with tracking.stage_run("report", {"strategy": summary["strategy"], "stages": ",".join(stages)}):
-        for family in ("recon", "cka"):
+        for family in LABEL_FREE_FAMILIES:
             heatmap(
                 figures / f"R_{family}.png", summary[family]["R"], stages, stages, f"{summary['strategy']}: {family}"
             )

@@ -24,6 +24,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# The label-free R matrices (stage x stage) and whether higher is better. `recon` pairs each encoder with the
+# decoder saved by the stage whose slices it reconstructs (the encoder's own forgetting); `recon_own` uses the
+# evaluated model's own decoder, as a user reconstructing with the current model would (the whole model's
+# forgetting, decoder included); `cka` is feature drift against the earlier stage's encoder.
+LABEL_FREE_FAMILIES: dict[str, bool] = {"recon": False, "recon_own": False, "cka": True}
+
 
 def _matrix(R: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     R = np.asarray(R, dtype=np.float64)

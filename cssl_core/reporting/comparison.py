@@ -83,6 +83,7 @@ def main_table(variants: dict[str, Seeds], tasks: list[str], marks: Flags = NO_F
             "FWT AUC",
             "recon final",
             "recon forgetting",
+            "recon forgetting (own decoder)",
             "CKA BWT",
             "steps",
             "train s",
@@ -111,6 +112,7 @@ def main_table(variants: dict[str, Seeds], tasks: list[str], marks: Flags = NO_F
                 ),
                 _fmt([_get(m, "recon", "average_final") for m in ok], 4),
                 _fmt([_get(m, "recon", "bwt") for m in ok], 4),
+                _fmt([_get(m, "recon_own", "bwt") for m in ok], 4),
                 _fmt([_get(m, "cka", "bwt") for m in ok]),
                 _fmt([_get(m, "cost", "steps") for m in ok], 0),
                 _fmt([_get(m, "cost", "train_seconds") for m in ok], 0),
@@ -315,8 +317,10 @@ def privacy_summary(variants: dict[str, Seeds], stages: list[str]) -> dict[str, 
             else:
                 no_audit += 1
         out[variant] = {
-            "stage_audits": {stage: [f for f in (audit_figures(_report_of(m, stage)) for m in ok) if f is not None]
-                             for stage in stages},  # fmt: skip
+            "stage_audits": {
+                stage: [f for f in (audit_figures(_report_of(m, stage)) for m in ok) if f is not None]
+                for stage in stages
+            },  # fmt: skip
             "seeds": len(seeds),
             "failed": [s for s, m in seeds if not m],
             "ok": len(ok),
@@ -725,8 +729,10 @@ def write_report(
         "",
         "AUC columns: linear probe on pooled tokens with all training labels, encoder after the last stage, "
         "patient-level folds. BWT < 0 = forgetting; FWT = after the previous stage vs the random encoder. "
-        "recon: masked-reconstruction loss with each stage's own decoder on its held-out slices (lower is "
-        "better); recon forgetting > 0 = worse than right after that stage. steps: optimiser steps over all "
+        "recon: masked-reconstruction loss on each stage's held-out slices through the decoder that stage saved "
+        "(the encoder's forgetting; lower is better); own decoder: through the evaluated model's own decoder, "
+        "as reconstructing with the current model would (the decoder's drift counts too); recon forgetting > 0 = "
+        "worse than right after that stage. steps: optimiser steps over all "
         "stages (equal budgets; replay batches ride on the same steps).",
         "",
         *main_table(variants, tasks, marks),

@@ -196,10 +196,11 @@ def pretraining_table(variants: dict[str, Seeds], tasks: list[str], stages: list
 # ---- b. does finetune forget stage 1? ----
 
 
-def recon_forgetting_percent(metrics: dict[str, Any]) -> float:
-    """100 (R_recon[last, 0] - R_recon[0, 0]) / R_recon[0, 0]: > 0 = the first stage's held-out slices are
-    reconstructed worse after the last stage than right after the first."""
-    matrix = matrix_from_tree(metrics, "recon")
+def recon_forgetting_percent(metrics: dict[str, Any], family: str = "recon") -> float:
+    """100 (R[last, 0] - R[0, 0]) / R[0, 0] of label-free family `family` (recon: through the first stage's
+    decoder; recon_own: through each model's own): > 0 = the first stage's held-out slices are reconstructed
+    worse after the last stage than right after the first."""
+    matrix = matrix_from_tree(metrics, family)
     if matrix is None or not matrix.size or not matrix[0, 0]:
         return float("nan")
     return float(100.0 * (matrix[-1, 0] - matrix[0, 0]) / matrix[0, 0])
@@ -224,10 +225,14 @@ def finetune_forgetting(
         return [f"No finished `{FORGETTING_REFERENCE}` run: forgetting of the baseline cannot be shown."]
     first, last = stages[0], stages[-1]
     seeds = {seed: m for seed, m in variants[FORGETTING_REFERENCE] if m}
-    recon = [matrix_from_tree(m, "recon") for m in runs]
-    before = [float(r[0, 0]) if r is not None else math.nan for r in recon]
-    after = [float(r[-1, 0]) if r is not None else math.nan for r in recon]
-    change = paired({seed: [recon_forgetting_percent(m)] for seed, m in seeds.items()})
+
+    def recon_row(label: str, family: str) -> list[str]:
+        """Family `family`'s loss on the first stage's held-out slices right after it and after the last."""
+        recon = [matrix_from_tree(m, family) for m in runs]
+        before = [float(r[0, 0]) if r is not None else math.nan for r in recon]
+        after = [float(r[-1, 0]) if r is not None else math.nan for r in recon]
+        change = paired({seed: [recon_forgetting_percent(m, family)] for seed, m in seeds.items()})
+        return [label, fmt(before, 4), fmt(after, 4), change.text(1, " %"), verdict(change.exceeds(+1.0))]
 
     def probe_row(label: str, key: str, on: list[str]) -> list[str]:
         """Family `key`'s mean AUC over tasks `on` right after the first stage and after the last, paired."""
@@ -241,15 +246,9 @@ def finetune_forgetting(
             verdict(diff.exceeds(-1.0)),
         ]
 
-    rows = [
-        [
-            f"recon loss on {first}'s held-out slices (lower = better)",
-            fmt(before, 4),
-            fmt(after, 4),
-            change.text(1, " %"),
-            verdict(change.exceeds(+1.0)),
-        ]
-    ]
+    rows = [recon_row(f"recon loss on {first}'s held-out slices, {first}'s decoder (lower = better)", "recon")]
+    if any(matrix_from_tree(m, "recon_own") is not None for m in runs):  # trees written before it lack it
+        rows.append(recon_row(f"recon loss on {first}'s held-out slices, the model's own decoder", "recon_own"))
     own = owned_tasks(task_owners(variants), tasks, 0)
     for key in probe_families(variants):
         if not own:
@@ -260,7 +259,7 @@ def finetune_forgetting(
         rows += [probe_row(f"{key} AUC on {task}", key, [task]) for task in (own if len(own) > 1 else [])]
     header = ["metric", f"right after {first}", f"after {last}", "change (paired over seeds)", "forgets (> 2 sd)"]
     per_seed = ", ".join(f"seed {seed} {recon_forgetting_percent(m):+.1f} %" for seed, m in sorted(seeds.items()))
-    return [*table(header, rows), "", f"The recon change of each seed: {per_seed}."]
+    return [*table(header, rows), "", f"The recon change ({first}'s decoder) of each seed: {per_seed}."]
 
 
 # ---- c. can a column rank strategies? ----
@@ -321,6 +320,9 @@ def columns(variants: dict[str, Seeds], tasks: list[str], stages: list[str], mar
         ("recon forgetting", lambda m: metric(m, "recon", "bwt"), False),
         ("CKA BWT", lambda m: metric(m, "cka", "bwt"), False),
     ]
+    with_own = any(matrix_from_tree(m, "recon_own") is not None for runs in variants.values() for _, m in runs if m)
+    if with_own:
+        out.append(("recon forgetting, own decoder", lambda m: metric(m, "recon_own", "bwt"), False))
     for key in probe_families(variants):
         if key == HEADLINE:
             continue
@@ -334,6 +336,10 @@ def columns(variants: dict[str, Seeds], tasks: list[str], stages: list[str], mar
             (f"{last} recon after {last}", lambda m: metric(m, "recon", "R", last, last), False),
             (f"{first} recon after {last}", lambda m: metric(m, "recon", "R", last, first), False),
         ]
+        if with_own:
+            out.append(
+                (f"{first} recon after {last}, own decoder", lambda m: metric(m, "recon_own", "R", last, first), False)
+            )
     return out
 
 

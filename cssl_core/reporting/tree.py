@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cssl_core.evaluation.continual import LABEL_FREE_FAMILIES
 from cssl_core.layout import METRICS
 
 
@@ -43,7 +44,7 @@ def as_metric_tree(summary: dict[str, Any]) -> dict[str, Any]:
             continue
         out = dict(block)
         if "R" in block:
-            cols = stages if key in ("recon", "cka") else tasks
+            cols = stages if key in LABEL_FREE_FAMILIES else tasks
             out["R"] = {row: {col: block["R"][i][j] for j, col in enumerate(cols)} for i, row in enumerate(stages)}
         if "random_encoder" in block:
             out["random_encoder"] = dict(zip(tasks, block["random_encoder"], strict=True))
@@ -75,7 +76,7 @@ def matrix_from_tree(tree: dict[str, Any], key: str) -> np.ndarray | None:
     if not isinstance(block, dict) or not isinstance(block.get("R"), dict):
         return None
     rows = ordered_names(tree, "stages")
-    cols = rows if key in ("recon", "cka") else ordered_names(tree, "tasks")
+    cols = rows if key in LABEL_FREE_FAMILIES else ordered_names(tree, "tasks")
     return np.array(
         [[np.nan if block["R"].get(r, {}).get(c) is None else float(block["R"][r][c]) for c in cols] for r in rows],
         dtype=float,

@@ -79,6 +79,11 @@ def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(pro
     recon = matrix_from_tree(report, "recon")
     assert recon.shape == (2, 2) and np.isfinite(recon[1]).all() and np.isnan(recon[0, 1])
     assert np.isfinite(report["recon"]["bwt"]) and 0 < report["cka"]["R"]["s2"]["s1"] <= 1.0 + 1e-6
+    # through each model's own decoder: on a stage's own slices that decoder is the one `recon` uses, so the
+    # diagonals agree exactly; off the diagonal it is a second, finite measurement
+    own = matrix_from_tree(report, "recon_own")
+    np.testing.assert_array_equal(np.diag(own), np.diag(recon))
+    assert np.isfinite(own[1, 0]) and (root / "data/report/figures/R_recon_own.png").stat().st_size > 0
     for key in ("linear@1.0", "attentive@1.0", "token@1.0"):
         assert matrix_from_tree(report, key).shape == (2, len(ordered_names(report, "tasks")))
     assert "pixels@1.0" in report
@@ -173,10 +178,22 @@ def test_changing_one_window_reruns_only_its_branch(project):
     assert result.returncode == 0, result.stdout[-3000:]
     # the lung branch of both cohorts, and the continual stage trained on phantom_b's lung slices
     assert set(RAN.findall(result.stdout)) == {
-        "window@phantom_a-lung", "window@phantom_b-lung", "quality@phantom_a-lung", "quality@phantom_b-lung",
-        f"window@{ATTACKER}-lung", f"quality@{ATTACKER}-lung",
-        "check", "pretrain@s2", "export@s2", "audit@s2", "gate@s2", "eval-inputs", "evaluate-init", "evaluate@s1",
-        "evaluate@s2", "report",
+        "window@phantom_a-lung",
+        "window@phantom_b-lung",
+        "quality@phantom_a-lung",
+        "quality@phantom_b-lung",
+        f"window@{ATTACKER}-lung",
+        f"quality@{ATTACKER}-lung",
+        "check",
+        "pretrain@s2",
+        "export@s2",
+        "audit@s2",
+        "gate@s2",
+        "eval-inputs",
+        "evaluate-init",
+        "evaluate@s1",
+        "evaluate@s2",
+        "report",
     }
     meta = json.loads((root / "data/windowed/phantom_a-lung/meta.json").read_text())
     assert meta["window"]["level"] == -550
@@ -244,8 +261,14 @@ def test_killed_stage_resumes_to_identical_weights(project):
     from cssl_core.train import load_latest
 
     shutil.rmtree(checkpoints)  # the previous test's finished checkpoint must not be mistaken for this run's
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item"], cwd=root,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro", "pretrain@s2", "--single-item"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and process.poll() is None:
         run_dirs = [p for p in checkpoints.glob("*") if p.is_dir()]
@@ -265,8 +288,9 @@ def test_killed_stage_resumes_to_identical_weights(project):
     import mlflow  # the killed process could not end its MLflow run; the resumed stage ended it for it
 
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-    s2_runs = mlflow.search_runs(experiment_names=["cssl-pipeline"], output_format="list",
-                                 filter_string="attributes.run_name = 'pretrain@s2'")
+    s2_runs = mlflow.search_runs(
+        experiment_names=["cssl-pipeline"], output_format="list", filter_string="attributes.run_name = 'pretrain@s2'"
+    )
     assert not [r for r in s2_runs if r.info.status == "RUNNING"]
     killed_runs = [r for r in s2_runs if r.info.status == "KILLED"]
     assert len(killed_runs) == 1

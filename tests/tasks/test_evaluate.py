@@ -51,8 +51,14 @@ def _config() -> ProjectConfig:
     """The tiny project with one stage on the fixture's cohort and window, and one task on its lesions."""
     params = stage_params("finetune")
     task = {"cohort": "phantom_a", "window": "mediastinal", "label": "has_lesion", "mask_class": 2}
-    params["eval"] = {"seed": 0, "probes": ["linear", "token"], "fractions": [1.0], "folds": 2, "recon_slices": 8,
-                      "tasks": {"lesion": task}}
+    params["eval"] = {
+        "seed": 0,
+        "probes": ["linear", "token"],
+        "fractions": [1.0],
+        "folds": 2,
+        "recon_slices": 8,
+        "tasks": {"lesion": task},
+    }
     return ProjectConfig.from_params(params)
 
 
@@ -75,7 +81,8 @@ def test_evaluate_output_holds_no_timing_and_a_rerun_rewrites_it_identically(pro
     out = Path("data/eval/init.json")
     first = out.read_bytes()
     row = json.loads(first)
-    assert "seconds" not in json.dumps(row) and set(row) == {"stage", "index", "strategy", "recon", "cka", "probes"}
+    assert "seconds" not in json.dumps(row)
+    assert set(row) == {"stage", "index", "strategy", "recon", "recon_own", "cka", "probes"}
     assert row["probes"]["pixels"]["lesion"]["1.0"]["auc"] >= 0.0
     timing = json.loads(timing_path("init").read_text())
     assert timing["seconds"] > 0
@@ -90,9 +97,16 @@ def test_evaluate_output_holds_no_timing_and_a_rerun_rewrites_it_identically(pro
     # the eval block as params.yaml spells it, flattened: the params every evaluate run has logged
     logged = {k.removeprefix("params."): v for k, v in runs.iloc[0].items() if k.startswith("params.")}
     assert logged == {
-        "stage": "init", "seed": "0", "probes": "['linear', 'token']", "fractions": "[1.0]", "folds": "2",
-        "recon_slices": "8", "tasks.lesion.cohort": "phantom_a", "tasks.lesion.window": "mediastinal",
-        "tasks.lesion.label": "has_lesion", "tasks.lesion.mask_class": "2",
+        "stage": "init",
+        "seed": "0",
+        "probes": "['linear', 'token']",
+        "fractions": "[1.0]",
+        "folds": "2",
+        "recon_slices": "8",
+        "tasks.lesion.cohort": "phantom_a",
+        "tasks.lesion.window": "mediastinal",
+        "tasks.lesion.label": "has_lesion",
+        "tasks.lesion.mask_class": "2",
     }
 
 
@@ -101,9 +115,15 @@ def test_knn_and_finetune_run_through_evaluate_with_the_budget_of_params_and_rer
     fine-tune probe, rows carry both probes' fold-mean metrics per fraction, and the output is byte-stable."""
     params = stage_params("finetune")
     task = {"cohort": "phantom_a", "window": "mediastinal", "label": "has_lesion", "mask_class": 2}
-    params["eval"] = {"seed": 0, "probes": ["knn", "finetune"], "fractions": [0.5, 1.0], "folds": 2,
-                      "recon_slices": 8, "tasks": {"lesion": task},
-                      "finetune": {"steps": 4, "batch_size": 8, "lr": 1.0e-3, "head_lr": 1.0e-2}}
+    params["eval"] = {
+        "seed": 0,
+        "probes": ["knn", "finetune"],
+        "fractions": [0.5, 1.0],
+        "folds": 2,
+        "recon_slices": 8,
+        "tasks": {"lesion": task},
+        "finetune": {"steps": 4, "batch_size": 8, "lr": 1.0e-3, "head_lr": 1.0e-2},
+    }
     config = ProjectConfig.from_params(params)
     assert config.eval.finetune.steps == 4
     row = run_evaluate("init", config)

@@ -48,6 +48,7 @@ def _rows() -> dict[str, dict]:
     return {
         "init": {
             "recon": {},
+            "recon_own": {},
             "cka": {},
             "probes": {
                 "linear": _auc({"ta": 0.5, "tb": 0.6, "tc": 0.55}),
@@ -57,11 +58,13 @@ def _rows() -> dict[str, dict]:
         },
         "s1": {
             "recon": {"s1": 1.0},
+            "recon_own": {"s1": 1.0},
             "cka": {"s1": 1.0},
             "probes": {"linear": _auc({"ta": 0.9, "tb": 0.7, "tc": 0.6}), "token": {}},
         },
         "s2": {
             "recon": {"s1": 1.5, "s2": 0.5},
+            "recon_own": {"s1": 4.0, "s2": 0.5},
             "cka": {"s1": 0.75, "s2": 1.0},
             "probes": {"linear": _auc({"ta": 0.8, "tb": 0.95, "tc": 0.65}), "token": {}},
         },
@@ -74,7 +77,8 @@ def _summary() -> dict:
 
 def test_keys_come_in_the_order_metrics_json_is_written_in():
     summary = _summary()
-    expected = ["stages", "tasks", "strategy", "task_stage", "recon", "cka", "cost", "linear@1.0", "pixels@1.0"]
+    expected = ["stages", "tasks", "strategy", "task_stage", "recon", "recon_own", "cka", "cost", "linear@1.0"]
+    expected.append("pixels@1.0")
     assert list(summary) == expected
     assert summary["stages"] == ["s1", "s2"] and summary["tasks"] == ["ta", "tb", "tc"] and summary["cost"] == COST
     # the owner stage of each task survives the metric tree (a dict of ints: `dvc exp show` keeps it)
@@ -87,6 +91,9 @@ def test_label_free_families_over_stages():
     assert summary["recon"]["average_final"] == pytest.approx(1.0)
     # a loss: BWT +0.5 on s1's slices is forgetting, and forgetting keeps that sign
     assert summary["recon"]["bwt"] == pytest.approx(0.5) and summary["recon"]["forgetting"] == pytest.approx(0.5)
+    # through the model's own decoder: the same loss family, its own matrix (s1's slices 1.0 -> 4.0: BWT +3)
+    np.testing.assert_array_equal(summary["recon_own"]["R"], [[1.0, NAN], [4.0, 0.5]])
+    assert summary["recon_own"]["bwt"] == pytest.approx(3.0) and summary["recon_own"]["forgetting"] == pytest.approx(3)
     # a similarity: a CKA drop of 0.25 is BWT -0.25 and forgetting +0.25
     assert summary["cka"]["average_final"] == pytest.approx(0.875)
     assert summary["cka"]["bwt"] == pytest.approx(-0.25) and summary["cka"]["forgetting"] == pytest.approx(0.25)

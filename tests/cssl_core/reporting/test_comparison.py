@@ -23,6 +23,7 @@ def _tree(
         "tasks": TASKS,
         "strategy": "x",
         "recon": {"R": np.array([[0.7, np.nan], [s1_recon_after_s2, 0.6]]), "average_final": 0.66, "bwt": 0.02},
+        "recon_own": {"R": np.array([[0.7, np.nan], [3.5, 0.6]]), "average_final": 2.05, "bwt": 2.8},
         "cka": {"R": np.eye(2), "bwt": -0.1},
         "linear@1.0": {
             "R": linear_r,
@@ -91,7 +92,9 @@ def test_table_means_sds_failures_and_figures(tmp_path):
     # a: ggo AUC 0.6 and 0.8 -> 0.700 +- 0.141 (sample sd); tumour 0.9 twice -> 0.900 +- 0.000. The linear
     # encoder after s1 (0.5) never beats the random one (0.5, 0.7): every linear cell is marked uninformative
     assert "| a | false | 2/0 | ~0.700 ± 0.141 | ~0.900 ± 0.000 | ~0.800 ± 0.071 |" in rows["a"]
-    assert rows["a"].endswith("| 0.6600 ± 0.0000 | 0.0200 ± 0.0000 | -0.100 ± 0.000 | 420 ± 0 | 100 ± 0 | 2048 ± 0 |")
+    # recon final, recon forgetting, the same through the model's own decoder, CKA BWT, steps, train s, bytes
+    tail = "| 0.6600 ± 0.0000 | 0.0200 ± 0.0000 | 2.8000 ± 0.0000 | -0.100 ± 0.000 | 420 ± 0 | 100 ± 0 | 2048 ± 0 |"
+    assert rows["a"].endswith(tail)
     assert rows["b"].startswith("| b | true | 1/1 (failed: seeds [1]) | ~0.400 | ~0.500 | ~0.450 |")
     assert "Measured wall time of the whole comparison: 2.1 min, one experiment at a time." in text
     assert text.index("## Sanity") < text.index("## Strategies") < text.index("## Every probe")

@@ -10,10 +10,13 @@ import pytest
 
 from cssl_core.reporting.comparison import write_report
 from cssl_core.reporting.comparison_sanity import (
+    NO_FLAGS,
     finetune_forgetting,
+    flags,
     informative_cells,
     scatter_points,
     spread,
+    spread_table,
     stability_plasticity_plot,
 )
 from cssl_core.reporting.tree import as_metric_tree
@@ -29,6 +32,7 @@ def _tree(
     recon_s2: float = 0.4,
     val_mae: float = 0.3,
     with_recon: bool = True,
+    own_s1_after_s2: float | None = None,
 ) -> dict:
     """One finished run. After s1 the linear probe equals the random encoder on ggo (pretraining useless there)
     and beats it by ~0.3 on tumour; the knn@1.0 family (a probe added later) beats it on both."""
@@ -60,6 +64,12 @@ def _tree(
             "R": np.array([[0.5, np.nan], [recon_s1_after_s2, recon_s2]]),
             "average_final": (recon_s1_after_s2 + recon_s2) / 2,
             "bwt": recon_s1_after_s2 - 0.5,
+        }
+    if own_s1_after_s2 is not None:  # the model's own decoder (written since recon_own exists)
+        summary["recon_own"] = {
+            "R": np.array([[0.5, np.nan], [own_s1_after_s2, recon_s2]]),
+            "average_final": (own_s1_after_s2 + recon_s2) / 2,
+            "bwt": own_s1_after_s2 - 0.5,
         }
     tree = as_metric_tree(summary)
     tree["pretrain"] = {"s1": {"val_mae": 0.2}, "s2": {"val_mae": val_mae}}
@@ -117,6 +127,29 @@ def test_finetune_forgetting_numbers():
     )
 
 
+def test_own_decoder_forgetting_is_a_row_and_a_column_once_the_runs_carry_it():
+    """recon_own (each model's own decoder) beside recon (the first stage's decoder): the whole model can forget
+    what the encoder keeps. Trees written before recon_own existed get neither the row nor the columns."""
+    variants = {
+        # own decoder: 0.5 -> 3.0 / 2.5 (+500 %, +400 %); through s1's decoder 0.5 -> 0.6 / 0.55
+        "finetune": [(0, _tree(0, own_s1_after_s2=3.0)), (1, _tree(1, recon_s1_after_s2=0.55, own_s1_after_s2=2.5))],
+        "joint": [(0, _tree(0, own_s1_after_s2=0.52)), (1, _tree(1, own_s1_after_s2=0.5))],
+    }
+    cells = informative_cells(variants, TASKS, STAGES)
+    rows = _rows(finetune_forgetting(variants, TASKS, STAGES, cells))
+    own = rows["recon loss on s1's held-out slices, the model's own decoder"]
+    # +500 and +400: mean 450 ± 70.7 > 2 sd
+    assert own[1:] == ["0.5000 ± 0.0000", "2.7500 ± 0.3536", "+450.0 ± 70.7 % (n=2)", "yes"]
+    assert rows["recon loss on s1's held-out slices, s1's decoder (lower = better)"][3] == "+15.0 ± 7.1 % (n=2)"
+    spreads = _rows(spread_table(variants, TASKS, STAGES, flags(variants, TASKS, STAGES))[0])
+    # bwt: finetune 2.5 / 2.0, joint 0.02 / 0.0: means 2.25, 0.01 -> sd 1.584; pooled sqrt((0.125 + 0.0002) / 2)
+    assert spreads["recon forgetting, own decoder"][1:] == ["1.5839", "2.2400", "0.2502", "6.33", "yes"]
+    assert spreads["s1 recon after s2, own decoder"][1] == "1.5839"
+    old = _variants()
+    assert not any("own decoder" in key for key in _rows(finetune_forgetting(old, TASKS, STAGES, {})))
+    assert not any("own decoder" in key for key in _rows(spread_table(old, TASKS, STAGES, NO_FLAGS)[0]))
+
+
 def test_finetune_forgetting_shows_each_task_of_the_first_stage_and_each_seed():
     """Both tasks owned by s1: the average row, then one row per task (a drop on one finding can hide in the
     average), and a line with every seed's recon change (one seed can carry a mean)."""
@@ -129,7 +162,7 @@ def test_finetune_forgetting_shows_each_task_of_the_first_stage_and_each_seed():
     # tumour after s1: 0.8 (seed 0) and 0.81 (seed 1); after s2: 0.8 and 0.82 -> 0.0 and +0.01
     assert rows["linear@1.0 AUC on tumour"][1:] == ["0.805 ± 0.007", "0.810 ± 0.014", "+0.005 ± 0.007 (n=2)", "**no**"]
     assert rows["linear@1.0 AUC on ggo"][3:] == ["~-0.175 ± 0.035 (n=2)", "yes"]
-    assert lines[-1] == "The recon change of each seed: seed 0 +20.0 %, seed 1 +10.0 %."
+    assert lines[-1] == "The recon change (s1's decoder) of each seed: seed 0 +20.0 %, seed 1 +10.0 %."
 
 
 def test_spread_between_strategies_against_the_pooled_seed_sd():
