@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cssl_core.config.compare import leaf_settings
+from cssl_core.config.compare import config_entry, leaf_settings
 from cssl_core.layout import METRICS, PRIVACY, SUMMARY_METRICS
 from cssl_core.share import SHARE_ENV
 from flows.stage_runner import stage_env
@@ -64,9 +64,7 @@ def _overrides(settings: dict[str, Any]) -> list[str]:
 def experiment_names(params: dict[str, Any], config: str) -> list[tuple[str, str, int, dict[str, Any]]]:
     """(experiment name, variant, seed, -S overrides) for every run of the config."""
     block = params["compare"]
-    if config not in block["configs"]:
-        raise KeyError(f"compare.configs has no {config!r} (have: {', '.join(block['configs'])})")
-    chosen = block["configs"][config]
+    chosen = config_entry(params, config)
     runs = []
     for variant in chosen.get("variants", list(block["variants"])):
         for seed in chosen["seeds"]:
@@ -369,7 +367,7 @@ def run_compare(
     from flows.experiment_files import ExperimentFiles
 
     runs = experiment_names(params, config)
-    jobs = jobs or int(params["compare"]["configs"][config].get("jobs", 1))
+    jobs = jobs or int(config_entry(params, config).get("jobs", 1))
     started = time.perf_counter()
     collected = None if collect_only else queue_and_run(project_dir, runs, jobs)
     results, revs = collected or collect(project_dir, [name for name, *_ in runs])

@@ -18,7 +18,7 @@ from typing import Any
 from cssl_core.config import checks
 from cssl_core.config.errors import ConfigError, Shown
 
-CONFIG_KEYS = ("seeds", "variants", "overrides", "jobs")
+CONFIG_KEYS = ("extends", "seeds", "variants", "overrides", "jobs")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,32 @@ def _settings(path: str, value: Any) -> Mapping[str, Any]:
     return block
 
 
+def _extended(path: str, entry: Mapping[str, Any], configs: Mapping[str, Any]) -> dict[str, Any]:
+    """`entry` on top of the config it `extends`: its own seeds, variants and jobs where given, and the parent's
+    overrides with its own on top, so a config that runs a few variants on a benchmark restates nothing of it.
+    One level only: a chain would hide which block a setting came from."""
+    checks.keys(path, entry, CONFIG_KEYS)
+    parent_name = entry.get("extends")
+    if parent_name is None:
+        return dict(entry)
+    if parent_name not in configs or parent_name == path.rsplit(".", 1)[-1]:
+        raise ConfigError(f"{path}.extends", parent_name, f"the name of another config: {sorted(configs)}")
+    parent = checks.mapping(f"compare.configs.{parent_name}", configs[parent_name])
+    if parent.get("extends") is not None:
+        raise ConfigError(f"{path}.extends", parent_name, "a config that extends no other (one level only)")
+    overrides = {**_settings(f"compare.configs.{parent_name}.overrides", parent.get("overrides")),
+                 **_settings(f"{path}.overrides", entry.get("overrides"))}
+    return {**parent, **entry, "overrides": overrides}
+
+
+def config_entry(params: Mapping[str, Any], config: str) -> dict[str, Any]:
+    """compare.configs.<config> as it runs: with the config it `extends` merged in. KeyError for an unknown name."""
+    configs = params["compare"]["configs"]
+    if config not in configs:
+        raise KeyError(f"compare.configs has no {config!r} (have: {', '.join(configs)})")
+    return _extended(f"compare.configs.{config}", configs[config], configs)
+
+
 def parse_compare(block: Any) -> CompareConfig:
     """The block's shape: settings keyed by dotted params keys, integer seeds, variants that exist."""
     compare = checks.mapping("compare", block, optional=True)
@@ -96,10 +122,12 @@ def parse_compare(block: Any) -> CompareConfig:
         for name, value in checks.mapping("compare.variants", compare.get("variants"), optional=True).items()
     }
     configs = {}
-    for name, value in checks.mapping("compare.configs", compare.get("configs"), optional=True).items():
+    raw = checks.mapping("compare.configs", compare.get("configs"), optional=True)
+    for name, value in raw.items():
         path = f"compare.configs.{name}"
-        entry = checks.mapping(path, value)
-        checks.keys(path, entry, CONFIG_KEYS, required=("seeds",))
+        entry = _extended(path, checks.mapping(path, value), raw)
+        if "seeds" not in entry:
+            raise ConfigError(f"{path}.seeds", None, "a non-empty list of integer seeds, e.g. [0, 1, 2]")
         seeds = entry["seeds"]
         if not isinstance(seeds, list | tuple) or not seeds:
             raise ConfigError(f"{path}.seeds", seeds, "a non-empty list of integer seeds, e.g. [0, 1, 2]")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cssl_core.config.compare import config_entry
 from cssl_core.evaluation.probe_names import PROBE_NAMES as PROBES
 from cssl_core.layout import metrics_path, privacy_report
 from cssl_core.privacy.gate import check, strongest_ssim
@@ -704,7 +705,7 @@ def write_report(
     plasticity = plasticity_section(figures, variants, tasks, stages)  # draws stability_plasticity.png
     marks = flags(variants, tasks, stages)
 
-    config_block = params["compare"]["configs"][config]
+    config_block = config_entry(params, config)
     text = [
         "# Strategy comparison",
         "",

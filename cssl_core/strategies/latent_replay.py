@@ -14,6 +14,14 @@ recomputed from the same teacher and buffer, so it needs no checkpointing.
 
 Ablations: `wkd: none` = plain feature MSE (no WKD), `bke: false` = raw teacher targets, `replay: false`
 = no replay at all (only the frozen lower blocks protect earlier stages).
+
+Decoder distillation (`lambda_decoder` > 0, off by default): WKD keeps the encoder's upper blocks where they
+were, but the decoder only ever sees the new stage, so the model as a whole stops reconstructing earlier
+windows (the `recon_own` forgetting of docs/evaluation.md) even where the encoder keeps them. With it, each
+buffered latent gets one fixed mask (drawn per stage), the teacher's decoder output on its visible tokens is
+cached beside the WKD targets, and every step adds the masked-patch MSE between the student's decoder output
+and the teacher's. It reads nothing the buffer does not already hold, and needs a latent of every patch (not
+the `pool` buffer mode).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import torch.nn.functional as F
 
 from cssl_core.distill import bke, wkd_loss
 from cssl_core.distributed import gather_rows
+from cssl_core.models.mae import keep_count, masked_patch_loss, patch_mask, random_keep_indices
 from cssl_core.replay.buffer import ReplayBuffer
 from cssl_core.replay.release import sample_clusters
 from cssl_core.strategies.base import StageContext
@@ -36,6 +45,7 @@ from cssl_core.strategies.options import WKD_CHOICES as WKD_CHOICES  # re-export
 from cssl_core.strategies.replay_sampling import ReplayStrategy, fetch_latents
 
 TEACHER_CHUNK = 256  # buffer rows per teacher forward when filling the cache: bounds activation memory
+DECODER_MASK_SEED = 7_919  # + the stage index: the fixed masks of decoder distillation, the same on a resume
 OPTIONS = STRATEGY_OPTIONS["latent_replay"]
 
 
@@ -46,13 +56,15 @@ class LatentReplayStrategy(ReplayStrategy):
     freezes_lower: ClassVar[bool] = True
     needs_teacher: ClassVar[bool] = True
     default_options: ClassVar[Mapping[str, Any]] = OPTIONS.defaults
-    replay_terms: ClassVar[tuple[str, ...]] = ("wkd",)
+    replay_terms: ClassVar[tuple[str, ...]] = ("wkd", "decoder")
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self._check_options()
         self.latents: torch.Tensor | None = None  # (n, N, C) float16, on the device
         self.targets: torch.Tensor | None = None  # (n, N, C) float32 teacher.upper(latents), on the device
+        self.keep: torch.Tensor | None = None  # (n, N_visible) each row's fixed mask for decoder distillation
+        self.decoded: torch.Tensor | None = None  # (n, N, patch_dim) float32 the teacher's decoder output there
 
     def _check_options(self) -> None:
         """wkd, its options, the flags and the weights (cssl_core.strategies.options, shared with `cssl check`)."""
@@ -76,10 +88,14 @@ class LatentReplayStrategy(ReplayStrategy):
                 stacklevel=2,
             )
         self.latents, self.targets = teacher_cache(context.teacher, replay_rows(self.buffer, context), context.device)
+        self.keep = self.decoded = None
+        if self.options["lambda_decoder"] > 0:
+            ratio = self.options["mask_ratio"] or model.config.mask_ratio
+            self.keep, self.decoded = decoder_cache(context.teacher, self.latents, ratio, context.stage_index)
 
     def end_stage(self, context: StageContext) -> None:
         super().end_stage(context)
-        self.latents = self.targets = None
+        self.latents = self.targets = self.keep = self.decoded = None
 
     @property
     def n_replay_rows(self) -> int:
@@ -94,7 +110,14 @@ class LatentReplayStrategy(ReplayStrategy):
         if self.options["bke"]:
             teacher = bke(teacher, float(self.options["bke_omega"]), float(self.options["bke_tau"]))
         loss = self.distill(student, teacher)
-        return {"mae": mae, "wkd": loss, "total": mae + self.options["lambda_wkd"] * loss}
+        total = mae + self.options["lambda_wkd"] * loss
+        decoder = mae.detach().new_zeros(())
+        if self.keep is not None:
+            model, keep = self.context.model, self.keep[indices]
+            pred = model.decode(model.upper(visible_tokens(self.latents[indices], keep)), keep)
+            decoder = masked_patch_loss(pred, self.decoded[indices], patch_mask(keep, pred.shape[1]))
+            total = total + self.options["lambda_decoder"] * decoder
+        return {"mae": mae, "wkd": loss, "decoder": decoder, "total": total}
 
     def distill(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """WKD in the configured mode, or plain MSE for the no-WKD ablation (same targets either way)."""
@@ -142,3 +165,41 @@ def teacher_cache(
         latents[start:stop] = z.half()
         targets[start:stop] = out
     return latents, targets
+
+
+def visible_tokens(latents: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(n, N_visible, C) float32: the tokens of `latents` (n, N, C) that `keep` (n, N_visible) names."""
+    return torch.gather(latents.float(), 1, keep.unsqueeze(-1).expand(-1, -1, latents.shape[-1]))
+
+
+@torch.no_grad()
+def decoder_cache(
+    teacher: torch.nn.Module, latents: torch.Tensor, mask_ratio: float, stage_index: int, chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep (n, N_visible), the teacher's decoder output (n, N, patch_dim) float32) for every cached latent:
+    one mask per row, drawn from a generator seeded by the stage, so a resumed stage distils the same pairs.
+
+    Raises:
+        ValueError: the latents do not hold one token per patch (the `pool` buffer mode pools them).
+    """
+    n, tokens = latents.shape[:2]
+    patches = teacher.config.num_patches
+    if tokens != patches:
+        raise ValueError(
+            f"lambda_decoder > 0 needs a latent of every patch ({patches} tokens) but the buffer holds {tokens}"
+            " per slice (replay.privacy.mode pool): set ssl.strategies.latent_replay.lambda_decoder: 0 or another"
+            " buffer mode"
+        )
+    generator = torch.Generator().manual_seed(DECODER_MASK_SEED + stage_index)
+    keep = random_keep_indices(n, patches, keep_count(patches, mask_ratio), generator, latents.device)
+    chunk = chunk or TEACHER_CHUNK
+    teacher.eval()
+    decoded: torch.Tensor | None = None
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        with torch.autocast(latents.device.type, enabled=False):
+            out = teacher.decode(teacher.upper(visible_tokens(latents[rows], keep[rows])), keep[rows]).float()
+        if decoded is None:
+            decoded = torch.empty((n, *out.shape[1:]), dtype=torch.float32, device=latents.device)
+        decoded[rows] = out
+    return keep, decoded

@@ -99,6 +99,7 @@ def check_latent_replay_options(options: Mapping[str, Any]) -> None:
         if not isinstance(o[flag], bool):
             raise ValueError(f"{flag} must be true or false, got {o[flag]!r}")
     check_nonnegative(o["lambda_wkd"], "lambda_wkd")
+    check_nonnegative(o["lambda_decoder"], "lambda_decoder")
     if not 0.0 <= float(o["bke_omega"]) < 1.0:
         raise ValueError(f"bke_omega must be in [0, 1), got {o['bke_omega']!r}")
     if not float(o["bke_tau"]) > 0.0:
@@ -175,6 +176,7 @@ STRATEGY_OPTIONS: Mapping[str, StrategyOptions] = MappingProxyType(
                     "replay": True,
                     "replay_batch_size": 32,
                     "unfreeze_lower": False,
+                    "lambda_decoder": 0.0,
                 },
                 rules=(check_replay_options, check_latent_replay_options),
                 buffer_kind="latent",

@@ -243,3 +243,27 @@ def test_a_compare_config_runs_a_whole_number_of_experiments_side_by_side(jobs):
     with pytest.raises(ConfigError) as caught:
         parse_compare(block)
     assert caught.value.path == "compare.configs.quick.jobs" and "integer" in str(caught.value)
+
+
+def test_a_compare_config_extends_another_with_its_own_variants_and_overrides_on_top():
+    from cssl_core.config.compare import parse_compare
+
+    block = copy.deepcopy(REAL["compare"])
+    block["configs"]["few"] = {"extends": "cpu", "variants": ["finetune"], "overrides": {"eval.folds": 2}}
+    parsed = parse_compare(block).configs
+    few, cpu = parsed["few"], parsed["cpu"]
+    assert few.seeds == cpu.seeds and few.jobs == cpu.jobs and few.variants == ("finetune",)
+    assert dict(few.overrides) == {**cpu.overrides, "eval.folds": 2} and cpu.overrides["eval.folds"] == 4
+    for extends, message in (("nope", "the name of another config"), ("few", "the name of another config")):
+        block["configs"]["few"]["extends"] = extends
+        with pytest.raises(ConfigError, match=message) as caught:
+            parse_compare(block)
+        assert caught.value.path == "compare.configs.few.extends"
+    block["configs"]["few"]["extends"] = "cpu"
+    block["configs"]["more"] = {"extends": "few"}
+    with pytest.raises(ConfigError, match="one level only"):
+        parse_compare(block)
+    del block["configs"]["more"], block["configs"]["few"]["extends"]
+    with pytest.raises(ConfigError) as caught:  # without a parent, seeds are required as before
+        parse_compare(block)
+    assert caught.value.path == "compare.configs.few.seeds"

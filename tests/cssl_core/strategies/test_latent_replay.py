@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import cssl_core.strategies.latent_replay as latent_replay
 from cssl_core.distill import bke, wkd_loss
+from cssl_core.models.mae import keep_count
 from cssl_core.strategies import FinetuneStrategy, build_strategy
 from cssl_core.strategies.replay_sampling import draw_indices
 from tests.cssl_core.strategies.helpers import latent_buffer, micro_model, new_batch, start, teacher_of
@@ -132,3 +133,69 @@ def test_unfrozen_lower_with_replay_warns_unless_asked_for():
     losses = strategy.observe(new_batch())
     losses["total"].backward()
     assert model.blocks[0].attn.qkv.weight.grad is not None  # lower blocks train with the option
+
+
+def test_decoder_distillation_is_off_by_default_and_its_term_is_zero():
+    model, teacher, strategy, buffer, _ = _setup()
+    start(strategy, model, replay=buffer, teacher=teacher, seed=3)
+    losses = strategy.observe(new_batch())
+    assert float(losses["decoder"]) == 0.0 and strategy.keep is None and strategy.decoded is None
+    assert torch.allclose(losses["total"], losses["mae"] + losses["wkd"])
+
+
+def test_decoder_distillation_matches_the_teachers_decoder_on_each_rows_fixed_mask():
+    model, teacher, strategy, buffer, _ = _setup(lambda_decoder=0.5)
+    start(strategy, model, replay=buffer, teacher=teacher, seed=3, stage_index=1)
+    n, patches = len(buffer), model.config.num_patches
+    keep = strategy.keep
+    assert keep.shape == (n, keep_count(patches, model.config.mask_ratio))
+    assert (keep.diff(dim=1) > 0).all()  # sorted, no repeats: a mask per row
+    z = torch.from_numpy(buffer.data).float()
+    visible = torch.gather(z, 1, keep.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
+    with torch.no_grad():  # an independent recomputation with the teacher's own methods
+        expected_cache = teacher.decode(upper_of(teacher)(visible), keep)
+    assert torch.allclose(strategy.decoded, expected_cache, atol=1e-6)
+
+    losses = strategy.observe(new_batch())
+    gen = torch.Generator().manual_seed(3)
+    model.mae_loss(new_batch()["image"], generator=gen)  # the step's masks come first, as in _expected
+    idx = draw_indices(n, 6, gen)
+    pred = model.decode(model.upper(visible[idx]), keep[idx])
+    mask = torch.ones(len(idx), patches)
+    mask.scatter_(1, keep[idx], 0.0)
+    per_patch = (pred - expected_cache[idx]).square().mean(dim=-1)
+    expected = (per_patch * mask).sum() / mask.sum()
+    assert torch.allclose(losses["decoder"], expected, rtol=1e-5, atol=1e-7) and float(expected.detach()) > 0
+    assert torch.allclose(losses["total"], losses["mae"] + losses["wkd"] + 0.5 * losses["decoder"])
+    losses["total"].backward()
+    assert model.decoder_pred.weight.grad is not None and model.mask_token.grad is not None
+
+    again = build_strategy("latent_replay", {"replay_batch_size": 6, "lambda_decoder": 0.5})
+    start(again, model, replay=buffer, teacher=teacher, stage_index=1)
+    assert torch.equal(again.keep, keep)  # seeded by the stage: a resumed stage distils the same pairs
+    start(again, model, replay=buffer, teacher=teacher, stage_index=2)
+    assert not torch.equal(again.keep, keep)
+    strategy.end_stage(strategy.context)
+    assert strategy.keep is None and strategy.decoded is None
+
+
+def test_decoder_distillation_of_an_unchanged_model_is_zero():
+    model = micro_model()
+    model.freeze_lower()
+    teacher = teacher_of(model, noise=0.0)
+    strategy = build_strategy("latent_replay", {"replay_batch_size": 6, "lambda_decoder": 1.0})
+    start(strategy, model, replay=latent_buffer(model, 8), teacher=teacher)
+    assert float(strategy.observe(new_batch())["decoder"]) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_decoder_distillation_refuses_pooled_latents_with_the_key_to_change():
+    model, teacher, strategy, buffer, _ = _setup(lambda_decoder=1.0)
+    pooled = type(buffer)("latent", buffer.data[:, ::2], buffer.stage, buffer.window)  # fewer tokens than patches
+    with pytest.raises(ValueError, match=r"lambda_decoder: 0 or another buffer mode"):
+        start(strategy, model, replay=pooled, teacher=teacher)
+
+
+@pytest.mark.parametrize("bad", [-1.0, "1", True])
+def test_lambda_decoder_must_be_a_nonnegative_number(bad):
+    with pytest.raises(ValueError, match="lambda_decoder"):
+        build_strategy("latent_replay", {"lambda_decoder": bad})

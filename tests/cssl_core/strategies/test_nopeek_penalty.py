@@ -98,7 +98,7 @@ def test_forwards_the_wrapped_strategy_and_keys_the_fingerprint_by_weight():
     buffer = latent_buffer(model, 8)
     start(wrapped, model, replay=buffer, teacher=teacher_of(model), stage_index=1)
     assert wrapped.context is inner.context and wrapped.latents is inner.latents and inner.latents is not None
-    assert set(wrapped.observe(new_batch(4))) == {"mae", "wkd", "total"}  # frozen lower: no penalty
+    assert set(wrapped.observe(new_batch(4))) == {"mae", "wkd", "decoder", "total"}  # frozen lower: no penalty
     assert wrapped.state_dict() == inner.state_dict()
     wrapped.end_stage(wrapped.context)
     assert inner.latents is None

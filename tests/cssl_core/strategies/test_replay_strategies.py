@@ -24,8 +24,9 @@ TERMS = {
     "er": {"mae", "mae_replay", "total"},
     "der": {"mae", "mae_replay", "feature_match", "total"},
     "medcoss": {"mae", "distill", "total"},
-    "latent_replay": {"mae", "wkd", "total"},
+    "latent_replay": {"mae", "wkd", "decoder", "total"},
 }
+OPTIONAL_TERMS = {"latent_replay": {"lambda_decoder": 1.0}}  # options that switch a term on (zero by default)
 
 
 def test_class_attributes_declare_privacy_buffers_and_runner_needs():
@@ -104,7 +105,7 @@ def test_stage_one_is_finetune_with_zero_replay_terms(name):
 @pytest.mark.parametrize("name", REPLAY)
 def test_stage_two_terms_are_finite_and_replay_terms_reach_the_model(name):
     model = micro_model()
-    strategy = build_strategy(name, {"replay_batch_size": 6})
+    strategy = build_strategy(name, {"replay_batch_size": 6, **OPTIONAL_TERMS.get(name, {})})
     if strategy.freeze_lower_after_first:
         model.freeze_lower()
     teacher = teacher_of(model) if strategy.needs_teacher else None

@@ -18,6 +18,8 @@ from tests.cssl_core.train.fixtures import write_windowed
 
 N = 16
 CONFIG = dict(lr=1e-3, seed=0, device="cpu", warmup_epochs=0.5)
+# every optional replay term switched on, so each one is trained, checked > 0 and resumed bit-identically
+OPTIONS = {"latent_replay": {"lambda_decoder": 1.0}}
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +52,14 @@ def _export(strategy, model, root) -> ReplayBuffer | None:
 
 def _stage_one(name, stages, tmp_path):
     model = micro_model()
-    strategy = build_strategy(name)
+    strategy = build_strategy(name, OPTIONS.get(name))
     result = train_stage(model, strategy, _loaders(stages[0]), TrainConfig(epochs=1, **CONFIG), tmp_path / "s1")
     return model, strategy, result
 
 
 def _stage_two_inputs(name, model, stages):
     """Runner side of stage 2: freeze if the strategy says so, snapshot the teacher, load the buffer."""
-    strategy = build_strategy(name)
+    strategy = build_strategy(name, OPTIONS.get(name))
     buffer = _export(strategy, model, stages[0])
     model = copy.deepcopy(model)
     if strategy.freeze_lower_after_first:
