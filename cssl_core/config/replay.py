@@ -75,4 +75,14 @@ def parse_replay(block: Any, strategy: str, strategy_options: Mapping[str, Any])
     checks.check_fields("replay.privacy", privacy, checks.annotations(ReleaseConfig))
     with reused("replay.privacy", privacy):
         release = ReleaseConfig.from_dict(dict(privacy))
+    resolved = spec.validate(strategy_options)
+    decoder_weight = resolved.get("lambda_decoder", 0.0)
+    if spec.replays(resolved) and decoder_weight > 0 and release.mode == "pool" and release.pool > 1:
+        # found here, before stage 1 trains, rather than when stage 2 opens the pooled buffer
+        raise ConfigError(
+            f"ssl.strategies.{strategy}.lambda_decoder",
+            decoder_weight,
+            "decoder distillation needs a latent of every patch, and replay.privacy.mode pool stores pooled tokens:"
+            " set it to 0 or choose another buffer mode",
+        )
     return ReplayConfig(selection, budget, MappingProxyType(dict(options)), labels, release)

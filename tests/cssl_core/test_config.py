@@ -95,6 +95,15 @@ CASES = [
         "replay.privacy.mode: 'bogus'",
         ["none, noise, pool, aggregate, adversarial"],
     ),
+    (
+        "decoder-distillation-on-pooled-latents",
+        lambda p: (
+            setter("replay.privacy.mode", "pool")(p),
+            setter("ssl.strategies.latent_replay.lambda_decoder", 1.0)(p),
+        ),
+        "ssl.strategies.latent_replay.lambda_decoder: 1.0",
+        ["a latent of every patch", "set it to 0 or choose another buffer mode"],
+    ),
 ]
 
 
