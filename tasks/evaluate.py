@@ -56,7 +56,9 @@ def label_free_row(model, config: ProjectConfig, chain: list[str], label: str = 
         decoder_model, _ = load_model(paths.model)
         images = _images(paths.windowed, rows)
         recon[earlier] = reconstruction_loss(model, decoder_model, images, block.seed)
-        recon_own[earlier] = reconstruction_loss(model, model, images, block.seed)
+        # on this stage's own slices its saved decoder is the model's own: the same number, not computed twice
+        own = earlier == chain[-1]
+        recon_own[earlier] = recon[earlier] if own else reconstruction_loss(model, model, images, block.seed)
         slices = np.load(paths.windowed / "slices.npy", mmap_mode="r")
         mine = pooled(extract_tokens(model, slices, rows))
         theirs = pooled(extract_tokens(decoder_model, slices, rows))

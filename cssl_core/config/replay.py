@@ -66,8 +66,9 @@ def parse_replay(block: Any, strategy: str, strategy_options: Mapping[str, Any])
     options = checks.mapping("replay.selection_options", replay.get("selection_options"), optional=True)
     _check_options(selection, options)
     spec = option_spec(strategy)
+    resolved = spec.validate(strategy_options)
     forced = spec.buffer_selection
-    if spec.replays(spec.validate(strategy_options)) and forced is not None and forced != selection:
+    if spec.replays(resolved) and forced is not None and forced != selection:
         _check_options(forced, options, forced_by=strategy)
     with reused("replay", replay):
         labels = keep_labels(replay)
@@ -75,7 +76,6 @@ def parse_replay(block: Any, strategy: str, strategy_options: Mapping[str, Any])
     checks.check_fields("replay.privacy", privacy, checks.annotations(ReleaseConfig))
     with reused("replay.privacy", privacy):
         release = ReleaseConfig.from_dict(dict(privacy))
-    resolved = spec.validate(strategy_options)
     decoder_weight = resolved.get("lambda_decoder", 0.0)
     if spec.replays(resolved) and decoder_weight > 0 and release.mode == "pool" and release.pool > 1:
         # found here, before stage 1 trains, rather than when stage 2 opens the pooled buffer

@@ -196,6 +196,11 @@ def pretraining_table(variants: dict[str, Seeds], tasks: list[str], stages: list
 # ---- b. does finetune forget stage 1? ----
 
 
+def carries(trees: list[dict[str, Any]], family: str) -> bool:
+    """Whether any of these metric trees holds R matrix `family` (trees written before recon_own lack it)."""
+    return any(matrix_from_tree(tree, family) is not None for tree in trees)
+
+
 def recon_forgetting_percent(metrics: dict[str, Any], family: str = "recon") -> float:
     """100 (R[last, 0] - R[0, 0]) / R[0, 0] of label-free family `family` (recon: through the first stage's
     decoder; recon_own: through each model's own): > 0 = the first stage's held-out slices are reconstructed
@@ -247,7 +252,7 @@ def finetune_forgetting(
         ]
 
     rows = [recon_row(f"recon loss on {first}'s held-out slices, {first}'s decoder (lower = better)", "recon")]
-    if any(matrix_from_tree(m, "recon_own") is not None for m in runs):  # trees written before it lack it
+    if carries(runs, "recon_own"):
         rows.append(recon_row(f"recon loss on {first}'s held-out slices, the model's own decoder", "recon_own"))
     own = owned_tasks(task_owners(variants), tasks, 0)
     for key in probe_families(variants):
@@ -320,7 +325,7 @@ def columns(variants: dict[str, Seeds], tasks: list[str], stages: list[str], mar
         ("recon forgetting", lambda m: metric(m, "recon", "bwt"), False),
         ("CKA BWT", lambda m: metric(m, "cka", "bwt"), False),
     ]
-    with_own = any(matrix_from_tree(m, "recon_own") is not None for runs in variants.values() for _, m in runs if m)
+    with_own = carries([m for runs in variants.values() for _, m in runs if m], "recon_own")
     if with_own:
         out.append(("recon forgetting, own decoder", lambda m: metric(m, "recon_own", "bwt"), False))
     for key in probe_families(variants):

@@ -79,8 +79,8 @@ def test_report_has_every_r_matrix_and_the_registered_encoder_embeds_a_slice(pro
     recon = matrix_from_tree(report, "recon")
     assert recon.shape == (2, 2) and np.isfinite(recon[1]).all() and np.isnan(recon[0, 1])
     assert np.isfinite(report["recon"]["bwt"]) and 0 < report["cka"]["R"]["s2"]["s1"] <= 1.0 + 1e-6
-    # through each model's own decoder: on a stage's own slices that decoder is the one `recon` uses, so the
-    # diagonals agree exactly; off the diagonal it is a second, finite measurement
+    # through each model's own decoder: on a stage's own slices that decoder is the one `recon` uses, so evaluate
+    # reuses that number and the diagonals agree exactly; off the diagonal it is a second, finite measurement
     own = matrix_from_tree(report, "recon_own")
     np.testing.assert_array_equal(np.diag(own), np.diag(recon))
     assert np.isfinite(own[1, 0]) and (root / "data/report/figures/R_recon_own.png").stat().st_size > 0
