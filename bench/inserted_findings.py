@@ -34,6 +34,9 @@ from cssl_core.evaluation.splits import patient_folds  # noqa: E402
 
 # (kind, amplitude in HU, radius in px at 96 px)
 FINDINGS = (("blob", 40.0, 5), ("stripes", 60.0, 5), ("speckle", 60.0, 5), ("stripes", 60.0, 8))
+# Whole-slice changes that keep every grey level and move anatomy: a left-right mirror (dextrocardia, or a
+# laterality error in the header) and an anterior-posterior flip (a prone scan read as supine).
+ORIENTATIONS = ("mirror", "prone")
 SOFT_TISSUE_HU = (0.0, 100.0)
 CENTRE_PX = 30  # the disk's centre lies within this many pixels of the slice centre (the mediastinum's region)
 INSERT_SEED = 5
@@ -48,6 +51,10 @@ def insert(hu: np.ndarray, kind: str, amplitude: float, radius: int, seed: int) 
     """
     rng = np.random.default_rng(seed)
     out, label = hu.astype(np.float32).copy(), rng.random(len(hu)) < 0.5
+    if kind in ORIENTATIONS:
+        axis = -1 if kind == "mirror" else -2
+        out[label] = np.flip(out[label], axis=axis)
+        return out, label.astype(np.int64)
     size = hu.shape[-1]
     rows, cols = np.mgrid[:size, :size]
     near_centre = (np.abs(rows - size // 2) < CENTRE_PX) & (np.abs(cols - size // 2) < CENTRE_PX)
@@ -78,6 +85,7 @@ def run(seeds: list[int], name: str = readouts.POINT_NAME) -> dict:
     fresh = study.cohort(dict(study.COHORT_A, seed=study.EVAL_SEED), point.eval_patients, size)
     inserted = {f"{kind}_{int(amp)}hu_r{radius}": insert(fresh["hu"], kind, amp, radius, INSERT_SEED)
                 for kind, amp, radius in FINDINGS}  # fmt: skip
+    inserted.update({kind: insert(fresh["hu"], kind, 0.0, 0, INSERT_SEED) for kind in ORIENTATIONS})
     runs = []
     for seed in seeds:
         trained, _ = readouts.stage1_model(point, seed, training, name)
