@@ -5,7 +5,8 @@ readout. This bench asks the encoders about findings whose kind is controlled: i
 patients' slices (bench/forgetting.py `cpu_s1_long_eval96`) it inserts one disk in soft tissue near the
 centre, either brighter (`blob`: +amp HU, a grey-level finding) or textured at the same mean grey level
 (`stripes`: +-amp HU diagonal stripes 2 px wide; `speckle`: +-amp HU per pixel at random), then probes "was
-a disk inserted?" with the linear probe on pooled tokens (mean, and mean + max), 4 patient folds, for the
+a disk inserted?" (and, for whole-slice changes that keep every grey level, "is this slice mirrored left-right /
+flipped front-back?") with the linear probe on pooled tokens (mean, and mean + max), 4 patient folds, for the
 random encoder and the stage-1 encoder of each seed. Labels are exactly the insertions, so a probe at chance
 means the encoder's pooled tokens do not carry the finding.
 
@@ -115,7 +116,8 @@ def main() -> None:
     started = time.perf_counter()
     measured = run(args.seeds, args.point)
     result = {"bench": "inserted_findings", "point": args.point, "seeds": args.seeds,
-              "findings": [list(f) for f in FINDINGS], "positive_share": measured["positive_share"],
+              "findings": [list(f) for f in FINDINGS], "orientations": list(ORIENTATIONS),
+              "positive_share": measured["positive_share"],
               "summary": readouts.summarise(measured["runs"]), "runs": measured["runs"],
               "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
     study.emit(result, args.out)

@@ -34,3 +34,13 @@ def test_no_soft_tissue_no_disk_and_unknown_kinds_are_refused():
     assert label.sum() == 0 and (out == air).all()
     with pytest.raises(ValueError, match="unknown finding kind"):
         bench.insert(_slices(4), "ring", 40.0, 5, seed=2)
+
+
+@pytest.mark.parametrize(("kind", "axis"), [("mirror", 2), ("prone", 1)])
+def test_an_orientation_flip_moves_anatomy_and_keeps_every_grey_level(kind, axis):
+    hu = np.random.default_rng(3).normal(0.0, 100.0, (20, 96, 96)).astype(np.float32)
+    out, label = bench.insert(hu, kind, 0.0, 0, seed=4)
+    flipped = label == 1
+    assert 0 < flipped.sum() < len(label)
+    assert (out[flipped] == np.flip(hu[flipped], axis=axis)).all() and (out[~flipped] == hu[~flipped]).all()
+    assert np.array_equal(np.sort(out, axis=None), np.sort(hu, axis=None))  # the same grey levels, rearranged
