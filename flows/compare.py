@@ -148,10 +148,11 @@ def _wait_for_queue(project_dir: Path, total: int, jobs: int, started: float) ->
     # when no worker listens stays in the queue's broker and shuts down the next run's worker after one
     # experiment. A worker that is gone while experiments wait (killed, or stopped that way by someone
     # else) is replaced, up to MAX_WORKER_STARTS times.
-    starts, missed = 1, 0
+    starts, missed, done = 1, 0, 0
     while True:
         pending, workers = queue_status(project_dir)
-        done = total - pending
+        # never backwards: while the worker commits an experiment, one poll can count it as running again
+        done = max(done, total - pending)
         print(f"compare: {done}/{total} experiments finished ({time.perf_counter() - started:.0f}s)", flush=True)
         if pending == 0:
             break

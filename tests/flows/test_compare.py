@@ -276,3 +276,14 @@ def test_side_by_side_runs_are_read_once_unless_one_is_queued_again(monkeypatch,
     assert compare.queue_and_run(tmp_path, runs, jobs=2) is None  # the report must read the rerun itself
     assert queued[-1] == ["finetune-s1"]
     assert compare.queue_and_run(tmp_path, runs, jobs=1) is None and len(reads) == 2  # one job: no check at all
+
+
+def test_progress_never_counts_backwards_while_an_experiment_is_committed(monkeypatch, tmp_path, capsys):
+    """A poll taken while the worker commits an experiment can count it as running again (seen: 10/27 then 9/27)."""
+    polls = iter([(3, 1), (1, 1), (2, 1), (0, 1)])  # (pending, workers); the third poll is the glitch
+    monkeypatch.setattr(compare, "_start_worker", lambda project, jobs=1: None)
+    monkeypatch.setattr(compare, "queue_status", lambda project: next(polls))
+    monkeypatch.setattr(compare, "POLL_SECONDS", 0)
+    compare._wait_for_queue(tmp_path, 3, 1, 0.0)
+    shown = [line.split()[1] for line in capsys.readouterr().out.splitlines() if "experiments finished" in line]
+    assert shown == ["0/3", "2/3", "2/3", "3/3"]
