@@ -115,6 +115,21 @@ def pretraining_vs_random(variants: dict[str, Seeds], key: str, task: str, first
     return paired(per_seed)
 
 
+def pixels_key(key: str) -> str:
+    """The raw-pixel reference of a probe family: the linear probe on downsampled slices at the same label
+    fraction (`pixels@0.1` beside `linear@0.1` and `attentive@0.1`)."""
+    return f"pixels@{key.split('@', 1)[1]}"
+
+
+def pretraining_vs_pixels(variants: dict[str, Seeds], key: str, task: str, first: str) -> Paired:
+    """R[first stage][task] - the raw-pixel probe's AUC on task, paired per seed (n = 0 for trees without it)."""
+    per_seed: dict[int, list[float]] = {}
+    for seed, m in finished(variants):
+        pixels = metric(m, pixels_key(key), "per_task", task)
+        per_seed.setdefault(seed, []).append(metric(m, key, "R", first, task) - pixels)
+    return paired(per_seed)
+
+
 def informative_cells(variants: dict[str, Seeds], tasks: list[str], stages: list[str]) -> dict[Cell, bool | None]:
     """(family, task) -> does pretraining beat random by > 2 sd (None: cannot tell with one seed)."""
     if not stages:
@@ -179,6 +194,7 @@ def pretraining_table(variants: dict[str, Seeds], tasks: list[str], stages: list
         for task in tasks:
             runs = [m for _, m in finished(variants)]
             diff = pretraining_vs_random(variants, key, task, first)
+            over_pixels = pretraining_vs_pixels(variants, key, task, first)
             rows.append(
                 [
                     key,
@@ -187,9 +203,20 @@ def pretraining_table(variants: dict[str, Seeds], tasks: list[str], stages: list
                     fmt([metric(m, key, "random_encoder", task) for m in runs]),
                     diff.text(),
                     verdict(diff.exceeds()),
+                    fmt([metric(m, pixels_key(key), "per_task", task) for m in runs]),
+                    over_pixels.text(),
                 ]
             )
-    header = ["probe", "task", f"AUC after {first}", "random encoder AUC", "difference (paired)", "beats random"]
+    header = [
+        "probe",
+        "task",
+        f"AUC after {first}",
+        "random encoder AUC",
+        "difference (paired)",
+        "beats random",
+        "raw pixels AUC (linear)",
+        "minus raw pixels (paired)",
+    ]
     return table(header, rows)
 
 
@@ -396,7 +423,8 @@ def sanity_block(variants: dict[str, Seeds], tasks: list[str], stages: list[str]
         "",
         f"**a. Does {first} pretraining beat the random encoder?** Probe AUC of the encoder right after {first} "
         f"(the same for every strategy of a seed: averaged over the seed's finished runs) minus the random "
-        "encoder's, per seed.",
+        "encoder's, per seed. Beside it, for reading only (no cell is flagged by it): a linear probe on the raw "
+        "downsampled slices with the same labels, what a user gets with no encoder at all.",
         "",
         *pretraining_table(variants, tasks, stages),
         "",

@@ -14,6 +14,7 @@ from cssl_core.reporting.comparison_sanity import (
     finetune_forgetting,
     flags,
     informative_cells,
+    pretraining_table,
     scatter_points,
     spread,
     spread_table,
@@ -107,6 +108,22 @@ def test_a_column_where_pretraining_equals_random_is_flagged_and_one_that_beats_
     }
     one_seed = {v: seeds[:1] for v, seeds in _variants().items()}
     assert set(informative_cells(one_seed, TASKS, STAGES).values()) == {None}  # cannot tell: not flagged
+
+
+def test_the_raw_pixel_probe_stands_beside_the_random_encoder_without_changing_a_verdict():
+    variants = _variants()
+    for seeds in variants.values():
+        for _, tree in seeds:
+            if tree:
+                tree["pixels@1.0"] = {"per_task": {"ggo": 0.5, "tumour": 0.9}}
+    rows = _rows(pretraining_table(variants, TASKS, STAGES), key_cells=2)
+    # after s1: ggo 0.6 in both seeds (+0.1 over pixels); tumour 0.80 / 0.81 (-0.10 / -0.09 under them)
+    assert rows["linear@1.0 ggo"][-2:] == ["0.500 ± 0.000", "+0.100 ± 0.000 (n=2)"]
+    assert rows["linear@1.0 tumour"][-2:] == ["0.900 ± 0.000", "-0.095 ± 0.007 (n=2)"]
+    assert rows["linear@1.0 tumour"][5] == "yes" and rows["linear@1.0 ggo"][5] == "**no**"  # as without pixels
+    assert rows["knn@1.0 ggo"][-1] == "+0.405 ± 0.007 (n=2)"  # every family reads the pixels at its own fraction
+    older = _rows(pretraining_table(_variants(), TASKS, STAGES), key_cells=2)  # trees without the pixel probe
+    assert older["linear@1.0 ggo"][-2:] == ["n/a", "n/a"] and older["linear@1.0 ggo"][5] == "**no**"
 
 
 def test_finetune_forgetting_numbers():
@@ -210,6 +227,8 @@ def test_write_report_puts_the_sanity_block_first_and_marks_uninformative_column
         "0.600 ± 0.000",
         "+0.000 ± 0.000 (n=2)",
         "**no**",
+        "n/a",  # these trees carry no raw-pixel probe
+        "n/a",
     ]
     spreads = _rows(sanity.split("**c.")[1].splitlines())
     assert spreads["~ggo AUC (linear@1.0)"][-1] == "**no** (pretraining does not beat random on its task(s))"
