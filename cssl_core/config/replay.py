@@ -67,8 +67,9 @@ def parse_replay(block: Any, strategy: str, strategy_options: Mapping[str, Any])
     _check_options(selection, options)
     spec = option_spec(strategy)
     resolved = spec.validate(strategy_options)
+    replays = spec.replays(resolved)
     forced = spec.buffer_selection
-    if spec.replays(resolved) and forced is not None and forced != selection:
+    if replays and forced is not None and forced != selection:
         _check_options(forced, options, forced_by=strategy)
     with reused("replay", replay):
         labels = keep_labels(replay)
@@ -77,7 +78,7 @@ def parse_replay(block: Any, strategy: str, strategy_options: Mapping[str, Any])
     with reused("replay.privacy", privacy):
         release = ReleaseConfig.from_dict(dict(privacy))
     decoder_weight = resolved.get("lambda_decoder", 0.0)
-    if spec.replays(resolved) and decoder_weight > 0 and release.mode == "pool" and release.pool > 1:
+    if replays and decoder_weight > 0 and release.mode == "pool" and release.pool > 1:
         # found here, before stage 1 trains, rather than when stage 2 opens the pooled buffer
         raise ConfigError(
             f"ssl.strategies.{strategy}.lambda_decoder",

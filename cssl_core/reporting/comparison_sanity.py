@@ -107,27 +107,28 @@ def verdict(flag: bool | None) -> str:
 # ---- a. does stage-1 pretraining beat the random encoder? ----
 
 
-def pretraining_vs_random(variants: dict[str, Seeds], key: str, task: str, first: str) -> Paired:
-    """R[first stage][task] - random_encoder[task], paired per seed over every finished run."""
-    per_seed: dict[int, list[float]] = {}
-    for seed, m in finished(variants):
-        per_seed.setdefault(seed, []).append(metric(m, key, "R", first, task) - metric(m, key, "random_encoder", task))
-    return paired(per_seed)
+def random_auc(m: dict[str, Any], key: str, task: str) -> float:
+    return metric(m, key, "random_encoder", task)
 
 
-def pixels_key(key: str) -> str:
+def pixels_auc(m: dict[str, Any], key: str, task: str) -> float:
     """The raw-pixel reference of a probe family: the linear probe on downsampled slices at the same label
-    fraction (`pixels@0.1` beside `linear@0.1` and `attentive@0.1`)."""
-    return f"pixels@{key.split('@', 1)[1]}"
+    fraction (`pixels@0.1` beside `linear@0.1` and `attentive@0.1`); nan in trees without it."""
+    return metric(m, f"pixels@{key.split('@', 1)[1]}", "per_task", task)
 
 
-def pretraining_vs_pixels(variants: dict[str, Seeds], key: str, task: str, first: str) -> Paired:
-    """R[first stage][task] - the raw-pixel probe's AUC on task, paired per seed (n = 0 for trees without it)."""
+def pretraining_minus(
+    variants: dict[str, Seeds], key: str, task: str, first: str, reference: Callable[[dict[str, Any], str, str], float]
+) -> Paired:
+    """R[first stage][task] - reference(tree, key, task), paired per seed over every finished run."""
     per_seed: dict[int, list[float]] = {}
     for seed, m in finished(variants):
-        pixels = metric(m, pixels_key(key), "per_task", task)
-        per_seed.setdefault(seed, []).append(metric(m, key, "R", first, task) - pixels)
+        per_seed.setdefault(seed, []).append(metric(m, key, "R", first, task) - reference(m, key, task))
     return paired(per_seed)
+
+
+def pretraining_vs_random(variants: dict[str, Seeds], key: str, task: str, first: str) -> Paired:
+    return pretraining_minus(variants, key, task, first, random_auc)
 
 
 def informative_cells(variants: dict[str, Seeds], tasks: list[str], stages: list[str]) -> dict[Cell, bool | None]:
@@ -189,22 +190,21 @@ def mark(cell: str, flagged: bool) -> str:
 
 def pretraining_table(variants: dict[str, Seeds], tasks: list[str], stages: list[str]) -> list[str]:
     first = stages[0]
+    runs = [m for _, m in finished(variants)]
     rows = []
     for key in probe_families(variants):
         for task in tasks:
-            runs = [m for _, m in finished(variants)]
             diff = pretraining_vs_random(variants, key, task, first)
-            over_pixels = pretraining_vs_pixels(variants, key, task, first)
             rows.append(
                 [
                     key,
                     task,
                     fmt([metric(m, key, "R", first, task) for m in runs]),
-                    fmt([metric(m, key, "random_encoder", task) for m in runs]),
+                    fmt([random_auc(m, key, task) for m in runs]),
                     diff.text(),
                     verdict(diff.exceeds()),
-                    fmt([metric(m, pixels_key(key), "per_task", task) for m in runs]),
-                    over_pixels.text(),
+                    fmt([pixels_auc(m, key, task) for m in runs]),
+                    pretraining_minus(variants, key, task, first, pixels_auc).text(),
                 ]
             )
     header = [
@@ -352,7 +352,7 @@ def columns(variants: dict[str, Seeds], tasks: list[str], stages: list[str], mar
         ("recon forgetting", lambda m: metric(m, "recon", "bwt"), False),
         ("CKA BWT", lambda m: metric(m, "cka", "bwt"), False),
     ]
-    with_own = carries([m for runs in variants.values() for _, m in runs if m], "recon_own")
+    with_own = carries([m for _, m in finished(variants)], "recon_own")
     if with_own:
         out.append(("recon forgetting, own decoder", lambda m: metric(m, "recon_own", "bwt"), False))
     for key in probe_families(variants):
